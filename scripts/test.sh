@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's test command: sets up libtorch (once), builds, and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+cargo test --release --workspace "$@"

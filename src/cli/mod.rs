@@ -1,0 +1,63 @@
+//! Command-line interface: arguments are parsed by clap and turned into validated configs here;
+//! each command lives in its own file.
+mod attack_args;
+mod bench;
+mod common;
+mod eval;
+mod export;
+mod poison;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+pub use common::{DeviceArg, ModelArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "quarantine", version, about = "Find Trojans (backdoors) in image classifiers through sparsity")]
+pub struct Cli {
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model, clean or with a backdoor (--attack), with SGD and a multi-step learning rate.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint's clean accuracy on a data set's test split.
+    Eval(eval::EvalArgs),
+    /// Convert a checkpoint to a file PyTorch loads (.pt zip format or .safetensors).
+    Export(export::ExportArgs),
+    /// Describe a checkpoint: format, tensors, masks, sidecar.
+    Inspect(export::InspectArgs),
+    /// Write a poisoned copy of a training set in the input's own format, plus a grid of samples.
+    Poison(poison::PoisonArgs),
+    /// Measure training and inference throughput (images/s).
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(t) = cli.threads {
+        anyhow::ensure!(t > 0, "--threads must be at least 1");
+        tch::set_num_threads(t as i32);
+        tch::set_num_interop_threads(t as i32);
+    }
+    let device = cli.device.resolve()?;
+    match cli.command {
+        Command::Train(a) => train::run(a, device, cli.json),
+        Command::Eval(a) => eval::run(a, device, cli.json),
+        Command::Export(a) => export::run(a, device, cli.json),
+        Command::Inspect(a) => export::inspect(a, cli.json),
+        Command::Poison(a) => poison::run(a, device, cli.json),
+        Command::Bench(a) => bench::run(a, device, cli.json),
+    }
+}

@@ -1,0 +1,116 @@
+//! `--data` specs: `cifar10:DIR`, `cifar100:DIR`, `mnist:DIR`, `fashion-mnist:DIR`, `folder:DIR`, `builtin`.
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::{builtin, Normalization, Split};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum DataSpec {
+    Cifar10(PathBuf),
+    Cifar100(PathBuf),
+    Mnist(PathBuf),
+    FashionMnist(PathBuf),
+    Folder(PathBuf),
+    Builtin,
+}
+
+impl DataSpec {
+    pub fn load(&self) -> Result<Split> {
+        Ok(match self {
+            DataSpec::Cifar10(d) => imagesets::cifar10(d)?,
+            DataSpec::Cifar100(d) => imagesets::cifar100(d, imagesets::Cifar100Label::Fine)?,
+            DataSpec::Mnist(d) => imagesets::mnist_dir(d, &imagesets::MNIST_CLASSES)?,
+            DataSpec::FashionMnist(d) => imagesets::mnist_dir(d, &imagesets::FASHION_MNIST_CLASSES)?,
+            DataSpec::Folder(d) => imagesets::folder(d)?,
+            DataSpec::Builtin => builtin()?,
+        })
+    }
+
+    /// The normalization a model trained on this data uses unless told otherwise (SPEC §2).
+    pub fn default_normalization(&self, channels: usize) -> Normalization {
+        match self {
+            DataSpec::Cifar10(_) => Normalization::cifar10(),
+            DataSpec::Cifar100(_) => Normalization::cifar100(),
+            DataSpec::Mnist(_) | DataSpec::FashionMnist(_) | DataSpec::Builtin => Normalization::mnist(),
+            DataSpec::Folder(_) => Normalization::none(channels),
+        }
+    }
+
+    /// Whether horizontal flips are a label-preserving augmentation (off for digits).
+    pub fn flip_ok(&self) -> bool {
+        !matches!(self, DataSpec::Mnist(_))
+    }
+}
+
+impl FromStr for DataSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "builtin" {
+            return Ok(DataSpec::Builtin);
+        }
+        let (kind, dir) = s.split_once(':').ok_or_else(|| {
+            Error::invalid("data spec", format!("`{s}`: expected KIND:DIR (cifar10, cifar100, mnist, fashion-mnist, folder) or `builtin`"))
+        })?;
+        if dir.is_empty() {
+            return Err(Error::invalid("data spec", format!("`{s}`: missing directory after `{kind}:`")));
+        }
+        let dir = PathBuf::from(dir);
+        Ok(match kind {
+            "cifar10" => DataSpec::Cifar10(dir),
+            "cifar100" => DataSpec::Cifar100(dir),
+            "mnist" => DataSpec::Mnist(dir),
+            "fashion-mnist" | "fashionmnist" => DataSpec::FashionMnist(dir),
+            "folder" => DataSpec::Folder(dir),
+            other => return Err(Error::invalid("data spec", format!("unknown data kind `{other}` in `{s}`"))),
+        })
+    }
+}
+
+impl std::fmt::Display for DataSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (k, d) = match self {
+            DataSpec::Builtin => return write!(f, "builtin"),
+            DataSpec::Cifar10(d) => ("cifar10", d),
+            DataSpec::Cifar100(d) => ("cifar100", d),
+            DataSpec::Mnist(d) => ("mnist", d),
+            DataSpec::FashionMnist(d) => ("fashion-mnist", d),
+            DataSpec::Folder(d) => ("folder", d),
+        };
+        write!(f, "{k}:{}", d.display())
+    }
+}
+
+impl From<DataSpec> for String {
+    fn from(s: DataSpec) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for DataSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_specs() {
+        for s in ["builtin", "cifar10:/d/c10", "cifar100:x", "mnist:m", "fashion-mnist:f", "folder:imgs"] {
+            assert_eq!(s.parse::<DataSpec>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        for (s, want) in [("cifar10", "KIND:DIR"), ("svhn:x", "unknown data kind `svhn`"), ("mnist:", "missing directory")] {
+            let e = s.parse::<DataSpec>().unwrap_err().to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+}

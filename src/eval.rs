@@ -1,0 +1,26 @@
+//! Evaluation: clean accuracy and mean cross-entropy of a model in eval mode (BN running statistics).
+use tch::Kind;
+
+use crate::data::{Augment, Batches, ImageSet, Normalization};
+use crate::model::Model;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvalResult {
+    pub accuracy: f64,
+    pub loss: f64,
+    pub n: usize,
+}
+
+/// Accuracy and loss over `set` (dataset order, no augmentation, no gradients).
+pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalization, batch_size: usize) -> EvalResult {
+    let (mut correct, mut loss, mut n) = (0i64, 0.0, 0usize);
+    tch::no_grad(|| {
+        for b in Batches::new(set, batch_size, norm, Augment::NONE, None, model.device()) {
+            let logits = model.forward_t(&b.images, false);
+            loss += logits.cross_entropy_for_logits(&b.labels).double_value(&[]) * b.indices.len() as f64;
+            correct += logits.argmax(-1, false).eq_tensor(&b.labels).sum(Kind::Int64).int64_value(&[]);
+            n += b.indices.len();
+        }
+    });
+    EvalResult { accuracy: correct as f64 / n.max(1) as f64, loss: loss / n.max(1) as f64, n }
+}

@@ -1,0 +1,42 @@
+//! A small CNN for 28x28 (and other small) inputs: two stages of two conv3x3+BN+ReLU layers (16 and 32
+//! channels) each closed by a 2x2 max-pool, then `fc1` (flattened features -> 128) + ReLU and `fc2`.
+//! Flattening keeps spatial position, so a corner patch trigger is easy to learn. On `builtin` data it
+//! reaches ~87% test accuracy in ~1 minute on 2 cores (README results table).
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use super::layers::{bn, conv, linear};
+
+#[derive(Debug)]
+pub struct SmallCnn {
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl SmallCnn {
+    pub fn new(p: &nn::Path, in_channels: i64, height: i64, width: i64, num_classes: i64) -> Self {
+        let chans = [(in_channels, 16), (16, 16), (16, 32), (32, 32)];
+        let convs = chans
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (conv(p / format!("conv{}", i + 1), a, b, 3, 1, 1, false), bn(p / format!("bn{}", i + 1), b)))
+            .collect();
+        let flat = 32 * (height / 4) * (width / 4);
+        SmallCnn { convs, fc1: linear(p / "fc1", flat, 128), fc2: linear(p / "fc2", 128, num_classes) }
+    }
+}
+
+impl ModuleT for SmallCnn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = x.shallow_clone();
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            out = out.apply(c).apply_t(b, train).relu();
+            if i % 2 == 1 {
+                out = out.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            }
+        }
+        // [N, 32, H/4, W/4] -> [N, 32*(H/4)*(W/4)]
+        out.flatten(1, -1).apply(&self.fc1).relu().apply(&self.fc2)
+    }
+}

@@ -1,0 +1,287 @@
+//! Architectures (SPEC §3) over one `VarStore` whose variable names are PyTorch's state-dict names,
+//! and conversion between the store and flat state dicts (import/export in `checkpoint`).
+mod checkpoint;
+mod cnn;
+mod layers;
+mod resnet18;
+mod resnet20s;
+mod vgg;
+
+pub use checkpoint::{export, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Versions};
+
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+use torchfile::{DType, RawTensor};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// ResNet-20s with option-A shortcuts (the paper's main model).
+    Resnet20s,
+    /// ResNet-18, CIFAR variant (3x3 stem, no max-pool).
+    Resnet18,
+    /// VGG-16 with batch norm, one linear layer.
+    Vgg16bn,
+    /// Small 4-conv CNN for 28x28 inputs.
+    Cnn,
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Resnet20s => "resnet20s",
+            Arch::Resnet18 => "resnet18",
+            Arch::Vgg16bn => "vgg16bn",
+            Arch::Cnn => "cnn",
+        }
+    }
+    /// Name of the classification head's weight.
+    pub fn head(&self) -> &'static str {
+        match self {
+            Arch::Resnet20s | Arch::Resnet18 => "fc.weight",
+            Arch::Vgg16bn => "classifier.weight",
+            Arch::Cnn => "fc2.weight",
+        }
+    }
+    /// Name of the first conv weight (its shape gives the input channels).
+    pub fn stem(&self) -> &'static str {
+        match self {
+            Arch::Resnet20s | Arch::Resnet18 => "conv1.weight",
+            Arch::Vgg16bn => "features.0.weight",
+            Arch::Cnn => "conv1.weight",
+        }
+    }
+}
+
+/// What a network needs to be built: architecture and input/output shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelMeta {
+    pub arch: Arch,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+}
+
+pub struct Model {
+    pub meta: ModelMeta,
+    pub vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Model({:?})", self.meta)
+    }
+}
+
+impl Model {
+    /// Builds a freshly initialised network; call `tch::manual_seed` first for reproducible weights.
+    pub fn new(meta: ModelMeta, device: Device) -> Result<Self> {
+        let (c, h, w, k) = (meta.in_channels as i64, meta.height as i64, meta.width as i64, meta.num_classes as i64);
+        if !(1..=4).contains(&c) || h < 4 || w < 4 || k < 2 || h > 4096 || w > 4096 || k > 100_000 {
+            return Err(Error::invalid("model shape", format!("{meta:?}: need 1-4 channels, images of at least 4x4, 2+ classes")));
+        }
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net: Box<dyn ModuleT> = match meta.arch {
+            Arch::Resnet20s => Box::new(resnet20s::ResNet20s::new(&root, c, k)),
+            Arch::Resnet18 => Box::new(resnet18::ResNet18::new(&root, c, k)),
+            Arch::Vgg16bn => Box::new(vgg::Vgg16Bn::new(&root, c, k)),
+            Arch::Cnn => Box::new(cnn::SmallCnn::new(&root, c, h, w, k)),
+        };
+        Ok(Model { meta, vs, net })
+    }
+
+    /// [N, C, H, W] normalized images -> [N, classes] logits. `train` selects BN batch statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.net.forward_t(x, train)
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Every state tensor (parameters and BN buffers) by PyTorch name, sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Trainable parameters by name, sorted (the optimizer's variable list).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    }
+
+    /// Names of the conv weights (4-D parameters): what pruning masks cover (SPEC §4).
+    pub fn conv_weight_names(&self) -> Vec<String> {
+        self.named_tensors().into_iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).map(|(n, _)| n).collect()
+    }
+
+    /// The model's state as a flat state dict (float32 on CPU), plus `num_batches_tracked` for every
+    /// BN layer so that PyTorch's strict `load_state_dict` accepts it.
+    pub fn state_dict(&self, batches_tracked: i64) -> Vec<(String, RawTensor)> {
+        let mut out = vec![];
+        for (name, t) in self.named_tensors() {
+            if let Some(prefix) = name.strip_suffix(".running_mean") {
+                out.push((format!("{prefix}.num_batches_tracked"), RawTensor { dtype: DType::I64, shape: vec![], data: batches_tracked.to_le_bytes().to_vec() }));
+            }
+            out.push((name, to_raw(&t)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Loads a state dict strictly: every model tensor must be present with its shape; extra keys
+    /// other than `num_batches_tracked` are an error. A head named `linear` is accepted for `fc`.
+    pub fn load_state_dict(&self, tensors: &[(String, RawTensor)], source: &std::path::Path) -> Result<()> {
+        let mut vars = self.vs.variables();
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, raw) in tensors {
+            if key.ends_with("num_batches_tracked") {
+                continue;
+            }
+            let name = canonical_name(key, &vars);
+            let Some(var) = vars.get_mut(&name) else {
+                return Err(Error::bad_file(source, format!("unexpected tensor `{key}` for a {} model (is --arch right?)", self.meta.arch.name())));
+            };
+            let src = from_raw(raw, source, key)?;
+            if src.size() != var.size() {
+                return Err(Error::bad_file(source, format!("tensor `{key}` has shape {:?}, a {} model needs {:?}", src.size(), self.meta.arch.name(), var.size())));
+            }
+            tch::no_grad(|| var.copy_(&src.to_kind(var.kind())));
+            seen.insert(name);
+        }
+        let missing: Vec<&String> = vars.keys().filter(|k| !seen.contains(*k)).collect();
+        if !missing.is_empty() {
+            let mut m: Vec<&String> = missing;
+            m.sort();
+            return Err(Error::bad_file(source, format!("missing {} tensor(s) for a {} model, e.g. {:?}", m.len(), self.meta.arch.name(), &m[..m.len().min(3)])));
+        }
+        Ok(())
+    }
+
+    /// Copies all state (weights and BN buffers) from another model of the same shape.
+    pub fn copy_from(&self, other: &Model) -> Result<()> {
+        let src = other.vs.variables();
+        tch::no_grad(|| {
+            for (n, t) in self.vs.variables() {
+                match src.get(&n) {
+                    Some(s) => {
+                        let _ = t.shallow_clone().copy_(s);
+                        Ok(())
+                    }
+                    None => Err(Error::invalid("model copy", format!("source has no tensor `{n}`"))),
+                }?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn canonical_name(key: &str, vars: &std::collections::HashMap<String, Tensor>) -> String {
+    if !vars.contains_key(key) {
+        if let Some(rest) = key.strip_prefix("linear.") {
+            return format!("fc.{rest}");
+        }
+    }
+    key.to_string()
+}
+
+pub fn kind_of(d: DType) -> Kind {
+    match d {
+        DType::F64 => Kind::Double,
+        DType::F32 => Kind::Float,
+        DType::F16 => Kind::Half,
+        DType::BF16 => Kind::BFloat16,
+        DType::I64 => Kind::Int64,
+        DType::I32 => Kind::Int,
+        DType::I16 => Kind::Int16,
+        DType::I8 => Kind::Int8,
+        DType::U8 => Kind::Uint8,
+        DType::Bool => Kind::Bool,
+    }
+}
+
+/// A raw state-dict tensor as a CPU tensor of its own dtype.
+pub fn from_raw(raw: &RawTensor, source: &std::path::Path, key: &str) -> Result<Tensor> {
+    let numel: usize = raw.shape.iter().product();
+    if raw.data.len() != numel * raw.dtype.size() {
+        return Err(Error::bad_file(source, format!("tensor `{key}`: {} bytes for shape {:?}", raw.data.len(), raw.shape)));
+    }
+    let shape: Vec<i64> = raw.shape.iter().map(|&d| d as i64).collect();
+    Ok(Tensor::from_data_size(&raw.data, &shape, kind_of(raw.dtype)))
+}
+
+/// A tensor as a float32 (or, for integer/bool tensors, its own dtype) raw CPU tensor.
+pub fn to_raw(t: &Tensor) -> RawTensor {
+    let (kind, dtype) = match t.kind() {
+        Kind::Int64 => (Kind::Int64, DType::I64),
+        Kind::Bool => (Kind::Bool, DType::Bool),
+        Kind::Uint8 => (Kind::Uint8, DType::U8),
+        _ => (Kind::Float, DType::F32),
+    };
+    let t = t.detach().to_device(Device::Cpu).to_kind(kind).contiguous();
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * dtype.size()];
+    t.copy_data_u8(&mut data, numel);
+    RawTensor { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(arch: Arch, c: usize, hw: usize) -> ModelMeta {
+        ModelMeta { arch, in_channels: c, height: hw, width: hw, num_classes: 10 }
+    }
+
+    #[test]
+    fn resnet20s_has_the_reference_names_and_conv_count() {
+        let m = Model::new(meta(Arch::Resnet20s, 3, 32), Device::Cpu).unwrap();
+        let names: Vec<String> = m.named_tensors().into_iter().map(|(n, _)| n).collect();
+        for n in ["conv1.weight", "bn1.running_var", "layer3.2.bn2.bias", "fc.weight", "fc.bias"] {
+            assert!(names.contains(&n.to_string()), "{n}");
+        }
+        let convs: i64 = m.conv_weight_names().iter().map(|n| m.vs.variables()[n].numel() as i64).sum();
+        assert_eq!(convs, 267_696);
+        let y = m.forward_t(&Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(y.size(), vec![2, 10]);
+    }
+
+    #[test]
+    fn every_arch_runs_on_small_and_cifar_inputs() {
+        for arch in [Arch::Resnet20s, Arch::Resnet18, Arch::Vgg16bn, Arch::Cnn] {
+            for (c, hw) in [(1, 28), (3, 32)] {
+                let m = Model::new(meta(arch, c, hw), Device::Cpu).unwrap();
+                let y = m.forward_t(&Tensor::randn([2, c as i64, hw as i64, hw as i64], (Kind::Float, Device::Cpu)), true);
+                assert_eq!(y.size(), vec![2, 10], "{arch:?} {c}x{hw}");
+            }
+        }
+    }
+
+    #[test]
+    fn state_dict_round_trip_and_strictness() {
+        let a = Model::new(meta(Arch::Cnn, 1, 28), Device::Cpu).unwrap();
+        let b = Model::new(meta(Arch::Cnn, 1, 28), Device::Cpu).unwrap();
+        let sd = a.state_dict(7);
+        assert!(sd.iter().any(|(n, _)| n == "bn1.num_batches_tracked"));
+        b.load_state_dict(&sd, std::path::Path::new("x.pt")).unwrap();
+        let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+        assert!(a.forward_t(&x, false).equal(&b.forward_t(&x, false)));
+        let mut missing = sd.clone();
+        missing.retain(|(n, _)| n != "fc1.bias");
+        let e = b.load_state_dict(&missing, std::path::Path::new("x.pt")).unwrap_err().to_string();
+        assert!(e.contains("x.pt") && e.contains("missing 1") && e.contains("fc1.bias"), "{e}");
+        let mut extra = sd.clone();
+        extra.push(("bogus.weight".into(), sd[0].1.clone()));
+        assert!(b.load_state_dict(&extra, std::path::Path::new("x.pt")).unwrap_err().to_string().contains("unexpected tensor `bogus.weight`"));
+        let mut wrong = sd;
+        let i = wrong.iter().position(|(n, _)| n == "fc2.bias").unwrap();
+        wrong[i].1 = RawTensor { dtype: DType::F32, shape: vec![3], data: vec![0; 12] };
+        assert!(b.load_state_dict(&wrong, std::path::Path::new("x.pt")).unwrap_err().to_string().contains("shape [3]"));
+    }
+}

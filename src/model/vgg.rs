@@ -1,0 +1,56 @@
+//! VGG-16 with batch norm, CIFAR variant (SPEC §3): 13 conv3x3 layers with bias, each followed by BN and
+//! ReLU, max-pool after stages of 2, 2, 3, 3, 3 convs, then one Linear(512 -> classes) named
+//! `classifier`. Conv/BN layers are named `features.{i}` by their index in PyTorch's `nn.Sequential`
+//! (conv, BN, ReLU take one index each, as does each max-pool). A max-pool whose input is already 1x1
+//! (inputs smaller than 32x32, e.g. 28x28) is skipped; at 32x32 and above nothing changes.
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use super::layers::{bn, conv, linear};
+
+const CFG: [i64; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+
+#[derive(Debug)]
+enum Layer {
+    ConvBn(nn::Conv2D, nn::BatchNorm),
+    Pool,
+}
+
+#[derive(Debug)]
+pub struct Vgg16Bn {
+    layers: Vec<Layer>,
+    classifier: nn::Linear,
+}
+
+impl Vgg16Bn {
+    pub fn new(p: &nn::Path, in_channels: i64, num_classes: i64) -> Self {
+        let f = p / "features";
+        let (mut layers, mut idx, mut cin) = (vec![], 0, in_channels);
+        for &c in &CFG {
+            if c == 0 {
+                layers.push(Layer::Pool);
+                idx += 1;
+            } else {
+                layers.push(Layer::ConvBn(conv(&f / idx, cin, c, 3, 1, 1, true), bn(&f / (idx + 1), c)));
+                idx += 3;
+                cin = c;
+            }
+        }
+        Vgg16Bn { layers, classifier: linear(p / "classifier", 512, num_classes) }
+    }
+}
+
+impl ModuleT for Vgg16Bn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = x.shallow_clone();
+        for l in &self.layers {
+            out = match l {
+                Layer::ConvBn(c, b) => out.apply(c).apply_t(b, train).relu(),
+                Layer::Pool if out.size()[2] >= 2 && out.size()[3] >= 2 => out.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
+                Layer::Pool => out,
+            };
+        }
+        // [N, 512, h, w] -> [N, 512]
+        out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.classifier)
+    }
+}

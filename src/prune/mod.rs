@@ -1,0 +1,98 @@
+//! Pruning paths (SPEC §4-5): iterative magnitude pruning with rewinding (IMP), one-shot magnitude
+//! pruning of a trained model (OMP), and random pruning (the control). Each produces a sequence of
+//! Trojan tickets φ_s with masks, saved as `tickets/step-SSS.safetensors` (+ sidecar) and
+//! `tickets/step-SSS.mask.safetensors`, which `quarantine score` scores.
+//!
+//! - IMP: train dense (round 0), saving the state at the rewind epoch; then for each round r:
+//!   prune `rate` of the alive weights of round r-1's final weights, rewind, re-apply the mask, train
+//!   again with a fresh optimizer and the schedule advanced by the rewind epochs. The ticket of step s
+//!   is round s-1's trained weights pruned once more, not retrained (the reference's): density 0.8^s.
+//! - OMP: step s is the given trained model pruned to density 0.8^s (s rounds of 20% of the alive
+//!   weights by magnitude of the same weights), no retraining: the path an auditor can afford.
+//! - Random: like OMP, with random scores instead of magnitudes.
+mod imp;
+mod mask;
+
+pub use imp::{run_imp, ImpConfig, Rewind};
+pub use mask::{Criterion, Density, Masks, Scope};
+
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::error::Result;
+use crate::model::{from_raw, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Iterative magnitude pruning with rewinding (trains every round).
+    Imp,
+    /// One-shot magnitude pruning of the given trained model (no training).
+    Omp,
+    /// Random pruning of the given trained model (control).
+    Random,
+}
+
+/// Paths of a pruning run's tickets.
+pub fn ticket_path(dir: &Path, step: usize) -> PathBuf {
+    dir.join("tickets").join(format!("step-{step:03}.safetensors"))
+}
+
+pub fn mask_path(dir: &Path, step: usize) -> PathBuf {
+    dir.join("tickets").join(format!("step-{step:03}.mask.safetensors"))
+}
+
+/// Saves a ticket (weights with the mask applied, BN state) and its mask, atomically.
+pub fn save_ticket(dir: &Path, step: usize, model: &Model, masks: &Masks, info: &CheckpointInfo) -> Result<()> {
+    std::fs::create_dir_all(dir.join("tickets")).map_err(|e| crate::Error::io(dir.join("tickets"), e))?;
+    masks.apply(model);
+    let raw: Vec<(String, torchfile::RawTensor)> = masks.masks.iter().map(|(n, m)| (n.clone(), crate::model::to_raw(m))).collect();
+    torchfile::save_safetensors(&mask_path(dir, step), &raw, &Default::default())?;
+    let mut info = info.clone();
+    let d = masks.density();
+    info.metrics = Some(serde_json::json!({"step": step, "density": d.total, "alive": d.alive}));
+    save_checkpoint(&ticket_path(dir, step), model, &info)
+}
+
+/// Loads ticket `step` of a run (model on `device`, masks, sidecar).
+pub fn load_ticket(dir: &Path, step: usize, device: Device) -> Result<(Model, Masks, CheckpointInfo)> {
+    let (model, info, _) = load_checkpoint(&ticket_path(dir, step), &InputOverrides::default(), device)?;
+    let mp = mask_path(dir, step);
+    let sd = torchfile::load(&mp)?;
+    let named = sd.tensors.iter().map(|(n, r)| Ok((n.clone(), from_raw(r, &mp, n)?.to_device(device)))).collect::<Result<Vec<_>>>()?;
+    let masks = Masks::from_named(&model, named);
+    Ok((model, masks, info))
+}
+
+/// OMP / random path: tickets at densities 0.8^s, s = 1..=steps, from one trained model.
+pub fn one_shot_path(dir: &Path, model: &Model, info: &CheckpointInfo, steps: usize, rate: f64, scope: Scope, criterion: Criterion, start_masks: Masks) -> Result<Vec<Density>> {
+    let dense: Vec<(String, tch::Tensor)> = model.named_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let mut masks = start_masks;
+    let mut out = vec![];
+    for step in 1..=steps {
+        // Magnitudes are always those of the trained weights; the mask only shrinks.
+        let vars = model.vs.variables();
+        tch::no_grad(|| {
+            for (n, t) in &dense {
+                let _ = vars[n].shallow_clone().copy_(t);
+            }
+        });
+        masks.apply(model);
+        let crit = match criterion {
+            Criterion::Random(s) => Criterion::Random(s.wrapping_add(step as u64)),
+            c => c,
+        };
+        masks = masks.prune(model, rate, scope, crit);
+        save_ticket(dir, step, model, &masks, info)?;
+        out.push(masks.density());
+    }
+    // Leave the model as it was given.
+    let vars = model.vs.variables();
+    tch::no_grad(|| {
+        for (n, t) in &dense {
+            let _ = vars[n].shallow_clone().copy_(t);
+        }
+    });
+    Ok(out)
+}

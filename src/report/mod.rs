@@ -1,0 +1,2 @@
+//! Reports: images, plots, JSON.
+pub mod png;
