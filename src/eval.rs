@@ -24,3 +24,17 @@ pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalization, batch_size:
     });
     EvalResult { accuracy: correct as f64 / n.max(1) as f64, loss: loss / n.max(1) as f64, n }
 }
+
+/// The model's predicted labels for every image of `set` (labels for data-free inputs).
+pub fn predict(model: &Model, set: &ImageSet, norm: &Normalization) -> Vec<u32> {
+    let mut out = vec![0u32; set.n];
+    tch::no_grad(|| {
+        for b in Batches::new(set, 500, norm, Augment::NONE, None, model.device()) {
+            let p: Vec<i64> = Vec::try_from(model.forward_t(&b.images, false).argmax(-1, false).to_device(tch::Device::Cpu)).expect("int64 vector");
+            for (i, v) in b.indices.iter().zip(p) {
+                out[*i] = v as u32;
+            }
+        }
+    });
+    out
+}

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "torchfile", "tests", "fixtures")
 MAX_BYTES = 20 * 1024
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # reproducible zip entries
 
 expected = {}
 
@@ -113,6 +114,13 @@ def main():
     save("zip_basic.pt", sd)
     save("legacy_basic.pt", sd, legacy=True)
     save("zip_proto4.pt", sd, protocol=4)
+    # The same archive re-zipped with deflate (as archive tools do): still readable.
+    with zipfile.ZipFile(os.path.join(OUT, "zip_basic.pt")) as src, zipfile.ZipFile(
+        os.path.join(OUT, "zip_deflated.pt"), "w", zipfile.ZIP_DEFLATED
+    ) as dst:
+        for info in src.infolist():
+            dst.writestr(zipfile.ZipInfo(info.filename, FIXED_TIME), src.read(info.filename), zipfile.ZIP_DEFLATED)
+    record("zip_deflated.pt", sd, [], "zip")
     save("legacy_proto4.pt", sd, legacy=True, protocol=4)
 
     # Training checkpoint: state dict nested next to non-tensor entries.
@@ -185,8 +193,8 @@ def main():
     record_error("malicious_nested.pt", f"{os.system.__module__}.system")
     # A hand-made archive: a raw protocol-4 pickle (STACK_GLOBAL) as data.pkl.
     with zipfile.ZipFile(os.path.join(OUT, "malicious_raw.pt"), "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps(EvalEvil(), protocol=4))
-        z.writestr("archive/version", "3\n")
+        z.writestr(zipfile.ZipInfo("archive/data.pkl", FIXED_TIME), pickle.dumps(EvalEvil(), protocol=4))
+        z.writestr(zipfile.ZipInfo("archive/version", FIXED_TIME), "3\n")
     record_error("malicious_raw.pt", "builtins.eval")
 
     st = collections.OrderedDict(

@@ -6,6 +6,8 @@ mod common;
 mod eval;
 mod export;
 mod poison;
+mod prune;
+mod score;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,10 @@ pub enum Command {
     Inspect(export::InspectArgs),
     /// Write a poisoned copy of a training set in the input's own format, plus a grid of samples.
     Poison(poison::PoisonArgs),
+    /// Prune a model along a path (IMP, OMP, random) into Trojan tickets.
+    Prune(prune::PruneArgs),
+    /// Score the tickets of a pruning run (LMC Trojan score) and pick the winning Trojan ticket.
+    Score(score::ScoreArgs),
     /// Measure training and inference throughput (images/s).
     Bench(bench::BenchArgs),
 }
@@ -58,6 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => export::run(a, device, cli.json),
         Command::Inspect(a) => export::inspect(a, cli.json),
         Command::Poison(a) => poison::run(a, device, cli.json),
+        Command::Prune(a) => prune::run(a, device, cli.json),
+        Command::Score(a) => score::run(a, device, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),
     }
 }

@@ -5,12 +5,14 @@
 //! stamp -> random crop (zero padding) -> horizontal flip -> to [0,1] -> normalize).
 mod builtin;
 mod loader;
+mod noise;
 mod normalize;
 mod spec;
 
 pub use builtin::builtin;
 pub use imagesets::{ImageSet, Split};
 pub use loader::{Augment, Batch, Batches, to_tensor};
+pub use noise::noise_set;
 pub use normalize::Normalization;
 pub use spec::DataSpec;
 

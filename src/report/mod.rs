@@ -1,2 +1,3 @@
 //! Reports: images, plots, JSON.
+pub mod plot;
 pub mod png;

@@ -8,10 +8,16 @@
 use crate::dtype::RawTensor;
 use crate::error::{state_dict, Fault};
 use crate::pickle::{Dict, Heap, Value};
-use crate::tensor::{materialise, ExpansionBudget, StorageRef, TensorRef};
+use crate::tensor::{materialise, OutputBudget, StorageRef, TensorRef};
 
 /// Keys under which training scripts commonly nest the state dict, in order of preference.
-pub(crate) const NESTED_KEYS: [&str; 5] = ["state_dict", "model", "model_state_dict", "net", "state_dict_ema"];
+pub(crate) const NESTED_KEYS: [&str; 5] = [
+    "state_dict",
+    "model",
+    "model_state_dict",
+    "net",
+    "state_dict_ema",
+];
 
 /// The tensors of the chosen state dict (still descriptions) and the keys that were skipped.
 pub(crate) struct Selection<'h> {
@@ -70,9 +76,13 @@ pub(crate) fn select(heap: &Heap, root: Value) -> Result<Selection<'_>, Fault> {
     Ok(Selection { tensors, ignored })
 }
 
-/// Copies every selected tensor out of `storages`.
-pub(crate) fn materialise_all(sel: Selection<'_>, storages: &dyn Storages) -> Result<Extracted, Fault> {
-    let mut budget = ExpansionBudget::default();
+/// Copies every selected tensor out of `storages`; `input_len` (the file size) bounds the total.
+pub(crate) fn materialise_all(
+    sel: Selection<'_>,
+    storages: &dyn Storages,
+    input_len: usize,
+) -> Result<Extracted, Fault> {
+    let mut budget = OutputBudget::for_input(input_len);
     let mut tensors = Vec::with_capacity(sel.tensors.len());
     for (name, t) in sel.tensors {
         let bytes = storages.bytes(&t.storage)?;

@@ -140,7 +140,11 @@ impl RawTensor {
     /// Builds an F32 tensor. Panics if `values.len()` does not match `shape` (a programming
     /// error, not a data error).
     pub fn from_f32(shape: &[usize], values: &[f32]) -> RawTensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/values mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape/values mismatch"
+        );
         RawTensor {
             dtype: DType::F32,
             shape: shape.to_vec(),
@@ -151,7 +155,11 @@ impl RawTensor {
     /// Builds a tensor of any type from `f64` values (rounded/truncated as `as` casts do; bool
     /// is `v != 0`). Panics if `values.len()` does not match `shape`.
     pub fn from_f64(dtype: DType, shape: &[usize], values: &[f64]) -> RawTensor {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/values mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape/values mismatch"
+        );
         let size = dtype.size();
         let mut data = vec![0u8; values.len() * size];
         for (chunk, &v) in data.chunks_exact_mut(size).zip(values) {

@@ -95,7 +95,11 @@ pub(crate) fn f32_to_f16(f: f32) -> u16 {
     let exp = ((x >> 23) & 0xff) as i32;
     let mant = x & 0x007f_ffff;
     if exp == 0xff {
-        let nan = if mant != 0 { 0x0200 | (mant >> 13) as u16 } else { 0 };
+        let nan = if mant != 0 {
+            0x0200 | (mant >> 13) as u16
+        } else {
+            0
+        };
         return sign | 0x7c00 | nan;
     }
     let e = exp - 127 + 15;

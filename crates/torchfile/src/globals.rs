@@ -3,7 +3,7 @@
 //! A pickle's GLOBAL/STACK_GLOBAL opcodes name a `module.attribute`; Python's `pickle` imports it
 //! and REDUCE then *calls* it with arguments from the file, which is how a malicious checkpoint
 //! runs `os.system(...)`. This crate never imports or calls anything: [`resolve`] maps a name to
-//! one of the [`Global`] variants below, each of which the VM (src/pickle.rs) *emulates* by
+//! one of the [`Global`] variants below, each of which the VM (src/pickle/) *emulates* by
 //! building a plain value. Every other name is refused with [`Fault::Forbidden`], or with
 //! [`Fault::Unsupported`] for PyTorch names that are harmless but not implemented here.
 
@@ -62,17 +62,56 @@ impl Global {
 
 /// Torch dtypes that exist but that [`DType`] does not cover.
 const UNSUPPORTED_DTYPES: &[&str] = &[
-    "uint16", "uint32", "uint64", "complex32", "complex64", "complex128", "cfloat", "cdouble",
-    "chalf", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
-    "float8_e8m0fnu", "float4_e2m1fn_x2", "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
-    "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16", "uint1", "uint2", "uint3", "uint4",
-    "uint5", "uint6", "uint7", "int1", "int2", "int3", "int4", "int5", "int6", "int7",
+    "uint16",
+    "uint32",
+    "uint64",
+    "complex32",
+    "complex64",
+    "complex128",
+    "cfloat",
+    "cdouble",
+    "chalf",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+    "bits8",
+    "bits16",
+    "uint1",
+    "uint2",
+    "uint3",
+    "uint4",
+    "uint5",
+    "uint6",
+    "uint7",
+    "int1",
+    "int2",
+    "int3",
+    "int4",
+    "int5",
+    "int6",
+    "int7",
 ];
 
 /// Torch storage classes that exist but that [`DType`] does not cover.
 const UNSUPPORTED_STORAGES: &[&str] = &[
-    "ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage",
-    "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage",
+    "ComplexFloatStorage",
+    "ComplexDoubleStorage",
+    "QInt8Storage",
+    "QUInt8Storage",
+    "QInt32Storage",
+    "QUInt4x2Storage",
+    "QUInt2x4Storage",
 ];
 
 /// Torch rebuild functions for tensor kinds this crate does not read.
@@ -81,9 +120,15 @@ const UNSUPPORTED_REBUILDS: &[(&str, &str)] = &[
     ("_rebuild_sparse_tensor", "sparse tensors"),
     ("_rebuild_sparse_csr", "sparse tensors"),
     ("_rebuild_nested_tensor", "nested tensors"),
-    ("_rebuild_device_tensor_from_numpy", "tensors stored as NumPy arrays"),
+    (
+        "_rebuild_device_tensor_from_numpy",
+        "tensors stored as NumPy arrays",
+    ),
     ("_rebuild_device_tensor_from_cpu_tensor", "device tensors"),
-    ("_rebuild_meta_tensor_no_storage", "meta tensors without data"),
+    (
+        "_rebuild_meta_tensor_no_storage",
+        "meta tensors without data",
+    ),
     ("_rebuild_wrapper_subclass", "tensor subclasses"),
     ("_rebuild_xla_tensor", "XLA tensors"),
     ("_rebuild_mtia_tensor", "MTIA tensors"),
@@ -127,7 +172,9 @@ pub(crate) fn resolve(module: &str, name: &str) -> Result<Global, Fault> {
             Global::TorchDType(DType::from_name(n).unwrap_or(DType::U8))
         }
         ("torch", n) if UNSUPPORTED_DTYPES.contains(&n) => {
-            return Err(unsupported(format!("tensors of dtype `torch.{n}` are not supported")))
+            return Err(unsupported(format!(
+                "tensors of dtype `torch.{n}` are not supported"
+            )))
         }
         ("torch._utils", n) if UNSUPPORTED_REBUILDS.iter().any(|(f, _)| *f == n) => {
             let what = UNSUPPORTED_REBUILDS
@@ -162,6 +209,7 @@ fn hint(module: &str) -> &'static str {
         "torch" | "torchvision" | "timm" if module.contains(".models") || module.contains(".nn.modules") => {
             "; a whole model object was pickled: save model.state_dict() instead"
         }
+        "__main__" => "; an object of a class from the training script (often a whole model) was pickled: save model.state_dict() instead",
         _ => "",
     }
 }
@@ -172,9 +220,18 @@ mod tests {
 
     #[test]
     fn known_names_resolve() {
-        assert_eq!(resolve("torch", "FloatStorage").unwrap(), Global::StorageType(DType::F32));
-        assert_eq!(resolve("torch", "BFloat16Storage").unwrap(), Global::StorageType(DType::BF16));
-        assert_eq!(resolve("torch", "bfloat16").unwrap(), Global::TorchDType(DType::BF16));
+        assert_eq!(
+            resolve("torch", "FloatStorage").unwrap(),
+            Global::StorageType(DType::F32)
+        );
+        assert_eq!(
+            resolve("torch", "BFloat16Storage").unwrap(),
+            Global::StorageType(DType::BF16)
+        );
+        assert_eq!(
+            resolve("torch", "bfloat16").unwrap(),
+            Global::TorchDType(DType::BF16)
+        );
         assert_eq!(resolve("__builtin__", "set").unwrap(), Global::Set);
         assert_eq!(resolve("collections", "OrderedDict").unwrap(), Global::Dict);
     }
@@ -201,8 +258,14 @@ mod tests {
 
     #[test]
     fn benign_but_unsupported_names_say_so() {
-        assert!(matches!(resolve("torch", "complex64"), Err(Fault::Unsupported(_))));
-        assert!(matches!(resolve("torch._utils", "_rebuild_qtensor"), Err(Fault::Unsupported(_))));
+        assert!(matches!(
+            resolve("torch", "complex64"),
+            Err(Fault::Unsupported(_))
+        ));
+        assert!(matches!(
+            resolve("torch._utils", "_rebuild_qtensor"),
+            Err(Fault::Unsupported(_))
+        ));
         match resolve("numpy.core.multiarray", "scalar") {
             Err(Fault::Forbidden { hint, .. }) => assert!(hint.contains("NumPy")),
             other => panic!("{other:?}"),

@@ -41,12 +41,17 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     }
     let version = pickle::unpickle(bytes, magic.end)?;
     if version.root != Value::Int(PROTOCOL_VERSION) {
-        return Err(unsupported(format!("legacy checkpoint protocol {:?} (expected 1001)", version.root)));
+        return Err(unsupported(format!(
+            "legacy checkpoint protocol {:?} (expected 1001)",
+            version.root
+        )));
     }
     let sys_info = pickle::unpickle(bytes, version.end)?;
     if let Some(d) = sys_info.heap.as_dict(sys_info.root) {
         if d.get_str("little_endian") == Some(Value::Bool(false)) {
-            return Err(unsupported("the checkpoint was written on a big-endian machine"));
+            return Err(unsupported(
+                "the checkpoint was written on a big-endian machine",
+            ));
         }
     }
     let main = pickle::unpickle(bytes, sys_info.end)?;
@@ -67,12 +72,15 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     }
 
     // The data sections, in key-list order.
-    let mut sections: HashMap<String, &[u8]> = HashMap::with_capacity(key_list.len().min(bytes.len()));
+    let mut sections: HashMap<String, &[u8]> =
+        HashMap::with_capacity(key_list.len().min(bytes.len()));
     let mut pos = keys.end;
     for key in key_list {
-        let dtype = *dtypes
-            .get(key)
-            .ok_or_else(|| malformed(format!("storage '{key}' has data but no tensor refers to it")))?;
+        let dtype = *dtypes.get(key).ok_or_else(|| {
+            malformed(format!(
+                "storage '{key}' has data but no tensor refers to it"
+            ))
+        })?;
         let header = bytes
             .get(pos..pos + 8)
             .ok_or_else(|| truncated(format!("storage '{key}': the file ends before its size")))?;
@@ -81,14 +89,16 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
         let need = numel as u128 * dtype.size() as u128;
         let have = bytes.len() - pos;
         if need > have as u128 {
-            return Err(truncated(format!("storage '{key}' needs {need} bytes, file has {have}")));
+            return Err(truncated(format!(
+                "storage '{key}' needs {need} bytes, file has {have}"
+            )));
         }
         sections.insert(key.to_owned(), &bytes[pos..pos + need as usize]);
         pos += need as usize;
     }
 
     let sel = checkpoint::select(&main.heap, main.root)?;
-    checkpoint::materialise_all(sel, &LegacyStorages { sections })
+    checkpoint::materialise_all(sel, &LegacyStorages { sections }, bytes.len())
 }
 
 struct LegacyStorages<'a> {

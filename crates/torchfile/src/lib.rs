@@ -14,7 +14,7 @@
 //! # Why loading an untrusted checkpoint is safe here
 //! A `.pt` file is a Python pickle, and unpickling with Python *runs code*: the pickle names any
 //! importable callable (`os.system`, `builtins.eval`...) and calls it with arguments from the
-//! file. This crate has its own pickle VM (src/pickle.rs) that cannot do that:
+//! file. This crate has its own pickle VM (src/pickle/) that cannot do that:
 //! - **allow-list, not block-list**: a name in the pickle resolves only if it is one of the
 //!   ~40 PyTorch/collections names in src/globals.rs; any other name stops loading with
 //!   [`Error::ForbiddenGlobal`], which quotes it;
@@ -24,9 +24,9 @@
 //! - **bounded resources**: lengths from the file are checked against its real size before
 //!   allocating; stack, memo and object counts are capped; objects refer to each other by index
 //!   in an arena, so nothing recurses over the (possibly deep or cyclic) object graph; every
-//!   tensor's strided reads are proven to stay inside its storage, and tensors larger than their
-//!   storage (broadcast views) share a 256 MiB budget. Malformed input yields an [`Error`],
-//!   never a panic.
+//!   tensor's strided reads are proven to stay inside its storage, and the total size of the
+//!   loaded tensors is capped at 8x the file size plus 256 MiB (so broadcast or repeated views of
+//!   one storage cannot blow it up). Malformed input yields an [`Error`], never a panic.
 //!
 //! # What it writes
 //! [`save_pt`] writes the zip layout of `torch.save(OrderedDict)` (protocol-2 pickle,
@@ -49,6 +49,9 @@ mod tensor;
 mod write;
 mod zip;
 mod zipfmt;
+
+#[cfg(test)]
+mod malformed_tests;
 
 pub use dtype::{DType, RawTensor};
 pub use error::Error;

@@ -24,17 +24,27 @@ pub(crate) struct Normalised {
 
 /// Applies both conventions, keeping file order (a pruned `X` takes the place of `X_orig`).
 pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normalised, Fault> {
-    if !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX)) {
+    if !tensors.is_empty()
+        && tensors
+            .iter()
+            .all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX))
+    {
         for (k, _) in tensors.iter_mut() {
             k.drain(..DATA_PARALLEL_PREFIX.len());
         }
     }
 
-    let index: HashMap<&str, usize> = tensors.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.as_str(), i))
+        .collect();
     // For each `X_orig`: the index of `X_mask`.
     let mut mask_of: HashMap<usize, usize> = HashMap::new();
     for (i, (k, _)) in tensors.iter().enumerate() {
-        let Some(base) = k.strip_suffix(ORIG_SUFFIX) else { continue };
+        let Some(base) = k.strip_suffix(ORIG_SUFFIX) else {
+            continue;
+        };
         let mask_name = format!("{base}{MASK_SUFFIX}");
         let Some(&m) = index.get(mask_name.as_str()) else {
             return Err(state_dict(format!(
@@ -42,7 +52,9 @@ pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normali
             )));
         };
         if index.contains_key(base) {
-            return Err(state_dict(format!("both `{base}` and the pruned `{k}` are present")));
+            return Err(state_dict(format!(
+                "both `{base}` and the pruned `{k}` are present"
+            )));
         }
         mask_of.insert(i, m);
     }
@@ -61,19 +73,26 @@ pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normali
         if consumed.contains(&i) && !mask_of.contains_key(&i) {
             continue; // a mask, emitted next to its parameter
         }
-        let Some((name, t)) = slots[i].take() else { continue };
+        let Some((name, t)) = slots[i].take() else {
+            continue;
+        };
         match mask_of.get(&i) {
             None => out.push((name, t)),
             Some(&m) => {
                 let base = name[..name.len() - ORIG_SUFFIX.len()].to_owned();
-                let Some((_, mask)) = slots[m].take() else { continue };
+                let Some((_, mask)) = slots[m].take() else {
+                    continue;
+                };
                 let pruned = apply_mask(&base, &t, &mask)?;
                 out.push((base.clone(), pruned));
                 masks.push((base, mask));
             }
         }
     }
-    Ok(Normalised { tensors: out, masks })
+    Ok(Normalised {
+        tensors: out,
+        masks,
+    })
 }
 
 /// `orig * mask` elementwise, in `orig`'s dtype (16-bit floats computed in f32 and rounded,
@@ -124,7 +143,11 @@ mod tests {
 
     #[test]
     fn strips_data_parallel_prefix_only_when_universal() {
-        let n = normalise(vec![("module.a".into(), t(&[1.])), ("module.b".into(), t(&[2.]))]).unwrap();
+        let n = normalise(vec![
+            ("module.a".into(), t(&[1.])),
+            ("module.b".into(), t(&[2.])),
+        ])
+        .unwrap();
         assert_eq!(names(&n.tensors), ["a", "b"]);
         let n = normalise(vec![("module.a".into(), t(&[1.])), ("b".into(), t(&[2.]))]).unwrap();
         assert_eq!(names(&n.tensors), ["module.a", "b"]);
@@ -158,8 +181,13 @@ mod tests {
 
     #[test]
     fn orphan_orig_is_an_error() {
-        let e = normalise(vec![("fc.weight_orig".into(), t(&[1.]))]).err().unwrap();
-        assert!(matches!(&e, Fault::StateDict(m) if m.contains("fc.weight_mask")), "{e:?}");
+        let e = normalise(vec![("fc.weight_orig".into(), t(&[1.]))])
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Fault::StateDict(m) if m.contains("fc.weight_mask")),
+            "{e:?}"
+        );
         let e = normalise(vec![
             ("w_orig".into(), t(&[1., 2.])),
             ("w_mask".into(), t(&[1.])),

@@ -22,7 +22,9 @@ pub(crate) struct Loaded {
 /// Whether `bytes` starts like a safetensors file: a header length that fits the file,
 /// followed by `{`.
 pub(crate) fn sniff(bytes: &[u8]) -> bool {
-    let Some(len) = bytes.get(..8) else { return false };
+    let Some(len) = bytes.get(..8) else {
+        return false;
+    };
     let n = u64::from_le_bytes(len.try_into().unwrap_or_default());
     n >= 2 && n <= (bytes.len() as u64 - 8) && bytes.get(8) == Some(&b'{')
 }
@@ -33,16 +35,24 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Loaded, Fault> {
     let data = bytes.get(8 + n..).unwrap_or_default();
 
     let mut order: Vec<(String, &TensorInfo)> = meta.tensors().into_iter().collect();
-    order.sort_by(|a, b| a.1.data_offsets.cmp(&b.1.data_offsets).then_with(|| a.0.cmp(&b.0)));
+    order.sort_by(|a, b| {
+        a.1.data_offsets
+            .cmp(&b.1.data_offsets)
+            .then_with(|| a.0.cmp(&b.0))
+    });
 
     let mut tensors = Vec::with_capacity(order.len());
     for (name, info) in order {
-        let dtype = from_st(info.dtype)
-            .ok_or_else(|| unsupported(format!("tensor `{name}` has safetensors dtype {:?}", info.dtype)))?;
+        let dtype = from_st(info.dtype).ok_or_else(|| {
+            unsupported(format!(
+                "tensor `{name}` has safetensors dtype {:?}",
+                info.dtype
+            ))
+        })?;
         let (begin, end) = info.data_offsets;
-        let bytes = data
-            .get(begin..end)
-            .ok_or_else(|| truncated(format!("safetensors tensor `{name}` lies outside the file")))?;
+        let bytes = data.get(begin..end).ok_or_else(|| {
+            truncated(format!("safetensors tensor `{name}` lies outside the file"))
+        })?;
         tensors.push((
             name,
             RawTensor {
@@ -108,7 +118,9 @@ fn precheck(bytes: &[u8]) -> Result<(), Fault> {
             continue;
         }
         let offsets = info.get("data_offsets").and_then(|o| o.as_array());
-        let ok = offsets.is_some_and(|o| o.len() == 2 && o.iter().all(|v| v.as_u64().is_some_and(|v| v <= data_len)));
+        let ok = offsets.is_some_and(|o| {
+            o.len() == 2 && o.iter().all(|v| v.as_u64().is_some_and(|v| v <= data_len))
+        });
         if !ok {
             return Err(truncated(format!(
                 "safetensors tensor `{name}` has data offsets outside the {data_len} data bytes"
@@ -173,11 +185,19 @@ pub(crate) fn write(
     tensors: &[(String, RawTensor)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    let meta: Option<HashMap<String, String>> =
-        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let meta: Option<HashMap<String, String>> = (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
     let views = tensors.iter().map(|(n, t)| (n.as_str(), StView(t)));
     safetensors::serialize_to_file(views, &meta, tmp).map_err(|e| match e {
         safetensors::SafeTensorError::IoError(io) => Error::io(final_path, io),
-        other => Error::invalid_tensor(final_path, "", format!("safetensors refused the tensors: {other:?}")),
+        other => Error::invalid_tensor(
+            final_path,
+            "",
+            format!("safetensors refused the tensors: {other:?}"),
+        ),
     })
 }

@@ -11,10 +11,12 @@ use crate::error::{limit, malformed, Fault};
 /// Most dimensions accepted for one tensor (PyTorch's own limit is 64 in practice).
 pub(crate) const MAX_DIMS: usize = 64;
 
-/// How many bytes tensors may occupy beyond the storages they read from, summed over a file.
-/// Only overlapping or stride-0 (broadcast) views make a tensor larger than its storage; without
-/// this cap a tiny file could ask for terabytes.
-pub(crate) const MAX_EXPANSION_BYTES: u128 = 256 << 20;
+/// The loaded tensors of one file may take at most `OUTPUT_FACTOR * file length + OUTPUT_SLACK`
+/// bytes. Real checkpoints stay near 1x (views of one storage sum to at most its size; tied
+/// weights double it); without a cap, broadcast (stride-0) views or one tensor stored under many
+/// keys would let a small file ask for terabytes.
+pub(crate) const OUTPUT_FACTOR: u128 = 8;
+pub(crate) const OUTPUT_SLACK: u128 = 256 << 20;
 
 /// A storage named by a persistent id: `('storage', torch.FloatStorage, key, location, numel[,
 /// view_metadata])`.
@@ -42,16 +44,16 @@ pub(crate) struct TensorRef {
     pub stride: Vec<u64>,
 }
 
-/// Tracks [`MAX_EXPANSION_BYTES`] across one file.
-pub(crate) struct ExpansionBudget {
+/// Tracks the [`OUTPUT_FACTOR`] limit across one file.
+pub(crate) struct OutputBudget {
+    total: u128,
     left: u128,
 }
 
-impl Default for ExpansionBudget {
-    fn default() -> Self {
-        ExpansionBudget {
-            left: MAX_EXPANSION_BYTES,
-        }
+impl OutputBudget {
+    pub(crate) fn for_input(input_len: usize) -> Self {
+        let total = OUTPUT_FACTOR * input_len as u128 + OUTPUT_SLACK;
+        OutputBudget { total, left: total }
     }
 }
 
@@ -61,7 +63,7 @@ pub(crate) fn materialise(
     name: &str,
     t: &TensorRef,
     storage: &[u8],
-    budget: &mut ExpansionBudget,
+    budget: &mut OutputBudget,
 ) -> Result<RawTensor, Fault> {
     // Legacy storage views select a window of the root storage.
     let base: &[u8] = match t.storage.view {
@@ -77,7 +79,9 @@ pub(crate) fn materialise(
                     storage.len()
                 )));
             }
-            storage.get(start as usize..end as usize).unwrap_or_default()
+            storage
+                .get(start as usize..end as usize)
+                .unwrap_or_default()
         }
     };
     let es = t.dtype.size();
@@ -88,14 +92,24 @@ pub(crate) fn materialise(
         numel = numel
             .checked_mul(s as u128)
             .filter(|&n| n <= u64::MAX as u128)
-            .ok_or_else(|| limit(format!("tensor `{name}` has shape {:?}, which is too large", t.size)))?;
+            .ok_or_else(|| {
+                limit(format!(
+                    "tensor `{name}` has shape {:?}, which is too large",
+                    t.size
+                ))
+            })?;
     }
     let shape: Vec<usize> = t
         .size
         .iter()
         .map(|&s| usize::try_from(s))
         .collect::<Result<_, _>>()
-        .map_err(|_| limit(format!("tensor `{name}` has shape {:?}, which is too large", t.size)))?;
+        .map_err(|_| {
+            limit(format!(
+                "tensor `{name}` has shape {:?}, which is too large",
+                t.size
+            ))
+        })?;
     if numel == 0 {
         return Ok(RawTensor {
             dtype: t.dtype,
@@ -109,7 +123,9 @@ pub(crate) fn materialise(
     for (&s, &st) in t.size.iter().zip(&t.stride) {
         last = last
             .checked_add((s as u128 - 1) * st as u128)
-            .ok_or_else(|| malformed(format!("tensor `{name}`: stride {:?} overflows", t.stride)))?;
+            .ok_or_else(|| {
+                malformed(format!("tensor `{name}`: stride {:?} overflows", t.stride))
+            })?;
     }
     if last >= storage_elems {
         return Err(malformed(format!(
@@ -119,19 +135,19 @@ pub(crate) fn materialise(
     }
 
     let out_bytes = numel * es as u128;
-    if out_bytes > base.len() as u128 {
-        let extra = out_bytes - base.len() as u128;
-        if extra > budget.left {
-            return Err(limit(format!(
-                "tensor `{name}` (shape {:?}, stride {:?}) would expand its {}-byte storage to {out_bytes} bytes",
-                t.size,
-                t.stride,
-                base.len()
-            )));
-        }
-        budget.left -= extra;
+    if out_bytes > budget.left {
+        return Err(limit(format!(
+            "tensor `{name}` (shape {:?}, stride {:?}, from a {}-byte storage) would bring the loaded tensors \
+             past {} bytes ({OUTPUT_FACTOR}x the file plus {} MiB); the file repeats or broadcasts storages",
+            t.size,
+            t.stride,
+            base.len(),
+            budget.total,
+            OUTPUT_SLACK >> 20
+        )));
     }
-    // Both fit in usize now: last < storage_elems and out_bytes <= base.len() + budget.
+    budget.left -= out_bytes;
+    // Both fit in usize now: last < storage_elems and out_bytes <= the budget.
     let offset = t.offset as usize;
     let stride: Vec<usize> = t.stride.iter().map(|&s| s as usize).collect();
     let mut out = Vec::with_capacity(out_bytes as usize);
@@ -224,7 +240,7 @@ mod tests {
     }
 
     fn run(t: &TensorRef, storage: &[u8]) -> Result<RawTensor, Fault> {
-        materialise("t", t, storage, &mut ExpansionBudget::default())
+        materialise("t", t, storage, &mut OutputBudget::for_input(storage.len()))
     }
 
     #[test]
@@ -232,10 +248,16 @@ mod tests {
         let s = storage_f32(12);
         // 3x4 row-major, transposed to 4x3.
         let t = run(&tref(12, 0, &[4, 3], &[1, 4]), &s).unwrap();
-        assert_eq!(t.to_f64_vec(), vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+        assert_eq!(
+            t.to_f64_vec(),
+            vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]
+        );
         // Rows 1..3 of the 3x4 matrix.
         let t = run(&tref(12, 4, &[2, 4], &[4, 1]), &s).unwrap();
-        assert_eq!(t.to_f64_vec(), (4..12).map(|i| i as f64).collect::<Vec<_>>());
+        assert_eq!(
+            t.to_f64_vec(),
+            (4..12).map(|i| i as f64).collect::<Vec<_>>()
+        );
         // Every other column.
         let t = run(&tref(12, 0, &[3, 2], &[4, 2]), &s).unwrap();
         assert_eq!(t.to_f64_vec(), vec![0., 2., 4., 6., 8., 10.]);
@@ -254,7 +276,10 @@ mod tests {
     fn stride_out_of_bounds_is_an_error() {
         let s = storage_f32(12);
         let e = run(&tref(12, 0, &[4, 4], &[4, 1]), &s).unwrap_err();
-        assert!(matches!(&e, Fault::Malformed(m) if m.contains("reads element 15")), "{e:?}");
+        assert!(
+            matches!(&e, Fault::Malformed(m) if m.contains("reads element 15")),
+            "{e:?}"
+        );
         let e = run(&tref(12, 12, &[], &[]), &s).unwrap_err();
         assert!(matches!(e, Fault::Malformed(_)));
         let e = run(&tref(12, u64::MAX, &[2], &[u64::MAX]), &s).unwrap_err();

@@ -32,7 +32,11 @@ pub fn save_pt(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error
         let mut z = ZipWriter::new(out);
         z.add(&format!("{ARCHIVE}/data.pkl"), &pickle, ALIGNMENT)?;
         z.add(&format!("{ARCHIVE}/.format_version"), b"1", ALIGNMENT)?;
-        z.add(&format!("{ARCHIVE}/.storage_alignment"), ALIGNMENT.to_string().as_bytes(), ALIGNMENT)?;
+        z.add(
+            &format!("{ARCHIVE}/.storage_alignment"),
+            ALIGNMENT.to_string().as_bytes(),
+            ALIGNMENT,
+        )?;
         z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT)?;
         for (i, (_, t)) in tensors.iter().enumerate() {
             z.add(&format!("{ARCHIVE}/data/{i}"), &t.data, ALIGNMENT)?;
@@ -47,12 +51,16 @@ pub fn save_pt(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error
 #[cfg(test)]
 pub(crate) fn archive_bytes(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut z = ZipWriter::new(Vec::new());
-    z.add(&format!("{ARCHIVE}/data.pkl"), pickle, ALIGNMENT).unwrap();
-    z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT).unwrap();
+    z.add(&format!("{ARCHIVE}/data.pkl"), pickle, ALIGNMENT)
+        .unwrap();
+    z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT)
+        .unwrap();
     for (key, data) in storages {
-        z.add(&format!("{ARCHIVE}/data/{key}"), data, ALIGNMENT).unwrap();
+        z.add(&format!("{ARCHIVE}/data/{key}"), data, ALIGNMENT)
+            .unwrap();
     }
-    z.add(&format!("{ARCHIVE}/version"), b"3\n", ALIGNMENT).unwrap();
+    z.add(&format!("{ARCHIVE}/version"), b"3\n", ALIGNMENT)
+        .unwrap();
     z.finish().unwrap()
 }
 
@@ -66,7 +74,9 @@ pub fn save_safetensors(
     validate(path, tensors)?;
     let tmp = tmp_path(path);
     let result = safetensors_io::write(path, &tmp, tensors, metadata).and_then(|()| {
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(path, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     });
     if result.is_err() {
@@ -98,7 +108,13 @@ fn validate(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error> {
                     ),
                 ))
             }
-            None => return Err(Error::invalid_tensor(path, name, format!("shape {:?} overflows", t.shape))),
+            None => {
+                return Err(Error::invalid_tensor(
+                    path,
+                    name,
+                    format!("shape {:?} overflows", t.shape),
+                ))
+            }
         }
     }
     Ok(())
@@ -169,7 +185,10 @@ fn state_dict_pickle(tensors: &[(String, RawTensor)]) -> Vec<u8> {
             storage_numel: t.numel() as u64,
             offset: 0,
             shape: t.shape.iter().map(|&d| d as u64).collect(),
-            stride: contiguous_strides(&t.shape).into_iter().map(|d| d as u64).collect(),
+            stride: contiguous_strides(&t.shape)
+                .into_iter()
+                .map(|d| d as u64)
+                .collect(),
         })
         .collect();
     pickle_entries(&entries)
@@ -271,7 +290,10 @@ impl PickleOut {
         } else {
             // LONG1: minimal little-endian two's complement (a 0x00 byte keeps it positive).
             let mut bytes = v.to_le_bytes().to_vec();
-            while bytes.len() > 1 && bytes[bytes.len() - 1] == 0 && bytes[bytes.len() - 2] & 0x80 == 0 {
+            while bytes.len() > 1
+                && bytes[bytes.len() - 1] == 0
+                && bytes[bytes.len() - 2] & 0x80 == 0
+            {
                 bytes.pop();
             }
             self.out.extend_from_slice(&[0x8a, bytes.len() as u8]);
@@ -306,11 +328,25 @@ mod tests {
 
     #[test]
     fn emitted_ints_read_back() {
-        for v in [0u64, 255, 256, 65535, 65536, 0x7fff_ffff, 0x8000_0000, 1 << 40, u64::MAX >> 1] {
+        for v in [
+            0u64,
+            255,
+            256,
+            65535,
+            65536,
+            0x7fff_ffff,
+            0x8000_0000,
+            1 << 40,
+            u64::MAX >> 1,
+        ] {
             let mut p = PickleOut::default();
             p.int(v);
             p.out.push(b'.');
-            assert_eq!(unpickle(&p.out, 0).unwrap().root, Value::Int(v as i64), "{v}");
+            assert_eq!(
+                unpickle(&p.out, 0).unwrap().root,
+                Value::Int(v as i64),
+                "{v}"
+            );
         }
     }
 

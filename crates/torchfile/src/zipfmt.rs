@@ -23,7 +23,11 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     let ar = Archive::parse(bytes)?;
     let prefix = find_prefix(&ar)?;
 
-    if ar.entries().iter().any(|e| e.name.starts_with(&format!("{prefix}code/"))) {
+    if ar
+        .entries()
+        .iter()
+        .any(|e| e.name.starts_with(&format!("{prefix}code/")))
+    {
         return Err(unsupported(
             "this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; \
              load it in Python and torch.save(model.state_dict()) instead",
@@ -54,12 +58,14 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
             continue;
         }
         let name = format!("{prefix}data/{key}");
-        let e = ar
-            .find(&name)
-            .ok_or_else(|| truncated(format!("storage '{key}' is missing (no `{name}` in the archive)")))?;
+        let e = ar.find(&name).ok_or_else(|| {
+            truncated(format!(
+                "storage '{key}' is missing (no `{name}` in the archive)"
+            ))
+        })?;
         entries.insert(key.clone(), ar.read(e)?);
     }
-    checkpoint::materialise_all(sel, &ZipStorages { entries })
+    checkpoint::materialise_all(sel, &ZipStorages { entries }, bytes.len())
 }
 
 /// The directory holding `data.pkl`.

@@ -14,12 +14,23 @@
 //! - every length read from the file is checked against the bytes that remain before anything
 //!   is allocated; stack, memo and arena sizes are capped.
 
+//!
+//! Files: this one (input, stack, memo and the opcode loop), heap.rs (the values it builds),
+//! calls.rs (emulated REDUCE/NEWOBJ and persistent ids), text.rs (protocol-0 text literals).
+
+mod calls;
+mod heap;
+mod text;
+
 use std::collections::HashMap;
 
-use crate::dtype::DType;
 use crate::error::{limit, malformed, truncated, unsupported, Fault};
-use crate::globals::{self, Global};
-use crate::tensor::{StorageRef, TensorRef, MAX_DIMS};
+use crate::globals;
+use crate::tensor::MAX_DIMS;
+
+use heap::DictKey;
+pub(crate) use heap::{Dict, Heap, Object, Value};
+use text::{decode_raw_unicode_escape, decode_string_repr, parse_int};
 
 /// Most values on the stack at once.
 pub(crate) const MAX_STACK: usize = 1 << 22;
@@ -27,188 +38,6 @@ pub(crate) const MAX_STACK: usize = 1 << 22;
 pub(crate) const MAX_OBJECTS: usize = 1 << 22;
 /// Most memo entries.
 pub(crate) const MAX_MEMO: usize = 1 << 22;
-
-/// Index of an object in a [`Heap`].
-pub(crate) type ObjId = usize;
-
-/// A value on the VM stack: scalars inline, everything else by reference into the [`Heap`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Obj(ObjId),
-}
-
-/// Objects the VM can build.
-#[derive(Debug)]
-pub(crate) enum Object {
-    Str(String),
-    Bytes(Vec<u8>),
-    /// An integer that does not fit `i64`: little-endian two's complement, as LONG1 stores it.
-    BigInt(Vec<u8>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    Set(Vec<Value>),
-    Dict(Dict),
-    Global(Global),
-    Storage(StorageRef),
-    Tensor(TensorRef),
-}
-
-/// An insertion-ordered dict with Python's "last assignment wins" semantics.
-#[derive(Debug, Default)]
-pub(crate) struct Dict {
-    pub entries: Vec<(Value, Value)>,
-    index: HashMap<DictKey, usize>,
-}
-
-/// The identity of a dict key. Strings, bytes and scalars compare by value like in Python;
-/// other objects (tuples...) by identity, which is good enough for checkpoints.
-#[derive(Debug, Hash, PartialEq, Eq)]
-enum DictKey {
-    None,
-    Int(i64),
-    Float(u64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Obj(ObjId),
-}
-
-impl Dict {
-    /// The value stored under the string key `key`.
-    pub(crate) fn get_str(&self, key: &str) -> Option<Value> {
-        let &i = self.index.get(&DictKey::Str(key.to_owned()))?;
-        self.entries.get(i).map(|e| e.1)
-    }
-
-    fn insert(&mut self, key: DictKey, k: Value, v: Value) {
-        match self.index.get(&key) {
-            Some(&i) => {
-                if let Some(e) = self.entries.get_mut(i) {
-                    e.1 = v;
-                }
-            }
-            None => {
-                self.index.insert(key, self.entries.len());
-                self.entries.push((k, v));
-            }
-        }
-    }
-}
-
-/// All objects built by one pickle.
-#[derive(Debug, Default)]
-pub(crate) struct Heap {
-    objects: Vec<Object>,
-}
-
-impl Heap {
-    fn alloc(&mut self, o: Object) -> Result<Value, Fault> {
-        if self.objects.len() >= MAX_OBJECTS {
-            return Err(limit(format!("the pickle builds more than {MAX_OBJECTS} objects")));
-        }
-        self.objects.push(o);
-        Ok(Value::Obj(self.objects.len() - 1))
-    }
-
-    /// The object a value refers to (`None` for scalars).
-    pub(crate) fn get(&self, v: Value) -> Option<&Object> {
-        match v {
-            Value::Obj(id) => self.objects.get(id),
-            _ => None,
-        }
-    }
-
-    fn get_mut(&mut self, v: Value) -> Option<&mut Object> {
-        match v {
-            Value::Obj(id) => self.objects.get_mut(id),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_str(&self, v: Value) -> Option<&str> {
-        match self.get(v) {
-            Some(Object::Str(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_dict(&self, v: Value) -> Option<&Dict> {
-        match self.get(v) {
-            Some(Object::Dict(d)) => Some(d),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_tensor(&self, v: Value) -> Option<&TensorRef> {
-        match self.get(v) {
-            Some(Object::Tensor(t)) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// Every storage the pickle referred to, in order of appearance.
-    pub(crate) fn storages(&self) -> impl Iterator<Item = &StorageRef> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::Storage(s) => Some(s),
-            _ => None,
-        })
-    }
-
-    /// The Python-ish type name of a value, for messages.
-    pub(crate) fn type_name(&self, v: Value) -> &'static str {
-        match v {
-            Value::None => "None",
-            Value::Bool(_) => "bool",
-            Value::Int(_) => "int",
-            Value::Float(_) => "float",
-            Value::Obj(_) => match self.get(v) {
-                Some(Object::Str(_)) => "str",
-                Some(Object::Bytes(_)) => "bytes",
-                Some(Object::BigInt(_)) => "int",
-                Some(Object::List(_)) => "list",
-                Some(Object::Tuple(_)) => "tuple",
-                Some(Object::Set(_)) => "set",
-                Some(Object::Dict(_)) => "dict",
-                Some(Object::Global(_)) => "class or function",
-                Some(Object::Storage(_)) => "storage",
-                Some(Object::Tensor(_)) => "tensor",
-                None => "dangling reference",
-            },
-        }
-    }
-
-    /// A short rendering of a dict key for lists of ignored entries.
-    pub(crate) fn key_repr(&self, v: Value) -> String {
-        match v {
-            Value::None => "None".into(),
-            Value::Bool(b) => if b { "True" } else { "False" }.into(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Obj(_) => match self.get(v) {
-                Some(Object::Str(s)) => s.clone(),
-                Some(Object::Bytes(b)) => format!("b{:?}", String::from_utf8_lossy(b)),
-                _ => format!("<{}>", self.type_name(v)),
-            },
-        }
-    }
-
-    fn dict_key(&self, v: Value) -> DictKey {
-        match v {
-            Value::None => DictKey::None,
-            Value::Bool(b) => DictKey::Int(b as i64),
-            Value::Int(i) => DictKey::Int(i),
-            Value::Float(f) => DictKey::Float(f.to_bits()),
-            Value::Obj(id) => match self.objects.get(id) {
-                Some(Object::Str(s)) => DictKey::Str(s.clone()),
-                Some(Object::Bytes(b)) => DictKey::Bytes(b.clone()),
-                _ => DictKey::Obj(id),
-            },
-        }
-    }
-}
 
 /// The result of running one pickle.
 #[derive(Debug)]
@@ -252,7 +81,11 @@ impl<'a> Machine<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
         let data: &'a [u8] = self.data;
-        match self.pos.checked_add(n).and_then(|end| data.get(self.pos..end)) {
+        match self
+            .pos
+            .checked_add(n)
+            .and_then(|end| data.get(self.pos..end))
+        {
             Some(s) => {
                 self.pos += n;
                 Ok(s)
@@ -301,7 +134,10 @@ impl<'a> Machine<'a> {
                 self.pos += i + 1;
                 Ok(&rest[..i])
             }
-            None => Err(truncated(format!("pickle text line at byte {} has no end", self.pos))),
+            None => Err(truncated(format!(
+                "pickle text line at byte {} has no end",
+                self.pos
+            ))),
         }
     }
 
@@ -319,7 +155,9 @@ impl<'a> Machine<'a> {
 
     fn push(&mut self, v: Value) -> Result<(), Fault> {
         if self.stack.len() >= MAX_STACK {
-            return Err(limit(format!("the pickle stack grows beyond {MAX_STACK} values")));
+            return Err(limit(format!(
+                "the pickle stack grows beyond {MAX_STACK} values"
+            )));
         }
         self.stack.push(v);
         Ok(())
@@ -346,11 +184,17 @@ impl<'a> Machine<'a> {
         if self.stack.len() <= self.floor() {
             return Err(self.err("stack underflow"));
         }
-        self.stack.last().copied().ok_or_else(|| self.err("stack underflow"))
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| self.err("stack underflow"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, Fault> {
-        let mark = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to"))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err("no MARK to pop to"))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -364,7 +208,9 @@ impl<'a> Machine<'a> {
     fn memo_put(&mut self, index: u32) -> Result<(), Fault> {
         let v = self.top()?;
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&index) {
-            return Err(limit(format!("the pickle memo grows beyond {MAX_MEMO} entries")));
+            return Err(limit(format!(
+                "the pickle memo grows beyond {MAX_MEMO} entries"
+            )));
         }
         self.memo.insert(index, v);
         Ok(())
@@ -516,7 +362,7 @@ impl<'a> Machine<'a> {
                     self.marks.push(self.stack.len())
                 }
                 b')' => self.alloc_push(Object::Tuple(Vec::new()))?,
-                0x85 | 0x86 | 0x87 => {
+                0x85..=0x87 => {
                     let items = self.pop_n((op - 0x84) as usize)?;
                     self.alloc_push(Object::Tuple(items))?
                 }
@@ -760,7 +606,11 @@ impl<'a> Machine<'a> {
         if items.len() % 2 != 0 {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
-        let keys: Vec<DictKey> = items.iter().step_by(2).map(|&k| self.heap.dict_key(k)).collect();
+        let keys: Vec<DictKey> = items
+            .iter()
+            .step_by(2)
+            .map(|&k| self.heap.dict_key(k))
+            .collect();
         let type_name = self.heap.type_name(target);
         match self.heap.get_mut(target) {
             Some(Object::Dict(d)) => {
@@ -777,7 +627,10 @@ impl<'a> Machine<'a> {
     fn tuple_items(&self, v: Value, what: &str) -> Result<Vec<Value>, Fault> {
         match self.heap.get(v) {
             Some(Object::Tuple(t) | Object::List(t)) => Ok(t.clone()),
-            _ => Err(self.err(format!("{what} must be a tuple, found a {}", self.heap.type_name(v)))),
+            _ => Err(self.err(format!(
+                "{what} must be a tuple, found a {}",
+                self.heap.type_name(v)
+            ))),
         }
     }
 
@@ -792,291 +645,13 @@ impl<'a> Machine<'a> {
     fn uint_seq(&self, v: Value, what: &str) -> Result<Vec<u64>, Fault> {
         let items = self.tuple_items(v, what)?;
         if items.len() > MAX_DIMS {
-            return Err(limit(format!("a tensor has {} dimensions (at most {MAX_DIMS})", items.len())));
+            return Err(limit(format!(
+                "a tensor has {} dimensions (at most {MAX_DIMS})",
+                items.len()
+            )));
         }
         items.into_iter().map(|i| self.uint(i, what)).collect()
     }
-
-    // ---- emulated calls ----
-
-    /// Emulates calling an allow-listed global. Anything else on the stack is not callable.
-    fn call(&mut self, callee: Value, args: Vec<Value>) -> Result<Value, Fault> {
-        let g = match self.heap.get(callee) {
-            Some(Object::Global(g)) => *g,
-            _ => {
-                return Err(self.err(format!("a {} is called, which is not callable", self.heap.type_name(callee))))
-            }
-        };
-        match g {
-            Global::Dict => {
-                let d = self.heap.alloc(Object::Dict(Dict::default()))?;
-                if let Some(&init) = args.first() {
-                    let pairs = self.dict_init_items(init)?;
-                    self.set_items(d, pairs)?;
-                }
-                Ok(d)
-            }
-            Global::List | Global::Tuple | Global::Set => {
-                let items = match args.first() {
-                    None => Vec::new(),
-                    Some(&v) => match self.heap.get(v) {
-                        Some(Object::List(l) | Object::Tuple(l) | Object::Set(l)) => l.clone(),
-                        _ => return Err(self.err(format!("cannot build a sequence from a {}", self.heap.type_name(v)))),
-                    },
-                };
-                self.heap.alloc(match g {
-                    Global::List => Object::List(items),
-                    Global::Tuple => Object::Tuple(items),
-                    _ => Object::Set(items),
-                })
-            }
-            Global::RebuildTensor | Global::RebuildTensorV2 => {
-                let expected: &[usize] = if g == Global::RebuildTensor { &[4] } else { &[6, 7] };
-                self.check_arity("_rebuild_tensor_v2", &args, expected)?;
-                self.rebuild_tensor(&args, None)
-            }
-            Global::RebuildTensorV3 => {
-                self.check_arity("_rebuild_tensor_v3", &args, &[7, 8])?;
-                let dtype = match self.heap.get(args[6]) {
-                    Some(Object::Global(Global::TorchDType(d))) => *d,
-                    _ => return Err(self.err("_rebuild_tensor_v3 needs a dtype as 7th argument")),
-                };
-                self.rebuild_tensor(&args, Some(dtype))
-            }
-            Global::RebuildParameter | Global::RebuildParameterWithState => {
-                let n = if g == Global::RebuildParameter { 3 } else { 4 };
-                self.check_arity("_rebuild_parameter", &args, &[n])?;
-                match self.heap.get(args[0]) {
-                    Some(Object::Tensor(_)) => Ok(args[0]),
-                    _ => Err(self.err("_rebuild_parameter needs a tensor")),
-                }
-            }
-            Global::RebuildFromTypeV2 => {
-                self.check_arity("_rebuild_from_type_v2", &args, &[4])?;
-                let func = match self.heap.get(args[0]) {
-                    Some(Object::Global(f)) if f.is_tensor_rebuild() => args[0],
-                    _ => return Err(self.err("_rebuild_from_type_v2 needs a tensor-rebuild function")),
-                };
-                if !matches!(self.heap.get(args[1]), Some(Object::Global(Global::TensorClass))) {
-                    return Err(self.err("_rebuild_from_type_v2 needs torch.Tensor or torch.nn.Parameter"));
-                }
-                let inner = self.tuple_items(args[2], "_rebuild_from_type_v2 arguments")?;
-                self.call(func, inner) // cannot recurse further: `func` is not RebuildFromTypeV2
-            }
-            Global::TorchDevice => {
-                let kind = args.first().and_then(|&v| self.heap.as_str(v)).map(str::to_owned);
-                let kind = kind.ok_or_else(|| self.err("torch.device needs a string"))?;
-                let s = match args.get(1) {
-                    Some(Value::Int(i)) => format!("{kind}:{i}"),
-                    _ => kind,
-                };
-                self.heap.alloc(Object::Str(s))
-            }
-            Global::CodecsEncode => {
-                let text = args.first().and_then(|&v| self.heap.as_str(v)).map(str::to_owned);
-                let codec = args.get(1).and_then(|&v| self.heap.as_str(v));
-                match (text, codec) {
-                    (Some(t), Some("latin1" | "latin-1")) => {
-                        let mut bytes = Vec::with_capacity(t.len());
-                        for c in t.chars() {
-                            let c = u8::try_from(c as u32).map_err(|_| self.err("latin1 text outside latin1"))?;
-                            bytes.push(c);
-                        }
-                        self.heap.alloc(Object::Bytes(bytes))
-                    }
-                    _ => Err(self.err("_codecs.encode is only emulated for (str, 'latin1')")),
-                }
-            }
-            Global::StorageType(_) | Global::TorchDType(_) | Global::TensorClass => Err(self.err(
-                "a torch type is called directly; only the rebuild functions are emulated",
-            )),
-        }
-    }
-
-    fn check_arity(&self, func: &str, args: &[Value], expected: &[usize]) -> Result<(), Fault> {
-        if expected.contains(&args.len()) {
-            Ok(())
-        } else {
-            Err(self.err(format!("{func} called with {} arguments", args.len())))
-        }
-    }
-
-    /// `dict(x)` for `x` a dict or a sequence of pairs: the flat key/value list.
-    fn dict_init_items(&self, init: Value) -> Result<Vec<Value>, Fault> {
-        match self.heap.get(init) {
-            Some(Object::Dict(d)) => Ok(d.entries.iter().flat_map(|&(k, v)| [k, v]).collect()),
-            Some(Object::List(l) | Object::Tuple(l)) => {
-                let mut out = Vec::with_capacity(l.len() * 2);
-                for &pair in l {
-                    match self.heap.get(pair) {
-                        Some(Object::Tuple(p) | Object::List(p)) if p.len() == 2 => out.extend_from_slice(p),
-                        _ => return Err(self.err("dict() item is not a pair")),
-                    }
-                }
-                Ok(out)
-            }
-            _ => Err(self.err(format!("cannot build a dict from a {}", self.heap.type_name(init)))),
-        }
-    }
-
-    fn rebuild_tensor(&mut self, args: &[Value], dtype: Option<DType>) -> Result<Value, Fault> {
-        let storage = match self.heap.get(args[0]) {
-            Some(Object::Storage(s)) => s.clone(),
-            _ => {
-                return Err(self.err(format!(
-                    "a tensor is rebuilt from a {}, not a storage",
-                    self.heap.type_name(args[0])
-                )))
-            }
-        };
-        let offset = self.uint(args[1], "storage offset")?;
-        let size = self.uint_seq(args[2], "tensor size")?;
-        let stride = self.uint_seq(args[3], "tensor stride")?;
-        if size.len() != stride.len() {
-            return Err(self.err(format!("tensor size {size:?} and stride {stride:?} differ in length")));
-        }
-        let dtype = dtype.unwrap_or(storage.dtype);
-        self.heap.alloc(Object::Tensor(TensorRef {
-            storage,
-            dtype,
-            offset,
-            size,
-            stride,
-        }))
-    }
-
-    /// BINPERSID: `('storage', storage_type, key, location, numel[, view_metadata])`.
-    fn persistent_load(&mut self, pid: Value) -> Result<Value, Fault> {
-        let items = match self.heap.get(pid) {
-            Some(Object::Tuple(t)) => t.clone(),
-            _ => {
-                return Err(unsupported(format!(
-                    "persistent id is a {}, not a ('storage', ...) tuple",
-                    self.heap.type_name(pid)
-                )))
-            }
-        };
-        let typename = items.first().and_then(|&v| self.text(v)).unwrap_or_default();
-        match typename.as_str() {
-            "storage" => {}
-            "module" => {
-                return Err(unsupported(
-                    "the file pickles a whole nn.Module (legacy 'module' record); save model.state_dict() instead",
-                ))
-            }
-            other => return Err(self.err(format!("unknown persistent id type {other:?}"))),
-        }
-        if items.len() != 5 && items.len() != 6 {
-            return Err(self.err(format!("storage persistent id has {} fields", items.len())));
-        }
-        let dtype = match self.heap.get(items[1]) {
-            Some(Object::Global(Global::StorageType(d))) => *d,
-            _ => return Err(self.err("storage persistent id has no storage type")),
-        };
-        let key = match items[2] {
-            Value::Int(i) => i.to_string(),
-            v => self.text(v).ok_or_else(|| self.err("storage key is not a string"))?,
-        };
-        let numel = self.uint(items[4], "storage size")?;
-        let view = match items.get(5) {
-            None | Some(Value::None) => None,
-            Some(&v) => {
-                let t = self.tuple_items(v, "storage view")?;
-                if t.len() != 3 {
-                    return Err(self.err("storage view metadata must have 3 fields"));
-                }
-                Some((self.uint(t[1], "view offset")?, self.uint(t[2], "view size")?))
-            }
-        };
-        self.heap.alloc(Object::Storage(StorageRef { key, dtype, numel, view }))
-    }
-
-    /// A str, or ASCII bytes (pickles from Python 2 loaded with encoding='bytes').
-    fn text(&self, v: Value) -> Option<String> {
-        match self.heap.get(v)? {
-            Object::Str(s) => Some(s.clone()),
-            Object::Bytes(b) => String::from_utf8(b.clone()).ok(),
-            _ => None,
-        }
-    }
-}
-
-fn parse_int(s: &str) -> Option<i64> {
-    s.trim().parse().ok()
-}
-
-/// Decodes `raw-unicode-escape` (UNICODE opcode): latin-1 bytes plus `\uXXXX`/`\UXXXXXXXX`.
-fn decode_raw_unicode_escape(raw: &[u8]) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if b == b'\\' && matches!(raw.get(i + 1), Some(b'u' | b'U')) {
-            let n = if raw[i + 1] == b'u' { 4 } else { 8 };
-            let hex = std::str::from_utf8(raw.get(i + 2..i + 2 + n)?).ok()?;
-            out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
-            i += 2 + n;
-        } else {
-            out.push(b as char);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// Decodes a Python string literal as written by the STRING opcode (`'...'` with escapes).
-fn decode_string_repr(raw: &[u8]) -> Option<Vec<u8>> {
-    let q = *raw.first()?;
-    if !(q == b'\'' || q == b'"') || raw.len() < 2 || raw[raw.len() - 1] != q {
-        return None;
-    }
-    let body = &raw[1..raw.len() - 1];
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        i += 1;
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        let e = *body.get(i)?;
-        i += 1;
-        match e {
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'r' => out.push(b'\r'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'v' => out.push(11),
-            b'\n' => {}
-            b'x' => {
-                let hex = std::str::from_utf8(body.get(i..i + 2)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b'0'..=b'7' => {
-                let mut v = (e - b'0') as u32;
-                for _ in 0..2 {
-                    match body.get(i) {
-                        Some(&d @ b'0'..=b'7') => {
-                            v = v * 8 + (d - b'0') as u32;
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push(v as u8);
-            }
-            other => {
-                // Unknown escapes keep the backslash, as Python does.
-                out.push(b'\\');
-                out.push(other);
-            }
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -1100,15 +675,27 @@ mod tests {
         assert_eq!(d.entries.len(), 3);
         match u.heap.get(d.get_str("a").unwrap()) {
             Some(Object::List(l)) => {
-                assert_eq!(l, &vec![Value::Int(1), Value::Int(-2), Value::Int(300), Value::Int(70000)])
+                assert_eq!(
+                    l,
+                    &vec![
+                        Value::Int(1),
+                        Value::Int(-2),
+                        Value::Int(300),
+                        Value::Int(70000)
+                    ]
+                )
             }
             other => panic!("{other:?}"),
         }
         match u.heap.get(d.get_str("b").unwrap()) {
-            Some(Object::Tuple(t)) => assert_eq!(t, &vec![Value::Float(1.5), Value::None, Value::Bool(true)]),
+            Some(Object::Tuple(t)) => {
+                assert_eq!(t, &vec![Value::Float(1.5), Value::None, Value::Bool(true)])
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(u.heap.get(d.get_str("c").unwrap()), Some(Object::Bytes(b)) if b == b"xy"));
+        assert!(
+            matches!(u.heap.get(d.get_str("c").unwrap()), Some(Object::Bytes(b)) if b == b"xy")
+        );
         assert_eq!(u.end, p.len());
     }
 
@@ -1134,13 +721,22 @@ mod tests {
     fn forbidden_globals_are_named() {
         // The classic: cos\nsystem\n(S'echo pwned'\ntR.
         let e = run(b"cos\nsystem\n(S'echo pwned'\ntR.").unwrap_err();
-        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "os.system"), "{e:?}");
+        assert!(
+            matches!(&e, Fault::Forbidden { global, .. } if global == "os.system"),
+            "{e:?}"
+        );
         // STACK_GLOBAL (protocol 4) route to builtins.eval.
         let e = run(b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93\x8c\x011\x85R.").unwrap_err();
-        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "builtins.eval"), "{e:?}");
+        assert!(
+            matches!(&e, Fault::Forbidden { global, .. } if global == "builtins.eval"),
+            "{e:?}"
+        );
         // INST route.
         let e = run(b"(S'id'\nisubprocess\nPopen\n.").unwrap_err();
-        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "subprocess.Popen"), "{e:?}");
+        assert!(
+            matches!(&e, Fault::Forbidden { global, .. } if global == "subprocess.Popen"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1175,12 +771,12 @@ mod tests {
             b"\x80\x02",
             b"\x80\x02X\xff\xff\xff\xffabc.", // length beyond the input
             b"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\xff.",
-            b"\x80\x02a.",          // APPEND on empty stack
+            b"\x80\x02a.",              // APPEND on empty stack
             b"\x80\x02(K\x01\x30\x30.", // POP below the mark frame, then POP_MARK-ish
-            b"\x80\x02h\x05.",      // GET of an unset memo slot
-            b"\x80\x02K\x01K\x02s.", // SETITEM on an int
-            b"\x80\x02\xff.",       // unknown opcode
-            b"\x80\x02t.",          // TUPLE without MARK
+            b"\x80\x02h\x05.",          // GET of an unset memo slot
+            b"\x80\x02K\x01K\x02s.",    // SETITEM on an int
+            b"\x80\x02\xff.",           // unknown opcode
+            b"\x80\x02t.",              // TUPLE without MARK
             b"\x80\x02\x8b\xff\xff\xff\xff.",
             b"\x80\x02Q.",
             b"\x80\x02K\x01Q.",

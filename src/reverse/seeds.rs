@@ -1,0 +1,191 @@
+//! Seed images: data-free noise or a few clean training images (SPEC §6), batched per epoch in the
+//! stamping space.
+//!
+//! Noise: standard-normal images in NORMALIZED space, as the reference (`torch.randn_like` of a
+//! normalized batch), redrawn for every step. In pixel space they are mapped back WITHOUT clamping,
+//! `x = z·std + mean`, so what reaches the model after stamping and normalizing is exactly the
+//! reference's N(0,1) noise wherever the mask is 0 (clamping to [0,1] would turn a third of MNIST-style
+//! noise into black pixels); the pattern, not the seeds, is what must be a valid image.
+//! The noise comes from ChaCha8 keyed by (seed, epoch) alone, so every label (and every chunking of
+//! the labels) sees the same seeds at the same step.
+//!
+//! Data: the first N images of a training split, reshuffled every epoch and augmented as in training
+//! (random crop with 4-pixel zero padding, horizontal flips where the data set allows them), as the
+//! reference's `Subset(train_set, range(N))` loader with `shuffle=True`.
+use std::str::FromStr;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+use super::Space;
+use crate::data::{Augment, Batches, DataSpec, ImageSet, Normalization};
+use crate::error::{Error, Result};
+
+/// `--seeds` values: `noise:N` or `data:SPEC:N`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum SeedSpec {
+    Noise(usize),
+    Data(DataSpec, usize),
+}
+
+impl FromStr for SeedSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("--seeds", format!("`{s}`: expected noise:N or data:SPEC:N (e.g. noise:100, data:builtin:100)"));
+        let count = |n: &str| n.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
+        if let Some(n) = s.strip_prefix("noise:") {
+            return Ok(SeedSpec::Noise(count(n)?));
+        }
+        if let Some(rest) = s.strip_prefix("data:") {
+            let (spec, n) = rest.rsplit_once(':').ok_or_else(bad)?;
+            return Ok(SeedSpec::Data(spec.parse()?, count(n)?));
+        }
+        Err(bad())
+    }
+}
+
+impl std::fmt::Display for SeedSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeedSpec::Noise(n) => write!(f, "noise:{n}"),
+            SeedSpec::Data(d, n) => write!(f, "data:{d}:{n}"),
+        }
+    }
+}
+
+impl From<SeedSpec> for String {
+    fn from(s: SeedSpec) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for SeedSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl SeedSpec {
+    /// Loads the seed images (data seeds: the first N of the training split).
+    pub fn load(&self) -> Result<Seeds> {
+        match self {
+            SeedSpec::Noise(n) => Ok(Seeds::Noise { n: *n }),
+            SeedSpec::Data(spec, n) => {
+                let split = spec.load()?;
+                if *n > split.train.n {
+                    return Err(Error::invalid("--seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
+                }
+                let images = split.train.subset(&(0..*n).collect::<Vec<_>>());
+                Ok(Seeds::Images { images, augment: Augment { crop_pad: 4, flip: spec.flip_ok() } })
+            }
+        }
+    }
+}
+
+/// The seed set of a reverse-engineering run.
+#[derive(Debug, Clone)]
+pub enum Seeds {
+    /// `n` standard-normal noise images (normalized space), redrawn every step.
+    Noise { n: usize },
+    /// Fixed clean images, reshuffled and augmented every epoch.
+    Images { images: ImageSet, augment: Augment },
+}
+
+impl Seeds {
+    pub fn len(&self) -> usize {
+        match self {
+            Seeds::Noise { n } => *n,
+            Seeds::Images { images, .. } => images.n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One epoch of seed batches (`batch_size` images, the last one shorter) in the stamping space:
+    /// pixel values in [0,1] (noise: unclamped) for `Space::Pixel`, normalized values otherwise.
+    /// `augmented = false` gives the un-augmented images in dataset order (final evaluation).
+    pub fn batches(&self, batch_size: usize, stream: u64, augmented: bool, space: Space, norm: &Normalization, (c, h, w): (usize, usize, usize), device: Device) -> Vec<Tensor> {
+        let bs = batch_size.max(1);
+        match self {
+            Seeds::Noise { n } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(stream);
+                let mut out = vec![];
+                let mut left = *n;
+                while left > 0 {
+                    let b = left.min(bs);
+                    left -= b;
+                    let mut z = normals(&mut rng, b * c * h * w);
+                    if space == Space::Pixel {
+                        for (i, v) in z.iter_mut().enumerate() {
+                            let ch = (i / (h * w)) % c;
+                            *v = *v * norm.std[ch] + norm.mean[ch];
+                        }
+                    }
+                    out.push(Tensor::from_slice(&z).view([b as i64, c as i64, h as i64, w as i64]).to_device(device));
+                }
+                out
+            }
+            Seeds::Images { images, augment } => {
+                let view = match space {
+                    Space::Pixel => Normalization::none(c),
+                    Space::Normalized => norm.clone(),
+                };
+                let batches = if augmented { Batches::new(images, bs, &view, *augment, Some(stream), device) } else { Batches::new(images, bs, &view, Augment::NONE, None, device) };
+                batches.map(|b| b.images).collect()
+            }
+        }
+    }
+}
+
+/// `n` standard normals (Box–Muller over ChaCha8).
+pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        // u1 in (0, 1] so that ln(u1) is finite.
+        let u1: f64 = 1.0 - rng.gen::<f64>();
+        let u2: f64 = rng.gen();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        out.push((r * c) as f32);
+        out.push((r * s) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_seed_specs() {
+        assert_eq!("noise:100".parse::<SeedSpec>().unwrap(), SeedSpec::Noise(100));
+        assert_eq!("data:builtin:10".parse::<SeedSpec>().unwrap(), SeedSpec::Data(DataSpec::Builtin, 10));
+        let s: SeedSpec = "data:cifar10:/d/c10:100".parse().unwrap();
+        assert_eq!(s.to_string(), "data:cifar10:/d/c10:100");
+        for bad in ["noise:0", "noise:x", "data:builtin", "pixels:3"] {
+            assert!(bad.parse::<SeedSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn noise_is_standard_normal_and_maps_to_pixels() {
+        let z = normals(&mut ChaCha8Rng::seed_from_u64(1), 100_000);
+        let mean = z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64;
+        let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / z.len() as f64;
+        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        let norm = Normalization { mean: vec![0.5], std: vec![0.25] };
+        let seeds = Seeds::Noise { n: 5 };
+        let px = seeds.batches(2, 7, true, Space::Pixel, &norm, (1, 4, 4), Device::Cpu);
+        let nz = seeds.batches(2, 7, true, Space::Normalized, &norm, (1, 4, 4), Device::Cpu);
+        assert_eq!(px.iter().map(|t| t.size()[0]).collect::<Vec<_>>(), vec![2, 2, 1]);
+        // Same stream: pixel = z*std + mean exactly.
+        let back = (&px[1] - 0.5) / 0.25;
+        assert!((back - &nz[1]).abs().max().double_value(&[]) < 1e-6);
+    }
+}
