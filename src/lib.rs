@@ -11,6 +11,7 @@ pub mod eval;
 pub mod model;
 pub mod prune;
 pub mod report;
+pub mod reverse;
 pub mod score;
 pub mod train;
 pub mod util;

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod poison;
 mod prune;
+mod reverse;
 mod score;
 mod train;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Score the tickets of a pruning run (LMC Trojan score) and pick the winning Trojan ticket.
     Score(score::ScoreArgs),
+    /// Reverse-engineer a trigger for every label (Neural Cleanse / TABOR) and name the Trojan target.
+    Reverse(reverse::ReverseArgs),
     /// Measure training and inference throughput (images/s).
     Bench(bench::BenchArgs),
 }
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Poison(a) => poison::run(a, device, cli.json),
         Command::Prune(a) => prune::run(a, device, cli.json),
         Command::Score(a) => score::run(a, device, cli.json),
+        Command::Reverse(a) => reverse::run(a, device, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),
     }
 }

@@ -98,7 +98,7 @@ pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {
         Some(cfg) => super::attack_args::poison_and_record(cfg.clone(), &split.train, surrogate.as_ref(), &a.out.clone())?.0,
         None => split.train.clone(),
     };
-    let augment = Augment { crop_pad: 4, flip: a.data.flip_ok() };
+    let augment = super::train::augment_of(&a.data, None, false, false);
     let (model, info) = match (a.method, &a.model) {
         (Method::Imp, Some(_)) => anyhow::bail!("--method imp trains its own dense model (it needs the rewind point): drop --model and give --arch"),
         (Method::Imp, None) => {

@@ -44,10 +44,13 @@ pub struct TrainArgs {
     /// Input normalization (default: the data set's constants).
     #[arg(long)]
     pub normalize: Option<String>,
-    /// Random-crop padding (0 disables cropping).
-    #[arg(long, default_value_t = 4)]
-    pub crop_pad: usize,
-    /// Disable random horizontal flips (they are off by default for MNIST digits).
+    /// Random-crop padding, 0 = off (default: 4 for CIFAR and folders, 0 for 28x28 gray sets).
+    #[arg(long)]
+    pub crop_pad: Option<usize>,
+    /// Random horizontal flips on (default: on for CIFAR and folders, off for 28x28 gray sets).
+    #[arg(long, conflicts_with = "no_flip")]
+    pub flip: bool,
+    /// Random horizontal flips off.
     #[arg(long)]
     pub no_flip: bool,
     /// Continue an interrupted run in --out.
@@ -76,7 +79,7 @@ pub fn run(a: TrainArgs, device: Device, json: bool) -> anyhow::Result<()> {
         None => a.data.default_normalization(train.channels).for_channels(train.channels)?,
     };
     norm.validate()?;
-    let augment = Augment { crop_pad: a.crop_pad, flip: !a.no_flip && a.data.flip_ok() };
+    let augment = augment_of(&a.data, a.crop_pad, a.flip, a.no_flip);
     let cfg = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -140,4 +143,10 @@ pub fn run(a: TrainArgs, device: Device, json: bool) -> anyhow::Result<()> {
         eprintln!("saved {} (test accuracy {acc}{asr})", path.display());
     }
     Ok(())
+}
+
+/// The augmentation from `--crop-pad/--flip/--no-flip` over the data set's default.
+pub fn augment_of(data: &DataSpec, crop_pad: Option<usize>, flip: bool, no_flip: bool) -> Augment {
+    let d = data.default_augment();
+    Augment { crop_pad: crop_pad.unwrap_or(d.crop_pad), flip: if flip { data.flip_ok() } else if no_flip { false } else { d.flip } }
 }

@@ -42,6 +42,17 @@ impl DataSpec {
     pub fn flip_ok(&self) -> bool {
         !matches!(self, DataSpec::Mnist(_))
     }
+
+    /// Default training augmentation: the reference's crop (zero padding 4) + flip for CIFAR and image
+    /// folders; none for the 28x28 grayscale sets (MNIST, Fashion-MNIST, builtin), where the usual
+    /// recipe does not augment and where, measured on builtin with the cnn at 12 epochs, crop + flip
+    /// kept a 1% BadNets attack from being learned (attack success 1.6% vs 94% without).
+    pub fn default_augment(&self) -> super::Augment {
+        match self {
+            DataSpec::Cifar10(_) | DataSpec::Cifar100(_) | DataSpec::Folder(_) => super::Augment { crop_pad: 4, flip: true },
+            DataSpec::Mnist(_) | DataSpec::FashionMnist(_) | DataSpec::Builtin => super::Augment::NONE,
+        }
+    }
 }
 
 impl FromStr for DataSpec {

@@ -16,13 +16,13 @@ pub struct SmallCnn {
 
 impl SmallCnn {
     pub fn new(p: &nn::Path, in_channels: i64, height: i64, width: i64, num_classes: i64) -> Self {
-        let chans = [(in_channels, 16), (16, 16), (16, 32), (32, 32)];
+        let chans = [(in_channels, 32), (32, 32), (32, 64), (64, 64)];
         let convs = chans
             .iter()
             .enumerate()
             .map(|(i, &(a, b))| (conv(p / format!("conv{}", i + 1), a, b, 3, 1, 1, false), bn(p / format!("bn{}", i + 1), b)))
             .collect();
-        let flat = 32 * (height / 4) * (width / 4);
+        let flat = 64 * (height / 4) * (width / 4);
         SmallCnn { convs, fc1: linear(p / "fc1", flat, 128), fc2: linear(p / "fc2", 128, num_classes) }
     }
 }

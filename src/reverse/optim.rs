@@ -6,7 +6,7 @@
 //! label `l`'s trigger on every seed image), followed by the `L` cropped triggers `m ⊙ p` of the R4
 //! term, all in ONE forward pass. Each label's loss only depends on its own parameters, so summing the
 //! per-label losses gives every label exactly the gradient it would get alone.
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{LossKind, Space};
 use crate::data::Normalization;
@@ -88,12 +88,10 @@ pub fn class_loss(logits: &Tensor, targets: &Tensor, kind: LossKind) -> Tensor {
 /// The C&W confidence margin κ.
 pub const CW_KAPPA: f64 = 0.0;
 
-/// One forward pass for all labels: per-label total loss `[L]`, per-label correct counts `[L]` (int64)
-/// and the five regulariser values `[L, 5]`.
+/// One forward pass for all labels: per-label total loss `[L]` and correct counts `[L]` (int64).
 pub(crate) struct Losses {
     pub total: Tensor,
     pub correct: Tensor,
-    pub terms: Tensor,
 }
 
 /// The loss of SPEC §6 for every label: `class(f(x'), t) + Σ_k c_k · R_k` with
@@ -114,7 +112,7 @@ pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tens
     let terms = Tensor::stack(&[l1_l2sq(&m), l1_l2sq(&pattern), tv2(&m), tv2(&pattern), class_loss(&r4_logits, targets, kind)], 1);
     let total = class_loss(&main, targets, kind) + (&terms * cost).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
     let correct = main.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
-    Losses { total, correct, terms }
+    Losses { total, correct }
 }
 
 /// `torch.optim.Adam` (no weight decay, no AMSGrad), elementwise, so one Adam over stacked per-label

@@ -1,0 +1,453 @@
+//! Trigger reverse engineering (SPEC §6; Neural Cleanse with TABOR's regularisers, as the reference's
+//! `remask_tabor`), for every candidate target label at once.
+//!
+//! For a target `t` a trigger is a mask `m = (tanh a_m + 1)/2` (`H x W`, shared by the channels) and a
+//! pattern `p = (tanh a_p + 1)/2` (`C x H x W`), stamped as `x' = (1−m)⊙x + m⊙p`, and it minimises
+//!
+//! ```text
+//! class(f(x'), t) + c1(‖m‖₁ + ‖m‖₂²) + c2(‖(1−m)⊙p‖₁ + ‖(1−m)⊙p‖₂²) + c3·TV²(m)
+//!     + c4·Σ_ch TV²(((1−m)⊙p)_ch) + c5·class(f(m⊙p), t)
+//! ```
+//!
+//! Decisions, each matching the reference unless said otherwise:
+//! - `class` is cross-entropy averaged over the batch (`nn.CrossEntropyLoss`), or with
+//!   [`LossKind::Cw`] the C&W margin `max(max_{j≠t} z_j − z_t, −κ)`, κ = 0, averaged over the batch
+//!   (the paper's formula); CW then replaces BOTH class terms.
+//! - The norms and TV² terms are SUMS over the one mask / pattern of the label (`norm(p=1)`,
+//!   `norm(p=2)**2`), not means and not per sample: they do not grow with the batch.
+//! - `c = [1e-3, 1e-5, 2e-3, 1e-4, 1]`; Adam (lr 0.1, betas (0.5, 0.9), eps 1e-8) over `a_m, a_p`
+//!   only; the model stays in eval mode (BN running statistics) and gets no gradients (backward is
+//!   asked for the trigger variables alone).
+//! - Epochs of mini-batches over the seed set (default: one batch of all seeds; the reference runs 100
+//!   epochs of one 100-image batch). After each epoch the attack accuracy over the epoch's batches
+//!   (computed in the same forward passes as the loss, i.e. before each update) decides up (≥ 0.99) or
+//!   down; 5 in a row scales all five costs by 1.5 or 1/1.5^1.5 and restarts the count.
+//! - The kept trigger is the one after the LAST epoch whose accuracy reached 0.99. A label that never
+//!   reaches it keeps its last epoch's trigger with `reached = false` and is never reported as a
+//!   trigger (the reference would keep its first epoch's trigger and still rank it).
+//! - Initialisation: `a_m, a_p ~ N(0, 1)` as the reference, drawn from ChaCha8 keyed by
+//!   `(--seed, label)`, not from libtorch's global generator: a label's start does not depend on
+//!   which other labels run, nor on the device.
+//! - `Space::Pixel` (default): seeds and pattern are pixel images in [0,1]; stamping happens there and
+//!   the result is normalized for the model, so the pattern can take any pixel value.
+//!   `Space::Normalized` (the reference): seeds are normalized images and `p ∈ [0,1]` is stamped in
+//!   normalized units (for CIFAR-10 that is pixel values ≈ 0.49..0.74 only).
+//! - Seeds: see [`seeds`]. Every label sees the same seeds at the same step, so running labels
+//!   together or one by one ([`ReverseConfig::label_chunk`]) gives the same triggers up to float
+//!   rounding.
+//!
+//! Batching: L labels are stacked into `[L,1,H,W]` masks and `[L,C,H,W]` patterns; one forward pass
+//! over the `[L·B + L, C, H, W]` batch (every label's trigger on every seed, then the L cropped
+//! triggers of the last term) serves all labels; the per-label losses are summed, and since the labels'
+//! parameters are disjoint each gets exactly its own gradient; Adam is elementwise, so one Adam over
+//! the stacks is L independent Adams; costs and up/down counters are per label.
+//!
+//! Verdict: detected target = argmin of the soft-mask l1 over labels that reached success; anomaly
+//! index (Neural Cleanse) `(median − l1) / (1.4826·MAD)` with median and MAD over all labels' l1;
+//! flagged above the threshold (default 2).
+mod eval;
+mod optim;
+mod output;
+mod seeds;
+#[cfg(test)]
+mod tests;
+
+pub use eval::{anomaly_index, anomaly_of, binarize_top_k, iou, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
+pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
+pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
+pub use seeds::{normals, SeedSpec, Seeds};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use crate::data::Normalization;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::train::epoch_seed;
+use optim::{losses, Adam, InputSpace};
+
+/// Where the stamp is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Space {
+    /// Stamp on [0,1] pixel images, then normalize (pattern = a valid image).
+    Pixel,
+    /// Stamp on normalized images with p in [0,1] (the reference).
+    Normalized,
+}
+
+/// The classification term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Cross-entropy (the reference code).
+    Ce,
+    /// Carlini & Wagner margin with κ = 0 (the paper's formula).
+    Cw,
+}
+
+/// Initial costs `[c1..c5]` (SPEC §6).
+pub const INIT_COST: [f64; 5] = [1e-3, 1e-5, 2e-3, 1e-4, 1.0];
+
+/// Stream keys (xored into the seed) of the independent random streams.
+const INIT_KEY: u64 = 0x5245_5645_5253_4530;
+const SEED_KEY: u64 = 0x5345_4544_5354_524D;
+const EVAL_KEY: u64 = 0x4556_414C_5345_4544;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReverseConfig {
+    pub epochs: usize,
+    /// Seeds per step; `None` = all seeds in one batch (the reference with 100 seeds).
+    pub batch_size: Option<usize>,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub init_cost: [f64; 5],
+    /// Epochs in a row before the costs change.
+    pub patience: usize,
+    pub cost_up: f64,
+    pub cost_down: f64,
+    /// Epoch attack accuracy that counts as success.
+    pub success_threshold: f64,
+    pub loss: LossKind,
+    pub space: Space,
+    pub seed: u64,
+    /// Labels optimised together in one batched computation; `None` = as many as keep
+    /// `labels x batch` within 1,024 images per forward pass; `Some(1)` = one label at a time.
+    pub label_chunk: Option<usize>,
+}
+
+impl Default for ReverseConfig {
+    fn default() -> Self {
+        ReverseConfig {
+            epochs: 100,
+            batch_size: None,
+            lr: 0.1,
+            betas: (0.5, 0.9),
+            eps: 1e-8,
+            init_cost: INIT_COST,
+            patience: 5,
+            cost_up: 1.5,
+            cost_down: 1.5f64.powf(1.5),
+            success_threshold: 0.99,
+            loss: LossKind::Ce,
+            space: Space::Pixel,
+            seed: 0,
+            label_chunk: None,
+        }
+    }
+}
+
+impl ReverseConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid("reverse-engineering config", m));
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        if self.batch_size == Some(0) || self.label_chunk == Some(0) {
+            return bad("--batch-size and --label-chunk must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || !(0.0..1.0).contains(&self.betas.0) || !(0.0..1.0).contains(&self.betas.1) {
+            return bad(format!("need lr > 0 and betas in [0, 1), got {} and {:?}", self.lr, self.betas));
+        }
+        if self.init_cost.iter().any(|c| !(*c >= 0.0 && c.is_finite())) {
+            return bad(format!("costs must be finite and non-negative: {:?}", self.init_cost));
+        }
+        Ok(())
+    }
+
+    fn chunk(&self, labels: usize, batch: usize) -> usize {
+        self.label_chunk.unwrap_or((1024 / batch.max(1)).max(1)).clamp(1, labels.max(1))
+    }
+}
+
+/// One epoch of one label.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStat {
+    pub epoch: usize,
+    /// Mean total loss over the epoch's seeds.
+    pub loss: f64,
+    /// Fraction of the epoch's stamped seeds classified as the label.
+    pub attack_success: f64,
+    /// Soft-mask l1 after the epoch.
+    pub l1: f64,
+    /// c1 after the epoch's schedule update (the others keep their ratios to it).
+    pub c1: f64,
+}
+
+/// The recovered trigger of one candidate label.
+#[derive(Debug, Clone)]
+pub struct LabelResult {
+    pub label: u32,
+    /// (C, H, W).
+    pub shape: (usize, usize, usize),
+    /// Soft mask, H·W, in [0,1].
+    pub mask: Vec<f32>,
+    /// Pattern, C·H·W (CHW), in [0,1] in the stamping space.
+    pub pattern: Vec<f32>,
+    /// The pattern as a pixel image in [0,1] (for pictures): the pattern itself in pixel space,
+    /// `clamp(p·std + mean)` in normalized space.
+    pub pattern_image: Vec<f32>,
+    /// ‖m‖₁ of the soft mask.
+    pub l1: f64,
+    /// Whether some epoch reached the success threshold; if not, this is NOT a trigger.
+    pub reached: bool,
+    /// 1-based epoch the kept trigger comes from.
+    pub epoch: usize,
+    /// Attack accuracy of the kept epoch (over its batches).
+    pub epoch_attack_success: f64,
+    /// Attack success of the kept trigger on a fresh pass over the seeds (fresh noise draw, or the
+    /// seed images without augmentation).
+    pub attack_success: f64,
+    pub final_cost: [f64; 5],
+    pub history: Vec<EpochStat>,
+}
+
+/// Initial `(a_m [H·W], a_p [C·H·W])` of a label: N(0,1) from ChaCha8 keyed by (seed, label).
+pub fn initial_params(seed: u64, label: u32, (c, h, w): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(seed ^ INIT_KEY, label as usize));
+    let am = normals(&mut rng, h * w);
+    let ap = normals(&mut rng, c * h * w);
+    (am, ap)
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::try_from(t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).expect("float tensor")
+}
+
+/// Reverse-engineers a trigger for every label of `labels` (all of them when empty) on `model`
+/// (inputs normalized with `norm`), from `seeds`. Labels run together in chunks of
+/// [`ReverseConfig::label_chunk`]; results come back in the order of `labels`.
+pub fn reverse_engineer(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32]) -> Result<Vec<LabelResult>> {
+    cfg.validate()?;
+    let k = model.meta.num_classes;
+    let labels: Vec<u32> = if labels.is_empty() { (0..k as u32).collect() } else { labels.to_vec() };
+    if let Some(&bad) = labels.iter().find(|&&l| l as usize >= k) {
+        return Err(Error::invalid("--labels", format!("label {bad} does not exist (the model has {k} classes)")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(&dup) = labels.iter().find(|&&l| !seen.insert(l)) {
+        return Err(Error::invalid("--labels", format!("label {dup} is listed twice")));
+    }
+    if seeds.is_empty() {
+        return Err(Error::invalid("--seeds", "no seed images"));
+    }
+    let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
+    if let Seeds::Images { images, .. } = seeds {
+        if (images.channels, images.height, images.width) != shape {
+            return Err(Error::invalid("--seeds", format!("seed images are {}x{}x{} but the model takes {}x{}x{}", images.channels, images.height, images.width, shape.0, shape.1, shape.2)));
+        }
+    }
+    let norm = norm.clone().for_channels(shape.0)?;
+    let batch = cfg.batch_size.unwrap_or(seeds.len()).min(seeds.len());
+    let chunk = cfg.chunk(labels.len(), batch);
+    let chunks: Vec<&[u32]> = labels.chunks(chunk).collect();
+    let bar = ProgressBar::new((chunks.len() * cfg.epochs) as u64)
+        .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} epochs {per_sec} eta {eta}").expect("valid template").progress_chars("=> "));
+    let mut out = vec![];
+    for (i, ls) in chunks.iter().enumerate() {
+        bar.set_message(if chunks.len() > 1 { format!("labels {ls:?} ({}/{})", i + 1, chunks.len()) } else { format!("{} labels", ls.len()) });
+        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, &bar)?);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// The trigger variables of a chunk of labels, with their optimiser and schedules.
+pub(crate) struct TriggerVars {
+    pub a_m: Tensor,
+    pub a_p: Tensor,
+    adam: Adam,
+    pub schedules: Vec<CostSchedule>,
+    pub targets: Tensor,
+}
+
+impl TriggerVars {
+    /// `a_m [L,1,H,W]`, `a_p [L,C,H,W]` (CPU or device tensors; copied).
+    pub fn new(a_m: &Tensor, a_p: &Tensor, labels: &[u32], cfg: &ReverseConfig, device: tch::Device) -> Self {
+        let a_m = a_m.to_device(device).to_kind(Kind::Float).detach().copy().set_requires_grad(true);
+        let a_p = a_p.to_device(device).to_kind(Kind::Float).detach().copy().set_requires_grad(true);
+        let adam = Adam::new(&[&a_m, &a_p], cfg.lr, cfg.betas, cfg.eps);
+        let schedules = labels.iter().map(|_| CostSchedule::new(cfg.init_cost, cfg.patience, cfg.cost_up, cfg.cost_down)).collect();
+        let t: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        TriggerVars { a_m, a_p, adam, schedules, targets: Tensor::from_slice(&t).to_device(device) }
+    }
+
+    pub fn cost_tensor(&self) -> Tensor {
+        let c: Vec<f32> = self.schedules.iter().flat_map(|s| s.cost.iter().map(|&v| v as f32)).collect();
+        Tensor::from_slice(&c).view([self.schedules.len() as i64, 5]).to_device(self.a_m.device())
+    }
+
+    /// One Adam step on seed batch `x`; returns per-label losses and correct counts (before the step).
+    pub fn step(&mut self, model: &Model, space: &InputSpace, x: &Tensor, kind: LossKind) -> (Vec<f64>, Vec<i64>) {
+        let cost = self.cost_tensor();
+        let l = losses(model, space, &self.a_m, &self.a_p, x, &self.targets, &cost, kind);
+        let grads = Tensor::run_backward(&[l.total.sum(Kind::Float)], &[&self.a_m, &self.a_p], false, false);
+        self.adam.step(&mut [&mut self.a_m, &mut self.a_p], &grads);
+        let loss: Vec<f64> = Vec::try_from(l.total.detach().to_device(tch::Device::Cpu).to_kind(Kind::Double)).expect("losses");
+        let correct: Vec<i64> = Vec::try_from(l.correct.to_device(tch::Device::Cpu)).expect("counts");
+        (loss, correct)
+    }
+}
+
+fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], batch: usize, bar: &ProgressBar) -> Result<Vec<LabelResult>> {
+    let device = model.device();
+    let shape @ (c, h, w) = (model.meta.in_channels, model.meta.height, model.meta.width);
+    let l = labels.len();
+    let (mut am, mut ap) = (vec![], vec![]);
+    for &label in labels {
+        let (m, p) = initial_params(cfg.seed, label, shape);
+        am.extend(m);
+        ap.extend(p);
+    }
+    let a_m = Tensor::from_slice(&am).view([l as i64, 1, h as i64, w as i64]);
+    let a_p = Tensor::from_slice(&ap).view([l as i64, c as i64, h as i64, w as i64]);
+    let mut vars = TriggerVars::new(&a_m, &a_p, labels, cfg, device);
+    let space = InputSpace::new(cfg.space, norm, c, device);
+
+    let mut kept: Vec<Option<(Tensor, Tensor, usize, f64)>> = (0..l).map(|_| None).collect();
+    let mut history: Vec<Vec<EpochStat>> = vec![vec![]; l];
+    let mut last_acc = vec![0.0; l];
+    for epoch in 0..cfg.epochs {
+        let xs = seeds.batches(batch, epoch_seed(cfg.seed ^ SEED_KEY, epoch), true, cfg.space, norm, shape, device);
+        let (mut loss_sum, mut correct, mut n) = (vec![0.0; l], vec![0i64; l], 0usize);
+        for (step, x) in xs.iter().enumerate() {
+            let b = x.size()[0] as usize;
+            let (loss, ok) = vars.step(model, &space, x, cfg.loss);
+            if let Some(bad) = loss.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Diverged { epoch, step, loss: *bad, remedy: "check --normalize and --space, or lower --lr" });
+            }
+            for i in 0..l {
+                loss_sum[i] += loss[i] * b as f64;
+                correct[i] += ok[i];
+            }
+            n += b;
+        }
+        let (m, p) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
+        let l1s: Vec<f64> = Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu)).expect("l1");
+        for i in 0..l {
+            let acc = correct[i] as f64 / n as f64;
+            last_acc[i] = acc;
+            let success = acc >= cfg.success_threshold;
+            if success {
+                kept[i] = Some((m.get(i as i64).copy(), p.get(i as i64).copy(), epoch + 1, acc));
+            }
+            vars.schedules[i].update(success);
+            history[i].push(EpochStat { epoch: epoch + 1, loss: loss_sum[i] / n as f64, attack_success: acc, l1: l1s[i], c1: vars.schedules[i].cost[0] });
+        }
+        bar.inc(1);
+    }
+
+    // Final triggers: the last successful epoch's, else the last epoch's (not reached).
+    let (m_last, p_last) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
+    let mut masks = vec![];
+    let mut pats = vec![];
+    let mut meta = vec![];
+    for i in 0..l {
+        match kept[i].take() {
+            Some((m, p, e, acc)) => {
+                masks.push(m);
+                pats.push(p);
+                meta.push((true, e, acc));
+            }
+            None => {
+                masks.push(m_last.get(i as i64).copy());
+                pats.push(p_last.get(i as i64).copy());
+                meta.push((false, cfg.epochs, last_acc[i]));
+            }
+        }
+    }
+    let m = Tensor::stack(&masks, 0);
+    let p = Tensor::stack(&pats, 0);
+    let success = seed_success(model, &space, seeds, cfg, norm, shape, batch, &vars.targets, &m, &p);
+    let (mean, std): (Vec<f32>, Vec<f32>) = (norm.mean.clone(), norm.std.clone());
+    let mut out = vec![];
+    for i in 0..l {
+        let mask = to_vec(&masks[i]);
+        let pattern = to_vec(&pats[i]);
+        let pattern_image = match cfg.space {
+            Space::Pixel => pattern.clone(),
+            Space::Normalized => pattern.iter().enumerate().map(|(j, v)| (v * std[j / (h * w)] + mean[j / (h * w)]).clamp(0.0, 1.0)).collect(),
+        };
+        let (reached, epoch, epoch_attack_success) = meta[i];
+        out.push(LabelResult {
+            label: labels[i],
+            shape,
+            l1: mask.iter().map(|&v| v as f64).sum(),
+            mask,
+            pattern,
+            pattern_image,
+            reached,
+            epoch,
+            epoch_attack_success,
+            attack_success: success[i],
+            final_cost: vars.schedules[i].cost,
+            history: std::mem::take(&mut history[i]),
+        });
+    }
+    Ok(out)
+}
+
+/// Attack success of the triggers `m [L,1,H,W]`, `p [L,C,H,W]` on a fresh pass over the seeds.
+#[allow(clippy::too_many_arguments)]
+fn seed_success(model: &Model, space: &InputSpace, seeds: &Seeds, cfg: &ReverseConfig, norm: &Normalization, shape: (usize, usize, usize), batch: usize, targets: &Tensor, m: &Tensor, p: &Tensor) -> Vec<f64> {
+    let l = m.size()[0];
+    let xs = seeds.batches(batch, cfg.seed ^ EVAL_KEY, false, cfg.space, norm, shape, model.device());
+    let mut hits = Tensor::zeros([l], (Kind::Int64, model.device()));
+    let mut n = 0i64;
+    tch::no_grad(|| {
+        for x in &xs {
+            let b = x.size()[0];
+            let logits = model.forward_t(&space.to_model(&stamp(x, m, p)), false).view([l, b, -1]);
+            hits += logits.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+            n += b;
+        }
+    });
+    let hits: Vec<i64> = Vec::try_from(hits.to_device(tch::Device::Cpu)).expect("counts");
+    hits.iter().map(|&h| h as f64 / n.max(1) as f64).collect()
+}
+
+/// Makes glibc keep freed memory for reuse instead of handing it back to the kernel: no `mmap` for
+/// large blocks (`M_MMAP_MAX = 0`) and no trimming of the heap below 2 GiB free (`M_TRIM_THRESHOLD`).
+///
+/// Why: a batched step over 10 labels x 100 CIFAR seeds allocates activations of ~66 MB each; glibc
+/// serves every block above 32 MB with a fresh `mmap` and unmaps it on free, so each step page-faults
+/// its ~2-4 GB of activations in again (measured: 30-40% of the run time spent in the kernel). With
+/// this call the heap grows once and is reused. Process-wide and permanent (the process keeps its
+/// peak heap), so the library never calls it on its own: `quarantine reverse` does, and so should
+/// other long-running batched callers. No-op off glibc.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::raw::c_int;
+        extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        const M_TRIM_THRESHOLD: c_int = -1;
+        const M_MMAP_MAX: c_int = -4;
+        // SAFETY: mallopt only changes allocator tuning parameters; it is called with valid
+        // parameter codes and has no memory-safety preconditions.
+        unsafe {
+            mallopt(M_MMAP_MAX, 0);
+            mallopt(M_TRIM_THRESHOLD, c_int::MAX);
+        }
+    }
+}
+
+/// Detected target, anomaly index and flag from per-label results (see the module docs).
+pub fn verdict(results: &[LabelResult], threshold: f64) -> Verdict {
+    let l1: Vec<f64> = results.iter().map(|r| r.l1).collect();
+    let (median, mad) = if l1.is_empty() { (f64::NAN, f64::NAN) } else { median_mad(&l1) };
+    let best = (0..results.len()).filter(|&i| results[i].reached).min_by(|&a, &b| l1[a].total_cmp(&l1[b]));
+    let anomaly = best.map(|i| anomaly_of(&l1, i));
+    Verdict {
+        detected_target: best.map(|i| results[i].label),
+        anomaly_index: anomaly,
+        flagged: anomaly.is_some_and(|a| a > threshold),
+        threshold,
+        median_l1: median,
+        mad_l1: mad,
+    }
+}

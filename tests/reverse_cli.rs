@@ -1,0 +1,87 @@
+//! `quarantine reverse` end to end on a tiny (untrained) checkpoint: JSON shape, files, refusal to
+//! overwrite, and the exit code and message for a missing model.
+use std::path::Path;
+use std::process::Command;
+
+use quarantine::data::Normalization;
+use quarantine::model::{save_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, Versions};
+use tch::Device;
+
+fn tiny_checkpoint(dir: &Path) -> std::path::PathBuf {
+    tch::manual_seed(0);
+    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+    let model = Model::new(meta.clone(), Device::Cpu).unwrap();
+    let info = CheckpointInfo {
+        meta,
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        normalization: Normalization::mnist(),
+        seed: Some(0),
+        versions: Versions::default(),
+        data: None,
+        config: None,
+        metrics: None,
+        batches_tracked: 0,
+        imported_from: None,
+    };
+    let path = dir.join("model.safetensors");
+    save_checkpoint(&path, &model, &info).unwrap();
+    path
+}
+
+fn quarantine(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_quarantine")).args(["--threads", "2"]).args(args).output().unwrap()
+}
+
+#[test]
+fn reverse_writes_json_and_files() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_checkpoint(d.path());
+    let out = d.path().join("rev");
+    let args = [
+        "reverse", "--model", model.to_str().unwrap(), "--seeds", "noise:8", "--epochs", "2", "--labels", "0,1", "--json",
+        "--out", out.to_str().unwrap(), "--test-data", "builtin", "--true-trigger", "reference-upper-right:5",
+    ];
+    let o = quarantine(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("detected target") || stderr.contains("no trigger found"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let labels = v["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 2);
+    for (i, l) in labels.iter().enumerate() {
+        assert_eq!(l["label"], i as u64);
+        assert!(l["l1"].as_f64().unwrap() > 0.0);
+        assert!((0.0..=1.0).contains(&l["attack_success"].as_f64().unwrap()));
+        assert!(l["reached"].is_boolean());
+        assert!((0.0..=1.0).contains(&l["recovered_asr"].as_f64().unwrap()));
+        assert!((0.0..=1.0).contains(&l["iou"].as_f64().unwrap()));
+    }
+    assert!(v["detected_target"].is_null() || v["detected_target"].is_u64());
+    assert!(v["flagged"].is_boolean());
+    assert!(v.get("anomaly_index").is_some());
+    assert_eq!(v["seed"], 0);
+    assert_eq!(v["config"]["reverse"]["epochs"], 2);
+    assert_eq!(v["config"]["seeds"], "noise:8");
+    assert_eq!(v["model"]["meta"]["arch"], "cnn");
+    assert!(v["versions"]["quarantine"].is_string());
+    let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("reverse.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["labels"], v["labels"]);
+    for f in ["l1.png", "triggers.safetensors", "history.jsonl", "label0_mask.png", "label1_pattern.png", "label1_trigger.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // A second run into the same folder is refused without --force.
+    let again = quarantine(&args);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn reverse_missing_model_exits_2_and_names_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("nope.safetensors");
+    let o = quarantine(&["reverse", "--model", missing.to_str().unwrap(), "--out", d.path().join("r").to_str().unwrap(), "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("nope.safetensors"), "{e}");
+    assert!(!d.path().join("r").exists(), "no output folder for a failed load");
+}
