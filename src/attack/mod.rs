@@ -132,9 +132,14 @@ pub struct Attack {
 impl Attack {
     pub fn new(cfg: AttackConfig, (h, w, c): (usize, usize, usize), num_classes: usize) -> Result<Self> {
         cfg.validate(num_classes)?;
-        let trigger = Trigger::new(&cfg.trigger, cfg.trigger_size, c)?;
-        // Fail early if the trigger does not fit.
-        cfg.location.place((h, w), (trigger.height, trigger.width), |_, _| (0, 0))?;
+        let patch = matches!(cfg.kind, AttackKind::Badnets | AttackKind::CleanLabel);
+        // A blended trigger covers the whole image: resolve it at image size unless told otherwise.
+        let size = if patch { cfg.trigger_size } else { Some(cfg.trigger_size.unwrap_or(h.max(w))) };
+        let trigger = Trigger::new(&cfg.trigger, size, c)?;
+        if patch {
+            // Fail early if the trigger does not fit.
+            cfg.location.place((h, w), (trigger.height, trigger.width), |_, _| (0, 0))?;
+        }
         let blend = (cfg.kind == AttackKind::Blended).then(|| trigger.full_image(h, w));
         let warp = (cfg.kind == AttackKind::Wanet).then(|| WarpField::new(h, w, cfg.wanet_k, cfg.wanet_strength, cfg.seed ^ 0x5741_4E45));
         Ok(Attack { cfg, trigger, shape: (h, w, c), num_classes, blend, warp })

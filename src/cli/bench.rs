@@ -44,7 +44,7 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(a.iters > 0 && a.batch_size > 0, "--iters and --batch-size must be positive");
     let bs = a.batch_size;
     let set = synthetic(bs * (a.iters + 3), a.channels, a.image_size);
-    let norm = Normalization::cifar10().for_channels(a.channels)?;
+    let norm = if a.channels == 3 { Normalization::cifar10() } else { Normalization::mnist().for_channels(a.channels)? };
     tch::manual_seed(0);
     let meta = ModelMeta { arch: a.arch, in_channels: a.channels, height: a.image_size, width: a.image_size, num_classes: 10 };
     let model = Model::new(meta, device)?;

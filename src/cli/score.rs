@@ -10,7 +10,7 @@ use tch::Device;
 
 use super::prune::PruneRecord;
 use crate::attack::{attack_success, Attack, AttackSuccess};
-use crate::data::{noise_set, DataSpec, ImageSet};
+use crate::data::{noise_set, DataSpec, ImageSet, Normalization};
 use crate::eval::{evaluate, predict};
 use crate::model::{export, load_checkpoint, save_checkpoint, InputOverrides, Model, Versions};
 use crate::prune::{load_ticket, Masks, Method};
@@ -88,9 +88,10 @@ pub struct StepRow {
     pub losses: Vec<f64>,
 }
 
-/// Everything `score` needs, loaded once.
+/// Everything scoring a path needs, loaded once.
 pub struct ScoreContext {
-    pub record: PruneRecord,
+    pub norm: Normalization,
+    pub method: Method,
     pub finetune_set: ImageSet,
     pub data: ScoreData,
     pub test: Option<ImageSet>,
@@ -100,7 +101,7 @@ pub struct ScoreContext {
 }
 
 fn measure(model: &Model, ctx: &ScoreContext) -> Metrics {
-    let norm = &ctx.record.normalization;
+    let norm = &ctx.norm;
     let clean = ctx.test.as_ref().map(|t| evaluate(model, t, norm, 500).accuracy);
     let asr: Option<AttackSuccess> = match (&ctx.attack, &ctx.test) {
         (Some(a), Some(t)) => Some(attack_success(model, t, a, norm)),
@@ -122,7 +123,7 @@ fn source_model(dir: &Path, record: &PruneRecord, device: Device) -> anyhow::Res
     Ok(m)
 }
 
-pub fn context(dir: &Path, a: &ScoreArgs, device: Device) -> anyhow::Result<ScoreContext> {
+pub fn context(dir: &Path, a: &ScoreArgs, device: Device) -> anyhow::Result<(ScoreContext, PruneRecord)> {
     let rp = dir.join("prune.json");
     let record: PruneRecord = serde_json::from_slice(&std::fs::read(&rp).with_context(|| format!("{} (run `quarantine prune` first)", rp.display()))?).with_context(|| format!("{}: not a prune record", rp.display()))?;
     let mut cfg = if a.reference { ScoreConfig::reference(record.augment, record.seed) } else { ScoreConfig::paper(record.augment, record.seed) };
@@ -160,7 +161,7 @@ pub fn context(dir: &Path, a: &ScoreArgs, device: Device) -> anyhow::Result<Scor
         spec => spec.parse::<DataSpec>()?.load()?.train,
     };
     let (data, _) = score_samples(&finetune_set, a.score_samples, &norm, record.seed, device);
-    Ok(ScoreContext { record, finetune_set, data, test: split.test, attack, cfg, data_free })
+    Ok((ScoreContext { norm, method: record.method, finetune_set, data, test: split.test, attack, cfg, data_free }, record))
 }
 
 /// Scores one step: loads the ticket, recalibrates BN if configured, scores, measures.
@@ -169,8 +170,8 @@ pub fn score_step(dir: &Path, step: usize, ctx: &ScoreContext, device: Device) -
     if ctx.cfg.bn_recalibrate {
         recalibrate_bn(&phi, &ctx.data.x);
     }
-    let (r, phik) = trojan_score(&phi, &masks, &ctx.finetune_set, &ctx.record.normalization, &ctx.data, &ctx.cfg)?;
-    let trained = if ctx.record.method == Method::Imp {
+    let (r, phik) = trojan_score(&phi, &masks, &ctx.finetune_set, &ctx.norm, &ctx.data, &ctx.cfg)?;
+    let trained = if ctx.method == Method::Imp {
         let (m, _, _) = load_checkpoint(&dir.join(format!("round-{:03}", step - 1)).join("trained.safetensors"), &InputOverrides::default(), device)?;
         Some(measure(&m, ctx))
     } else {
@@ -233,13 +234,13 @@ pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let dir = a.run.clone();
     let out = dir.join("dynamics.json");
     anyhow::ensure!(!out.exists() || a.resume || a.force, "{} exists: pass --resume to continue or --force to rescore", out.display());
-    let ctx = context(&dir, &a, device)?;
+    let (ctx, record) = context(&dir, &a, device)?;
     let sdir = dir.join("score");
     if a.force && !a.resume && sdir.exists() {
         std::fs::remove_dir_all(&sdir)?;
     }
     std::fs::create_dir_all(&sdir)?;
-    let steps = ctx.record.steps;
+    let steps = record.steps;
     let bar = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} steps eta {eta} {msg}").expect("template").progress_chars("=> "));
     let mut rows = vec![];
     for step in 1..=steps {
@@ -271,7 +272,7 @@ pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
         save_winner(&dir, rows[w].step, &ctx, device)?;
     }
     let points: Vec<DynPoint> = rows.iter().map(|r| DynPoint { sparsity: r.sparsity, clean_accuracy: r.ticket.clean_accuracy.unwrap_or(f64::NAN), attack_success: r.ticket.attack_success_rate, score_error: r.score_error, score_loss: r.score_loss }).collect();
-    let title = format!("{:?} path, {} data", ctx.record.method, if ctx.data_free { "noise" } else { "training" });
+    let title = format!("{} path, {} score data", ctx.method.name(), if ctx.data_free { "noise" } else { "training" });
     plot::write_svg_and_png(&dir.join("dynamics.png"), &plot::dynamics(&title, &points, winner)?)?;
     write_atomic(&dir.join("dynamics.csv"), csv(&rows).as_bytes())?;
     let summary = serde_json::json!({
@@ -283,7 +284,7 @@ pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
         "score_samples": a.score_samples,
         "steps": rows,
         "versions": Versions::default(),
-        "seed": ctx.record.seed,
+        "seed": record.seed,
     });
     write_json(&out, &summary)?;
     if json {

@@ -34,6 +34,16 @@ pub enum Method {
     Random,
 }
 
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Imp => "IMP",
+            Method::Omp => "OMP",
+            Method::Random => "random pruning",
+        }
+    }
+}
+
 /// Paths of a pruning run's tickets.
 pub fn ticket_path(dir: &Path, step: usize) -> PathBuf {
     dir.join("tickets").join(format!("step-{step:03}.safetensors"))
