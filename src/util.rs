@@ -17,12 +17,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Appends one line to a JSON-lines file (metrics logs).
-pub fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
-}
-
 /// Creates an output folder for a new run. An existing folder that already holds `marker` is refused
 /// unless `resume` (continue it) or `force` (overwrite) is set: results are never silently overwritten.
 pub fn prepare_out_dir(dir: &Path, marker: &str, resume: bool, force: bool) -> Result<()> {

@@ -34,11 +34,11 @@ COST_SCALE = {1: 1.0, 3: 1.5}
 class SmallCnn(nn.Module):
     def __init__(self, c=3, hw=8, k=4):
         super().__init__()
-        chans = [(c, 16), (16, 16), (16, 32), (32, 32)]
+        chans = [(c, 32), (32, 32), (32, 64), (64, 64)]
         for i, (a, b) in enumerate(chans):
             setattr(self, f"conv{i + 1}", nn.Conv2d(a, b, 3, 1, 1, bias=False))
             setattr(self, f"bn{i + 1}", nn.BatchNorm2d(b))
-        self.fc1 = nn.Linear(32 * (hw // 4) ** 2, 128)
+        self.fc1 = nn.Linear(64 * (hw // 4) ** 2, 128)
         self.fc2 = nn.Linear(128, k)
 
     def forward(self, x):

@@ -3,6 +3,7 @@
 mod attack_args;
 mod bench;
 mod common;
+mod detect;
 mod eval;
 mod export;
 mod poison;
@@ -49,6 +50,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Reverse-engineer a trigger for every label (Neural Cleanse / TABOR) and name the Trojan target.
     Reverse(reverse::ReverseArgs),
+    /// The auditor's pipeline: prune, score, winning ticket, reverse engineering, verdict.
+    Detect(detect::DetectArgs),
     /// Measure training and inference throughput (images/s).
     Bench(bench::BenchArgs),
 }
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(a) => prune::run(a, device, cli.json),
         Command::Score(a) => score::run(a, device, cli.json),
         Command::Reverse(a) => reverse::run(a, device, cli.json),
+        Command::Detect(a) => detect::run(a, device, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),
     }
 }

@@ -106,3 +106,74 @@ pub fn one_shot_path(dir: &Path, model: &Model, info: &CheckpointInfo, steps: us
     });
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Augment, ImageSet, Normalization};
+    use crate::model::{ModelMeta, Versions};
+    use crate::train::{TrainConfig, TrainData};
+    use tch::Kind;
+
+    fn tiny() -> (Model, CheckpointInfo, ImageSet) {
+        use rand::{Rng, SeedableRng};
+        tch::manual_seed(3);
+        let meta = ModelMeta { arch: crate::model::Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 2 };
+        let model = Model::new(meta.clone(), Device::Cpu).unwrap();
+        let info = CheckpointInfo { meta, classes: vec!["a".into(), "b".into()], normalization: Normalization::none(1), seed: Some(3), versions: Versions::default(), data: None, config: None, metrics: None, batches_tracked: 0, imported_from: None };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();
+        let images = labels.iter().flat_map(|&l| (0..64).map(move |_| l as u8 * 200)).map(|v: u8| v.saturating_add(rng.gen_range(0..40))).collect();
+        let set = ImageSet { images, labels, n: 64, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] };
+        (model, info, set)
+    }
+
+    fn masked_sum(model: &Model, masks: &Masks) -> f64 {
+        let v = model.vs.variables();
+        masks.masks.iter().map(|(n, m)| v[n].masked_select(&m.eq(0.0)).abs().sum(Kind::Float).double_value(&[])).sum()
+    }
+
+    #[test]
+    fn tickets_and_masks_survive_a_checkpoint_round_trip() {
+        let (model, info, _) = tiny();
+        let dir = tempfile::tempdir().unwrap();
+        let masks = Masks::dense(&model).prune(&model, 0.5, Scope::Global, Criterion::Magnitude);
+        save_ticket(dir.path(), 1, &model, &masks, &info).unwrap();
+        let (back, bmasks, binfo) = load_ticket(dir.path(), 1, Device::Cpu).unwrap();
+        assert_eq!(binfo.meta, info.meta);
+        for (n, m) in &masks.masks {
+            assert!(m.equal(&bmasks.masks[n]), "{n}");
+        }
+        assert!(model.named_tensors().iter().zip(back.named_tensors()).all(|((a, x), (b, y))| a == &b && x.equal(&y)));
+        assert_eq!(masked_sum(&back, &bmasks), 0.0);
+    }
+
+    #[test]
+    fn imp_rounds_keep_masks_reach_0_8_pow_n_and_resume_without_retraining() {
+        let (model, info, set) = tiny();
+        let dir = tempfile::tempdir().unwrap();
+        let mut train = TrainConfig::reference(3, 3, Augment::NONE);
+        train.batch_size = 16;
+        let cfg = ImpConfig { train, steps: 3, rate: 0.2, scope: Scope::Global, rewind: Rewind::Epoch(1), epochs_per_round: None, random: false };
+        let norm = Normalization::none(1);
+        let data = TrainData { train: &set, test: None, norm: &norm };
+        let d = run_imp(dir.path(), &model, &data, &cfg, &info, false).unwrap();
+        let total = d[0].size as f64;
+        let mut alive = total as i64;
+        for (i, den) in d.iter().enumerate() {
+            alive -= (0.2 * alive as f64).round() as i64;
+            assert_eq!(den.alive, alive, "step {}", i + 1);
+        }
+        // Round 2 was trained with ticket 2's mask: its masked weights stayed exactly zero.
+        let (round2, _, _) = load_checkpoint(&dir.path().join("round-002/trained.safetensors"), &InputOverrides::default(), Device::Cpu).unwrap();
+        let (_, m2, _) = load_ticket(dir.path(), 2, Device::Cpu).unwrap();
+        assert_eq!(masked_sum(&round2, &m2), 0.0);
+        // Resuming a finished run retrains nothing and gives the same tickets.
+        let before = std::fs::read(ticket_path(dir.path(), 3)).unwrap();
+        let stamp = std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap();
+        let d2 = run_imp(dir.path(), &model, &data, &cfg, &info, true).unwrap();
+        assert_eq!(d2.iter().map(|x| x.alive).collect::<Vec<_>>(), d.iter().map(|x| x.alive).collect::<Vec<_>>());
+        assert_eq!(std::fs::read(ticket_path(dir.path(), 3)).unwrap(), before);
+        assert_eq!(std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap(), stamp);
+    }
+}

@@ -32,9 +32,9 @@
 //!   the result is normalized for the model, so the pattern can take any pixel value.
 //!   `Space::Normalized` (the reference): seeds are normalized images and `p ∈ [0,1]` is stamped in
 //!   normalized units (for CIFAR-10 that is pixel values ≈ 0.49..0.74 only).
-//! - Seeds: see [`seeds`]. Every label sees the same seeds at the same step, so running labels
-//!   together or one by one ([`ReverseConfig::label_chunk`]) gives the same triggers up to float
-//!   rounding.
+//! - Seeds: see [`Seeds`] (noise in normalized space, mapped to pixels unclamped). Every label sees
+//!   the same seeds at the same step, so running labels together or one by one
+//!   ([`ReverseConfig::label_chunk`]) gives the same triggers up to float rounding.
 //!
 //! Batching: L labels are stacked into `[L,1,H,W]` masks and `[L,C,H,W]` patterns; one forward pass
 //! over the `[L·B + L, C, H, W]` batch (every label's trigger on every seed, then the L cropped

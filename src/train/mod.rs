@@ -18,7 +18,7 @@ use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
 use crate::model::{from_raw, Model};
-use crate::util::{append_line, write_json};
+use crate::util::{write_atomic, write_json};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
@@ -196,7 +196,9 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
         on_epoch(epoch + 1, model)?;
         if let Some(run) = run {
             save_state(run, model, &opt, cfg, epoch + 1, &history)?;
-            append_line(&run.metrics(), &serde_json::to_string(&m).expect("metrics serialize"))?;
+            // Rewritten whole from the saved history, so it always matches the checkpoint.
+            let lines: String = history.iter().map(|h| serde_json::to_string(h).expect("metrics serialize") + "\n").collect();
+            write_atomic(&run.metrics(), lines.as_bytes())?;
         }
     }
     bar.finish_and_clear();

@@ -5,10 +5,10 @@
 //! then the tensor bytes. The format has no code in it; the only hazard is arithmetic on
 //! hostile offsets, so [`precheck`] bounds them before the crate sees the header.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorInfo, View};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorInfo};
 
 use crate::dtype::{DType, RawTensor};
 use crate::error::{malformed, truncated, unsupported, Error, Fault};
@@ -161,43 +161,45 @@ fn to_st(d: DType) -> Dtype {
     }
 }
 
-struct StView<'a>(&'a RawTensor);
-
-impl View for StView<'_> {
-    fn dtype(&self) -> Dtype {
-        to_st(self.0.dtype)
-    }
-    fn shape(&self) -> &[usize] {
-        &self.0.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.0.data)
-    }
-    fn data_len(&self) -> usize {
-        self.0.data.len()
-    }
-}
-
 /// Serialises to `tmp` (the caller renames it into place). Tensors must already be validated.
+///
+/// Written here rather than by `safetensors::serialize_to_file`, whose `__metadata__` is a HashMap
+/// (random key order): the same tensors must give the same bytes (reproducible runs are compared
+/// bit for bit). Layout: u64 LE header size, JSON header (keys sorted, `__metadata__` included,
+/// space-padded to a multiple of 8), then the tensors' bytes in name order.
 pub(crate) fn write(
     final_path: &Path,
     tmp: &Path,
     tensors: &[(String, RawTensor)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    let meta: Option<HashMap<String, String>> = (!metadata.is_empty()).then(|| {
-        metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    });
-    let views = tensors.iter().map(|(n, t)| (n.as_str(), StView(t)));
-    safetensors::serialize_to_file(views, &meta, tmp).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(io) => Error::io(final_path, io),
-        other => Error::invalid_tensor(
-            final_path,
-            "",
-            format!("safetensors refused the tensors: {other:?}"),
-        ),
-    })
+    let mut order: Vec<&(String, RawTensor)> = tensors.iter().collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::invalid_tensor(final_path, &w[0].0, "duplicate tensor name".to_string()));
+    }
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings serialize"));
+    }
+    let mut offset = 0usize;
+    for (name, t) in &order {
+        let end = offset + t.data.len();
+        header.insert(name.clone(), serde_json::json!({"dtype": format!("{:?}", to_st(t.dtype)), "shape": t.shape, "data_offsets": [offset, end]}));
+        offset = end;
+    }
+    let mut head = serde_json::to_vec(&serde_json::Value::Object(header)).expect("header serializes");
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let io = |e| Error::io(final_path, e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(tmp).map_err(io)?);
+    use std::io::Write;
+    f.write_all(&(head.len() as u64).to_le_bytes()).map_err(io)?;
+    f.write_all(&head).map_err(io)?;
+    for (_, t) in &order {
+        f.write_all(&t.data).map_err(io)?;
+    }
+    f.flush().map_err(io)?;
+    Ok(())
 }

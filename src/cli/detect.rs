@@ -1,0 +1,201 @@
+//! `quarantine detect`: the auditor's one command. On a model of unknown status: one-shot magnitude
+//! pruning path (no training), Trojan score along it, the winning Trojan ticket (peak score), trigger
+//! reverse engineering on the ticket AND on the dense model, and a verdict. With `--data` the score
+//! uses that data (e.g. the possibly poisoned training set, the paper's setting); without, everything
+//! is data-free: noise images labelled by the model itself for the score, noise seeds for reverse
+//! engineering. The verdict follows the ticket (the paper's claim: sparsity uncovers the trigger);
+//! the dense model's reverse engineering is reported beside it.
+//!
+//! Output: `DIR/detect.json`, `DIR/dynamics.{json,csv,png,svg}`, `DIR/path/` (tickets and per-step
+//! scores, resumable), `DIR/winning-ticket.*`, `DIR/reverse-dense/`, `DIR/reverse-ticket/`.
+//! Exit code 0 whether or not the model is flagged.
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tch::Device;
+
+use super::score::{pick_winner, score_step, ScoreContext, ScoreKind, StepRow};
+use super::ModelArgs;
+use crate::data::{noise_set, Augment, DataSpec};
+use crate::eval::predict;
+use crate::model::{export, load_checkpoint, save_checkpoint, CheckpointInfo, Model, Versions};
+use crate::prune::{load_ticket, one_shot_path, Criterion, Masks, Method, Scope};
+use crate::report::plot::{self, DynPoint};
+use crate::reverse::{reverse_engineer, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
+use crate::score::{recalibrate_bn, score_samples, ScoreConfig};
+use crate::util::{prepare_out_dir, write_json};
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Data to score on (its training split); without it the whole pipeline is data-free.
+    #[arg(long)]
+    pub data: Option<DataSpec>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Pruning path: omp (one-shot magnitude) or random (control).
+    #[arg(long, value_enum, default_value = "omp")]
+    pub method: Method,
+    /// Pruning steps (densities 0.8^s).
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    /// Finetuning steps of the score.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub score_samples: usize,
+    /// Which score picks the winning ticket.
+    #[arg(long, value_enum, default_value = "loss")]
+    pub select: ScoreKind,
+    /// Reverse-engineering seeds (default noise:100, data-free).
+    #[arg(long, default_value = "noise:100")]
+    pub seeds: SeedSpec,
+    /// Reverse-engineering epochs (the reference: 100).
+    #[arg(long, default_value_t = 100)]
+    pub reverse_epochs: usize,
+    /// Anomaly index above which the model is flagged.
+    #[arg(long, default_value_t = 2.0)]
+    pub threshold: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue an interrupted detection in --out.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
+    let l1 = |t: Option<u32>| t.and_then(|t| report.labels.iter().find(|l| l.label == t)).map(|l| l.l1);
+    serde_json::json!({
+        "detected_target": v.detected_target,
+        "l1": l1(v.detected_target),
+        "anomaly_index": v.anomaly_index.filter(|a| a.is_finite()),
+        "flagged": v.flagged,
+        "median_l1": v.median_l1,
+        "labels": report.labels.iter().map(|l| serde_json::json!({"label": l.label, "l1": l.l1, "attack_success": l.attack_success, "reached": l.reached})).collect::<Vec<_>>(),
+    })
+}
+
+fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seeds, cfg: &ReverseConfig, threshold: f64, dir: &std::path::Path) -> anyhow::Result<(Verdict, ReverseReport)> {
+    std::fs::create_dir_all(dir)?;
+    let results = reverse_engineer(model, &info.normalization, seeds, cfg, &[])?;
+    let v = verdict(&results, threshold);
+    let mut report = ReverseReport::new(&results, &v, None, None);
+    report.config = serde_json::json!({"command": "detect", "reverse": cfg});
+    report.seed = cfg.seed;
+    report.versions = Versions::default();
+    write_outputs(dir, &results, &report)?;
+    Ok((v, report))
+}
+
+pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(a.method != Method::Imp, "detect prunes the given model without training: use --method omp or random (IMP: `quarantine prune --method imp`)");
+    let (model, info, file_masks) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
+    prepare_out_dir(&a.out, "detect.json", a.resume, a.force)?;
+    let m = model.meta.clone();
+    let shape = (m.height, m.width, m.in_channels);
+    let norm = info.normalization.clone();
+
+    // Score data: the given data's training split, or noise labelled by the model (data-free).
+    let data_free = a.data.is_none();
+    let (finetune_set, test) = match &a.data {
+        Some(spec) => {
+            let split = spec.load().with_context(|| format!("loading {spec}"))?;
+            anyhow::ensure!((split.train.height, split.train.width, split.train.channels) == shape, "{spec}: images are {}x{}x{} but the model takes {}x{}x{}", split.train.channels, split.train.height, split.train.width, m.in_channels, m.height, m.width);
+            (split.train, split.test)
+        }
+        None => {
+            let mut s = noise_set(a.score_samples.max(128), shape, &norm, m.num_classes, a.seed);
+            s.labels = predict(&model, &s, &norm);
+            (s, None)
+        }
+    };
+    let augment = a.data.as_ref().map(|d| d.default_augment()).unwrap_or(Augment::NONE);
+    let mut cfg = ScoreConfig::paper(augment, a.seed);
+    cfg.k = a.k;
+    // BN statistics recomputed on noise would describe noise, not images: data-free keeps them.
+    cfg.bn_recalibrate = !data_free;
+    let (data, _) = score_samples(&finetune_set, a.score_samples, &norm, a.seed, device);
+    let ctx = ScoreContext { norm: norm.clone(), method: a.method, finetune_set, data, test, attack: None, cfg, data_free };
+
+    // 1. The pruning path (a pruned input checkpoint starts from its own masks).
+    let path = a.out.join("path");
+    let start = if file_masks.is_empty() {
+        Masks::dense(&model)
+    } else {
+        let named = file_masks.iter().map(|(n, r)| Ok((n.clone(), crate::model::from_raw(r, &a.model.model, n)?.to_device(device)))).collect::<crate::Result<Vec<_>>>()?;
+        Masks::from_named(&model, named)
+    };
+    if !(a.resume && crate::prune::ticket_path(&path, a.steps).exists()) {
+        let crit = if a.method == Method::Random { Criterion::Random(a.seed) } else { Criterion::Magnitude };
+        eprintln!("detect: pruning path ({} steps, {})", a.steps, a.method.name());
+        one_shot_path(&path, &model, &info, a.steps, 0.2, Scope::Global, crit, start)?;
+    }
+    // 2. The Trojan score along it.
+    let sdir = path.join("score");
+    std::fs::create_dir_all(&sdir)?;
+    let mut rows: Vec<StepRow> = vec![];
+    let bar = indicatif::ProgressBar::new(a.steps as u64);
+    for step in 1..=a.steps {
+        let p = sdir.join(format!("step-{step:03}.json"));
+        let row = if a.resume && p.exists() {
+            serde_json::from_slice(&std::fs::read(&p)?)?
+        } else {
+            let (row, _, _) = score_step(&path, step, &ctx, device)?;
+            write_json(&p, &row)?;
+            row
+        };
+        rows.push(row);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let w = pick_winner(&rows, a.select, None).context("no pruning steps")?;
+    let win = &rows[w];
+    let (ticket, _, mut tinfo) = load_ticket(&path, win.step, device)?;
+    if ctx.cfg.bn_recalibrate {
+        recalibrate_bn(&ticket, &ctx.data.x);
+    }
+    tinfo.metrics = Some(serde_json::json!({"step": win.step, "density": win.density, "winning_ticket": true}));
+    save_checkpoint(&a.out.join("winning-ticket.safetensors"), &ticket, &tinfo)?;
+    export(&a.out.join("winning-ticket.pt"), &ticket, 0)?;
+    let points: Vec<DynPoint> = rows.iter().map(|r| DynPoint { sparsity: r.sparsity, clean_accuracy: r.ticket.clean_accuracy.unwrap_or(f64::NAN), attack_success: None, score_error: r.score_error, score_loss: r.score_loss }).collect();
+    plot::write_svg_and_png(&a.out.join("dynamics.png"), &plot::dynamics(&format!("{} path, {} score data", a.method.name(), if data_free { "noise" } else { "given" }), &points, Some(w))?)?;
+    write_json(&a.out.join("dynamics.json"), &serde_json::json!({"steps": rows, "winning_step": win.step, "data_free": data_free, "config": ctx.cfg}))?;
+
+    // 3. Reverse engineering on the dense model and on the winning ticket.
+    let seeds = a.seeds.load().with_context(|| format!("loading seeds {}", a.seeds))?;
+    let rcfg = ReverseConfig { epochs: a.reverse_epochs, seed: a.seed, ..Default::default() };
+    eprintln!("detect: reverse engineering the dense model");
+    let (vd, rd) = reverse_on(&model, &info, &seeds, &rcfg, a.threshold, &a.out.join("reverse-dense"))?;
+    eprintln!("detect: reverse engineering the winning ticket (step {}, density {:.4})", win.step, win.density);
+    let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, a.threshold, &a.out.join("reverse-ticket"))?;
+
+    let trojaned = vt.flagged;
+    let result = serde_json::json!({
+        "trojaned": trojaned,
+        "target": if trojaned { vt.detected_target } else { None },
+        "anomaly_index": vt.anomaly_index.filter(|a| a.is_finite()),
+        "threshold": a.threshold,
+        "data_free": data_free,
+        "winning_ticket": {"step": win.step, "density": win.density, "score_loss": win.score_loss, "score_error": win.score_error, "clean_accuracy": win.ticket.clean_accuracy},
+        "dense": summary(&vd, &rd),
+        "ticket": summary(&vt, &rt),
+        "model": {"path": a.model.model, "meta": info.meta, "imported_from": info.imported_from},
+        "config": {"method": a.method, "steps": a.steps, "k": a.k, "score_samples": a.score_samples, "select": a.select, "seeds": a.seeds, "reverse_epochs": a.reverse_epochs, "bn_recalibrate": ctx.cfg.bn_recalibrate},
+        "seed": a.seed,
+        "versions": Versions::default(),
+    });
+    write_json(&a.out.join("detect.json"), &result)?;
+    if json {
+        println!("{result}");
+    }
+    let ai = vt.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
+    match (trojaned, vt.detected_target) {
+        (true, Some(t)) => eprintln!("verdict: TROJANED, target label {t} (anomaly index {ai} > {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
+        _ => eprintln!("verdict: no Trojan found (anomaly index {ai} <= {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
+    }
+    Ok(())
+}
