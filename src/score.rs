@@ -137,12 +137,12 @@ pub fn finetune(phi: &Model, masks: &Masks, train: &ImageSet, norm: &Normalizati
     let mut step = 0;
     let mut epoch = 0;
     while step < cfg.k {
-        let seed = cfg.shuffle.then(|| epoch_seed(cfg.seed ^ 0x4654, epoch));
-        let mut batches = Batches::new(train, cfg.batch_size, norm, cfg.augment, seed, phik.device());
-        if !cfg.shuffle {
+        let batches = if cfg.shuffle {
+            Batches::new(train, cfg.batch_size, norm, cfg.augment, Some(epoch_seed(cfg.seed ^ 0x4654, epoch)), phik.device())
+        } else {
             // The reference's loader is unshuffled but still augments: draw augmentation from the seed.
-            batches = Batches::with_order(train, (0..train.n).collect(), cfg.batch_size, norm, cfg.augment, rand::SeedableRng::seed_from_u64(epoch_seed(cfg.seed, epoch)), phik.device());
-        }
+            Batches::with_order(train, (0..train.n).collect(), cfg.batch_size, norm, cfg.augment, rand::SeedableRng::seed_from_u64(epoch_seed(cfg.seed, epoch)), phik.device())
+        };
         for b in batches {
             if step >= cfg.k {
                 break;

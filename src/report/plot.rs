@@ -56,8 +56,10 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let xmin = points.iter().map(|p| p.sparsity).fold(f64::INFINITY, f64::min).min(100.0);
-        let xmax = points.iter().map(|p| p.sparsity).fold(f64::NEG_INFINITY, f64::max).max(xmin + 1.0);
+        // x = -ln(density): geometric pruning steps are evenly spaced; ticks are labelled in sparsity.
+        let xs = |p: &DynPoint| -(1.0 - p.sparsity / 100.0).max(1e-9).ln();
+        let xmin = points.iter().map(xs).fold(f64::INFINITY, f64::min).min(0.0);
+        let xmax = points.iter().map(xs).fold(f64::NEG_INFINITY, f64::max).max(xmin + 0.1);
         let smax = points.iter().flat_map(|p| [p.score_error, p.score_loss]).fold(0.0f64, f64::max).max(1e-3) * 1.1;
         let smin = points.iter().flat_map(|p| [p.score_error, p.score_loss]).fold(0.0f64, f64::min) * 1.1;
         let mut chart = ChartBuilder::on(&root)
@@ -69,20 +71,27 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
             .build_cartesian_2d(xmin..xmax, 0f64..100f64)
             .map_err(plot_err)?
             .set_secondary_coord(xmin..xmax, smin..smax);
-        chart.configure_mesh().x_desc("sparsity (%)").y_desc("accuracy / attack success (%)").light_line_style(WHITE.mix(0.0)).draw().map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("sparsity (%), log-density axis")
+            .y_desc("accuracy / attack success (%)")
+            .x_label_formatter(&|x| format!("{:.2}", 100.0 * (1.0 - (-x).exp())))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(plot_err)?;
         chart.configure_secondary_axes().y_desc("Trojan score").draw().map_err(plot_err)?;
         let blue = RGBColor(31, 119, 180);
         let red = RGBColor(214, 39, 40);
         let green = RGBColor(44, 160, 44);
         let purple = RGBColor(148, 103, 189);
-        let acc: Vec<(f64, f64)> = points.iter().map(|p| (p.sparsity, 100.0 * p.clean_accuracy)).collect();
+        let acc: Vec<(f64, f64)> = points.iter().filter(|p| p.clean_accuracy.is_finite()).map(|p| (xs(p), 100.0 * p.clean_accuracy)).collect();
         chart
             .draw_series(DashedLineSeries::new(acc.clone(), 6, 4, blue.stroke_width(2)))
             .map_err(plot_err)?
             .label("clean accuracy")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
         chart.draw_series(acc.iter().map(|&p| Circle::new(p, 3, blue.filled()))).map_err(plot_err)?;
-        let asr: Vec<(f64, f64)> = points.iter().filter_map(|p| p.attack_success.map(|a| (p.sparsity, 100.0 * a))).collect();
+        let asr: Vec<(f64, f64)> = points.iter().filter_map(|p| p.attack_success.map(|a| (xs(p), 100.0 * a))).collect();
         if !asr.is_empty() {
             chart
                 .draw_series(LineSeries::new(asr.clone(), red.stroke_width(2)))
@@ -92,8 +101,8 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
             chart.draw_series(asr.iter().map(|&p| Circle::new(p, 3, red.filled()))).map_err(plot_err)?;
         }
         for (vals, color, name) in [
-            (points.iter().map(|p| (p.sparsity, p.score_loss)).collect::<Vec<_>>(), green, "score (loss)"),
-            (points.iter().map(|p| (p.sparsity, p.score_error)).collect::<Vec<_>>(), purple, "score (error)"),
+            (points.iter().map(|p| (xs(p), p.score_loss)).collect::<Vec<_>>(), green, "score (loss)"),
+            (points.iter().map(|p| (xs(p), p.score_error)).collect::<Vec<_>>(), purple, "score (error)"),
         ] {
             chart
                 .draw_secondary_series(LineSeries::new(vals, color.stroke_width(2)))
@@ -103,7 +112,7 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
         }
         if let Some(w) = winner.and_then(|i| points.get(i)) {
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(w.sparsity, 0.0), (w.sparsity, 100.0)], BLACK.mix(0.5).stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(vec![(xs(w), 0.0), (xs(w), 100.0)], BLACK.mix(0.5).stroke_width(1))))
                 .map_err(plot_err)?
                 .label("winning ticket")
                 .legend(|(x, y)| PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], BLACK.mix(0.5)));

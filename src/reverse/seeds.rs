@@ -9,9 +9,10 @@
 //! The noise comes from ChaCha8 keyed by (seed, epoch) alone, so every label (and every chunking of
 //! the labels) sees the same seeds at the same step.
 //!
-//! Data: the first N images of a training split, reshuffled every epoch and augmented as in training
-//! (random crop with 4-pixel zero padding, horizontal flips where the data set allows them), as the
-//! reference's `Subset(train_set, range(N))` loader with `shuffle=True`.
+//! Data: the first N images of a training split, reshuffled every epoch and augmented as the data
+//! set's default training augmentation (`DataSpec::default_augment`: the reference's random crop with
+//! 4-pixel zero padding + horizontal flip for CIFAR and folders, none for the 28x28 grayscale sets),
+//! as the reference's `Subset(train_set, range(N))` loader with `shuffle=True`.
 use std::str::FromStr;
 
 use rand::{Rng, SeedableRng};
@@ -79,7 +80,7 @@ impl SeedSpec {
                     return Err(Error::invalid("--seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
                 }
                 let images = split.train.subset(&(0..*n).collect::<Vec<_>>());
-                Ok(Seeds::Images { images, augment: Augment { crop_pad: 4, flip: spec.flip_ok() } })
+                Ok(Seeds::Images { images, augment: spec.default_augment() })
             }
         }
     }
