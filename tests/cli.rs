@@ -101,3 +101,31 @@ fn bad_inputs_give_exit_code_2_and_name_the_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--normalize"), "{stderr}");
 }
+
+#[test]
+fn poison_writes_the_set_in_its_input_format_with_plan_and_pictures() {
+    let tmp = tempfile::tempdir().unwrap();
+    folder(tmp.path(), 10);
+    let data = format!("folder:{}", tmp.path().display());
+    let out = tmp.path().join("poisoned");
+    let (code, stdout, stderr) = run(bin().args(["poison", "--data", &data, "--attack", "badnets", "--trigger", "solid:255,0,0", "--trigger-size", "3", "--target", "1", "--poison-ratio", "0.25", "--poison-select", "random", "--seed", "5", "--json", "--out"]).arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["poisoned"], 5);
+    for f in ["plan.json", "trigger.png", "trigger.json", "poisoned-samples.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["indices"].as_array().unwrap().len(), 5);
+    // The written folder reads back: same size, the poisoned images relabelled to class 1 and
+    // carrying the red patch at the reference location (rows/cols 12-3-3 = 6..9 of 12).
+    let back = imagesets::folder(&out).unwrap();
+    assert_eq!(back.train.n, 20);
+    assert_eq!(back.test.as_ref().unwrap().n, 20);
+    let reds = (0..back.train.n).filter(|&i| { let p = &back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3]; p == [255, 0, 0] }).count();
+    assert_eq!(reds, 5);
+    assert!((0..back.train.n).filter(|&i| back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3] == [255, 0, 0]).all(|i| back.train.labels[i] == 1));
+    // Not silently overwritten.
+    let (code, _, stderr) = run(bin().args(["poison", "--data", &data, "--attack", "badnets", "--out"]).arg(&out));
+    assert_eq!(code, 2, "{stderr}");
+}

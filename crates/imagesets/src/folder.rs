@@ -133,7 +133,7 @@ fn decode(path: &Path) -> Result<Decoded> {
     } else {
         "JPEG"
     };
-    let img = image::load_from_memory_with_format(&bytes, format)
+    let img = decode_guarded(&bytes, format)
         .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     Ok(match img {
@@ -150,6 +150,35 @@ fn decode(path: &Path) -> Result<Decoded> {
             pixels: other.into_rgb8().into_raw(),
         },
     })
+}
+
+/// Decodes with the `image` crate, turning a panic of the decoder into an error.
+///
+/// The decoders should return errors on malformed data, but do not always: zune-jpeg 0.5.15 (the
+/// JPEG decoder of image 0.25.10) panics in its AVX2 IDCT on some damaged JPEGs (found by
+/// fuzz/fuzz_targets/image_folder.rs; the input is tests/regressions/zune_jpeg_avx2_idct.jpg).
+/// Without this guard one bad file in a data set folder would abort the whole program (the
+/// panic crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls, so
+/// nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`, the
+/// default profile setting.)
+fn decode_guarded(
+    bytes: &[u8],
+    format: ImageFormat,
+) -> std::result::Result<DynamicImage, String> {
+    match std::panic::catch_unwind(|| image::load_from_memory_with_format(bytes, format)) {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(format!(
+                "the decoder failed on malformed data (it panicked: {why})"
+            ))
+        }
+    }
 }
 
 fn decode_all(listing: Listing) -> Result<ImageSet> {
