@@ -155,8 +155,9 @@ fn decode(path: &Path) -> Result<Decoded> {
 /// Decodes with the `image` crate, turning a panic of the decoder into an error.
 ///
 /// The decoders should return errors on malformed data, but do not always: zune-jpeg 0.5.15 (the
-/// JPEG decoder of image 0.25.10) panics in its AVX2 IDCT on some damaged JPEGs (found by
-/// fuzz/fuzz_targets/image_folder.rs; the input is tests/regressions/zune_jpeg_avx2_idct.jpg).
+/// JPEG decoder of image 0.25.10) panics in its IDCT (an out-of-range write, caught by a bounds
+/// check, in `idct/avx2.rs` or `idct/scalar.rs`) on some damaged JPEGs (found by
+/// fuzz/fuzz_targets/image_folder.rs; the input is tests/regressions/zune_jpeg_idct.jpg).
 /// Without this guard one bad file in a data set folder would abort the whole program (the
 /// panic crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls, so
 /// nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`, the
