@@ -157,15 +157,12 @@ fn decode(path: &Path) -> Result<Decoded> {
 /// The decoders should return errors on malformed data, but do not always: zune-jpeg 0.5.15 (the
 /// JPEG decoder of image 0.25.10) panics in its IDCT (an out-of-range write, caught by a bounds
 /// check, in `idct/avx2.rs` or `idct/scalar.rs`) on some damaged JPEGs (found by
-/// fuzz/fuzz_targets/image_folder.rs; the input is tests/regressions/zune_jpeg_idct.jpg).
-/// Without this guard one bad file in a data set folder would abort the whole program (the
-/// panic crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls, so
-/// nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`, the
-/// default profile setting.)
-fn decode_guarded(
-    bytes: &[u8],
-    format: ImageFormat,
-) -> std::result::Result<DynamicImage, String> {
+/// fuzz/fuzz_targets/image_folder.rs; inputs in tests/regressions/zune_jpeg_idct_*.jpg).
+/// Without this guard one bad file in a data set folder would end the whole program with a
+/// panic (it crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls,
+/// so nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`,
+/// the default profile setting.)
+fn decode_guarded(bytes: &[u8], format: ImageFormat) -> std::result::Result<DynamicImage, String> {
     match std::panic::catch_unwind(|| image::load_from_memory_with_format(bytes, format)) {
         Ok(Ok(img)) => Ok(img),
         Ok(Err(e)) => Err(e.to_string()),
