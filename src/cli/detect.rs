@@ -94,6 +94,7 @@ fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seed
 pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(a.method != Method::Imp, "detect prunes the given model without training: use --method omp or random (IMP: `quarantine prune --method imp`)");
     let (model, info, file_masks) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
+    crate::reverse::retain_freed_memory();
     prepare_out_dir(&a.out, "detect.json", a.resume, a.force)?;
     let m = model.meta.clone();
     let shape = (m.height, m.width, m.in_channels);

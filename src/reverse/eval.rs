@@ -93,6 +93,7 @@ impl TrueTrigger {
 /// Recovered-trigger attack success (SPEC §6): `mask` (H·W) binarised to its top `patch_area`
 /// pixels, `pattern` (C·H·W, in the stamping space of `space`) kept, stamped on every clean image
 /// of `test` whose true label is not `target`; the fraction classified as `target`.
+#[allow(clippy::too_many_arguments)]
 pub fn recovered_asr(model: &Model, norm: &Normalization, space: Space, test: &ImageSet, target: u32, mask: &[f32], pattern: &[f32], patch_area: usize) -> f64 {
     let (c, h, w) = (test.channels as i64, test.height as i64, test.width as i64);
     let device = model.device();

@@ -155,7 +155,7 @@ impl ReverseConfig {
         if self.batch_size == Some(0) || self.label_chunk == Some(0) {
             return bad("--batch-size and --label-chunk must be at least 1".into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(0.0..1.0).contains(&self.betas.0) || !(0.0..1.0).contains(&self.betas.1) {
+        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.betas.0) && (0.0..1.0).contains(&self.betas.1)) {
             return bad(format!("need lr > 0 and betas in [0, 1), got {} and {:?}", self.lr, self.betas));
         }
         if self.init_cost.iter().any(|c| !(*c >= 0.0 && c.is_finite())) {

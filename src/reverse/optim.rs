@@ -97,6 +97,7 @@ pub(crate) struct Losses {
 /// The loss of SPEC §6 for every label: `class(f(x'), t) + Σ_k c_k · R_k` with
 /// `R = [‖m‖₁+‖m‖₂², ‖(1−m)⊙p‖₁+‖(1−m)⊙p‖₂², TV²(m), Σ_ch TV²((1−m)⊙p), class(f(m⊙p), t)]`.
 /// `x` are the seeds in the stamping space, `cost` is `[L, 5]`, `targets` `[L]` int64.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tensor, x: &Tensor, targets: &Tensor, cost: &Tensor, kind: LossKind) -> Losses {
     let (l, b) = (a_m.size()[0], x.size()[0]);
     let m = squash(a_m);
