@@ -111,14 +111,14 @@ struct Decoded {
     pixels: Vec<u8>,
 }
 
-fn decode(path: &Path) -> Result<Decoded> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+/// The format to decode `bytes` (read from `path`) as, and its name for messages.
+fn format_of(path: &Path, bytes: &[u8]) -> Result<(ImageFormat, &'static str)> {
     let by_extension = match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("png") => ImageFormat::Png,
         _ => ImageFormat::Jpeg,
     };
     // Trust the content over the name (a .png that is really a JPEG decodes as a JPEG).
-    let format = match image::guess_format(&bytes) {
+    let format = match image::guess_format(bytes) {
         Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
         Ok(other) => {
             return Err(Error::format(
@@ -133,7 +133,24 @@ fn decode(path: &Path) -> Result<Decoded> {
     } else {
         "JPEG"
     };
-    let img = decode_guarded(&bytes, format)
+    Ok((format, label))
+}
+
+/// Width and height from the image's header, without decoding the pixels.
+fn probe(path: &Path) -> Result<(usize, usize)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let (format, label) = format_of(path, &bytes)?;
+    let (w, h) = guarded(|| {
+        image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format).into_dimensions()
+    })
+    .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
+    Ok((w as usize, h as usize))
+}
+
+fn decode(path: &Path) -> Result<Decoded> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let (format, label) = format_of(path, &bytes)?;
+    let img = guarded(|| image::load_from_memory_with_format(&bytes, format))
         .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     Ok(match img {
@@ -152,7 +169,7 @@ fn decode(path: &Path) -> Result<Decoded> {
     })
 }
 
-/// Decodes with the `image` crate, turning a panic of the decoder into an error.
+/// Runs an `image` crate call, turning a panic of the decoder into an error.
 ///
 /// The decoders should return errors on malformed data, but do not always: zune-jpeg 0.5.15 (the
 /// JPEG decoder of image 0.25.10) panics in its IDCT (an out-of-range write, caught by a bounds
@@ -162,9 +179,11 @@ fn decode(path: &Path) -> Result<Decoded> {
 /// panic (it crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls,
 /// so nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`,
 /// the default profile setting.)
-fn decode_guarded(bytes: &[u8], format: ImageFormat) -> std::result::Result<DynamicImage, String> {
-    match std::panic::catch_unwind(|| image::load_from_memory_with_format(bytes, format)) {
-        Ok(Ok(img)) => Ok(img),
+fn guarded<T>(
+    f: impl FnOnce() -> image::ImageResult<T> + std::panic::UnwindSafe,
+) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(f) {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
         Err(payload) => {
             let why = payload
@@ -179,7 +198,54 @@ fn decode_guarded(bytes: &[u8], format: ImageFormat) -> std::result::Result<Dyna
     }
 }
 
+/// Checks that every image has the first one's size and that `channels` bytes per pixel fit
+/// [`MAX_ELEMENTS`]; returns the total byte count.
+fn check_sizes(listing: &Listing, sizes: &[(usize, usize)], channels: usize) -> Result<usize> {
+    let (w0, h0) = sizes[0];
+    let first = &listing.files[0].0;
+    for (&(w, h), (path, _)) in sizes.iter().zip(&listing.files) {
+        if (w, h) != (w0, h0) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "image is {w}x{h} but {} is {w0}x{h0}; all images must have one size (none is resized)",
+                    first.display()
+                ),
+            ));
+        }
+    }
+    let n = sizes.len();
+    w0.checked_mul(h0)
+        .and_then(|p| p.checked_mul(channels))
+        .and_then(|p| p.checked_mul(n))
+        .filter(|&t| t <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            Error::format(
+                &listing.root,
+                format!(
+                    "{n} images of {w0}x{h0}x{channels}: more than {MAX_ELEMENTS} bytes, refused"
+                ),
+            )
+        })
+}
+
 fn decode_all(listing: Listing) -> Result<ImageSet> {
+    // Sizes from the headers first: a file of a few hundred bytes can declare (and decode to) an
+    // image of hundreds of megabytes, so nothing is decoded before every image is known to have
+    // the first one's size and the whole set to fit MAX_ELEMENTS (with one byte per pixel, as
+    // gray or RGB is only known after decoding). Found by fuzzing: twenty copies of a 458-byte
+    // JPEG of 55031x2040 pixels took 2.2 GB before the set was refused.
+    let probed: Vec<Result<(usize, usize)>> = listing
+        .files
+        .par_iter()
+        .map(|(path, _)| probe(path))
+        .collect();
+    let mut sizes = Vec::with_capacity(probed.len());
+    for p in probed {
+        sizes.push(p?);
+    }
+    check_sizes(&listing, &sizes, 1)?;
+
     let decoded: Vec<Result<Decoded>> = listing
         .files
         .par_iter()
@@ -189,32 +255,12 @@ fn decode_all(listing: Listing) -> Result<ImageSet> {
     for d in decoded {
         images.push(d?);
     }
-    let (w0, h0) = (images[0].width, images[0].height);
-    let first = &listing.files[0].0;
-    for (img, (path, _)) in images.iter().zip(&listing.files) {
-        if (img.width, img.height) != (w0, h0) {
-            return Err(Error::format(
-                path,
-                format!(
-                    "image is {}x{} but {} is {w0}x{h0}; all images must have one size (none is resized)",
-                    img.width,
-                    img.height,
-                    first.display()
-                ),
-            ));
-        }
-    }
+    // Again on the decoded images (the files could have changed in between).
+    let sizes: Vec<(usize, usize)> = images.iter().map(|d| (d.width, d.height)).collect();
     let channels = if images.iter().all(|d| d.gray) { 1 } else { 3 };
+    let total = check_sizes(&listing, &sizes, channels)?;
+    let (w0, h0) = sizes[0];
     let n = images.len();
-    let total = n
-        .checked_mul(w0 * h0 * channels)
-        .filter(|&t| t <= MAX_ELEMENTS);
-    let Some(total) = total else {
-        return Err(Error::format(
-            &listing.root,
-            format!("{n} images of {w0}x{h0}x{channels}: more than {MAX_ELEMENTS} bytes, refused"),
-        ));
-    };
     let mut pixels = Vec::with_capacity(total);
     for d in images {
         if d.gray && channels == 3 {

@@ -67,3 +67,46 @@ fn decoder_panics_in_a_larger_folder_are_an_error() {
     let e = imagesets::folder(root.path()).unwrap_err();
     assert!(e.to_string().contains("cannot decode JPEG"), "{e}");
 }
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A 458-byte grayscale JPEG declaring 55031x2040 pixels (from the `image_folder` fuzz corpus; it
+/// decodes, to 112 MB). imagesets::folder used to decode every image before comparing sizes and
+/// checking the set against MAX_ELEMENTS: twenty copies (9 KB of files) took 2.2 GB of memory
+/// before being refused, two hundred would take 22 GB. Sizes now come from the headers first.
+#[test]
+fn tiny_files_declaring_huge_images_are_refused_before_decoding() {
+    let bomb = std::fs::read(regressions_dir().join("jpeg_55031x2040_in_458_bytes.jpg")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let class = root.path().join("c");
+    std::fs::create_dir(&class).unwrap();
+    for i in 0..20 {
+        std::fs::write(class.join(format!("b{i:02}.jpg")), &bomb).unwrap();
+    }
+    let e = imagesets::folder(root.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("20 images of 55031x2040x1: more than 2147483648 bytes, refused"),
+        "{e}"
+    );
+    // Different sizes: refused at the first mismatching header, before anything is decoded.
+    for i in 1..20 {
+        std::fs::remove_file(class.join(format!("b{i:02}.jpg"))).unwrap();
+    }
+    image::GrayImage::new(4, 4)
+        .save(class.join("a.png"))
+        .unwrap();
+    let e = imagesets::folder(root.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("b00.jpg: image is 55031x2040 but ") && e.contains("a.png is 4x4"),
+        "{e}"
+    );
+    if let Some(peak) = peak_rss() {
+        assert!(peak < 1 << 30, "peak RSS {} MB", peak >> 20);
+    }
+}
