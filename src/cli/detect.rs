@@ -127,8 +127,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let start = if file_masks.is_empty() {
         Masks::dense(&model)
     } else {
-        let named = file_masks.iter().map(|(n, r)| Ok((n.clone(), crate::model::from_raw(r, &a.model.model, n)?.to_device(device)))).collect::<crate::Result<Vec<_>>>()?;
-        Masks::from_named(&model, named)
+        Masks::from_raw(&model, &file_masks, &a.model.model)?
     };
     if !(a.resume && crate::prune::ticket_path(&path, a.steps).exists()) {
         let crit = if a.method == Method::Random { Criterion::Random(a.seed) } else { Criterion::Magnitude };

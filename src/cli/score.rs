@@ -312,7 +312,6 @@ fn save_winner(dir: &Path, step: usize, ctx: &ScoreContext, device: Device) -> a
     info.metrics = Some(serde_json::json!({"step": step, "density": masks.density().total, "winning_ticket": true}));
     save_checkpoint(&dir.join("winning-ticket.safetensors"), &phi, &info)?;
     export(&dir.join("winning-ticket.pt"), &phi, info.batches_tracked)?;
-    let raw: Vec<_> = masks.masks.iter().map(|(n, m)| (n.clone(), crate::model::to_raw(m))).collect();
-    torchfile::save_safetensors(&dir.join("winning-ticket.mask.safetensors"), &raw, &Default::default())?;
+    masks.save(&dir.join("winning-ticket.mask.safetensors"))?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::{from_raw, load_checkpoint, save_checkpoint, to_raw, CheckpointInfo, InputOverrides, Model};
+use crate::model::{load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::train::{fit, FitOptions, RunFiles, TrainConfig, TrainData};
 
 use super::{save_ticket, ticket_path, Criterion, Density, Masks, Scope};
@@ -83,13 +83,6 @@ fn load_state(path: &Path, model: &Model) -> Result<()> {
     model.load_state_dict(&sd.tensors, path)
 }
 
-fn load_masks(path: &Path, model: &Model) -> Result<Masks> {
-    let sd = torchfile::load(path)?;
-    let dev = model.device();
-    let named = sd.tensors.iter().map(|(n, r)| Ok((n.clone(), from_raw(r, path, n)?.to_device(dev)))).collect::<Result<Vec<_>>>()?;
-    Ok(Masks::from_named(model, named))
-}
-
 /// Runs (or resumes) IMP. `model` is freshly initialised (seeded); `info` describes it for the saved
 /// checkpoints. Returns the tickets' densities.
 pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, info: &CheckpointInfo, resume: bool) -> Result<Vec<Density>> {
@@ -122,7 +115,7 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         let (prev, _, _) = load_checkpoint(&trained(step - 1), &InputOverrides::default(), model.device())?;
         model.copy_from(&prev)?;
         if step > 1 {
-            masks = load_masks(&round_dir(dir, step - 1).join("mask.safetensors"), model)?;
+            masks = Masks::load(&round_dir(dir, step - 1).join("mask.safetensors"), model)?;
         }
         let crit = if cfg.random { Criterion::Random(cfg.train.seed.wrapping_add(step as u64)) } else { Criterion::Magnitude };
         let next = masks.prune(model, cfg.rate, cfg.scope, crit);
@@ -141,8 +134,7 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         std::fs::create_dir_all(&rd).map_err(|e| Error::io(&rd, e))?;
         let mp = rd.join("mask.safetensors");
         if !mp.exists() {
-            let raw: Vec<_> = next.masks.iter().map(|(n, m)| (n.clone(), to_raw(m))).collect();
-            torchfile::save_safetensors(&mp, &raw, &Default::default())?;
+            next.save(&mp)?;
         }
         match cfg.rewind {
             Rewind::Epoch(_) | Rewind::Init => load_state(&rewind_path, model)?,

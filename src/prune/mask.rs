@@ -95,6 +95,24 @@ impl Masks {
         });
     }
 
+    /// Masks from raw state-dict tensors (a mask file, or a PyTorch checkpoint's `weight_mask`s).
+    pub fn from_raw(model: &Model, raw: &[(String, torchfile::RawTensor)], source: &std::path::Path) -> crate::Result<Self> {
+        let dev = model.device();
+        let named = raw.iter().map(|(n, r)| Ok((n.clone(), crate::model::from_raw(r, source, n)?.to_device(dev)))).collect::<crate::Result<Vec<_>>>()?;
+        Ok(Masks::from_named(model, named))
+    }
+
+    /// Reads masks saved by [`Masks::save`].
+    pub fn load(path: &std::path::Path, model: &Model) -> crate::Result<Self> {
+        Masks::from_raw(model, &torchfile::load(path)?.tensors, path)
+    }
+
+    /// Writes the masks as safetensors (parameter name -> 0/1 float tensor), atomically.
+    pub fn save(&self, path: &std::path::Path) -> crate::Result<()> {
+        let raw: Vec<_> = self.masks.iter().map(|(n, m)| (n.clone(), crate::model::to_raw(m))).collect();
+        Ok(torchfile::save_safetensors(path, &raw, &Default::default())?)
+    }
+
     /// Masks as the optimizer wants them.
     pub fn to_map(&self) -> std::collections::HashMap<String, Tensor> {
         self.masks.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use crate::error::Result;
-use crate::model::{from_raw, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
+use crate::model::{load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -57,8 +57,7 @@ pub fn mask_path(dir: &Path, step: usize) -> PathBuf {
 pub fn save_ticket(dir: &Path, step: usize, model: &Model, masks: &Masks, info: &CheckpointInfo) -> Result<()> {
     std::fs::create_dir_all(dir.join("tickets")).map_err(|e| crate::Error::io(dir.join("tickets"), e))?;
     masks.apply(model);
-    let raw: Vec<(String, torchfile::RawTensor)> = masks.masks.iter().map(|(n, m)| (n.clone(), crate::model::to_raw(m))).collect();
-    torchfile::save_safetensors(&mask_path(dir, step), &raw, &Default::default())?;
+    masks.save(&mask_path(dir, step))?;
     let mut info = info.clone();
     let d = masks.density();
     info.metrics = Some(serde_json::json!({"step": step, "density": d.total, "alive": d.alive}));
@@ -68,10 +67,7 @@ pub fn save_ticket(dir: &Path, step: usize, model: &Model, masks: &Masks, info: 
 /// Loads ticket `step` of a run (model on `device`, masks, sidecar).
 pub fn load_ticket(dir: &Path, step: usize, device: Device) -> Result<(Model, Masks, CheckpointInfo)> {
     let (model, info, _) = load_checkpoint(&ticket_path(dir, step), &InputOverrides::default(), device)?;
-    let mp = mask_path(dir, step);
-    let sd = torchfile::load(&mp)?;
-    let named = sd.tensors.iter().map(|(n, r)| Ok((n.clone(), from_raw(r, &mp, n)?.to_device(device)))).collect::<Result<Vec<_>>>()?;
-    let masks = Masks::from_named(&model, named);
+    let masks = Masks::load(&mask_path(dir, step), &model)?;
     Ok((model, masks, info))
 }
 
