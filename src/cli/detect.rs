@@ -22,7 +22,7 @@ use crate::eval::predict;
 use crate::model::{export, load_checkpoint, save_checkpoint, CheckpointInfo, Model, Versions};
 use crate::prune::{load_ticket, one_shot_path, Criterion, Masks, Method, Scope};
 use crate::report::plot::{self, DynPoint};
-use crate::reverse::{reverse_engineer, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
+use crate::reverse::{reverse_engineer, AnomalyScale, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
 use crate::score::{recalibrate_bn, score_samples, ScoreConfig};
 use crate::util::{prepare_out_dir, write_json};
 
@@ -41,6 +41,10 @@ pub struct DetectArgs {
     /// Pruning steps (densities 0.8^s).
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
+    /// First pruning step to score (earlier, denser tickets are cut but not scored; saves time when
+    /// the winning ticket is known to lie at high sparsity).
+    #[arg(long, default_value_t = 1)]
+    pub score_from: usize,
     /// Finetuning steps of the score.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -58,6 +62,9 @@ pub struct DetectArgs {
     /// Anomaly index above which the model is flagged.
     #[arg(long, default_value_t = 2.0)]
     pub threshold: f64,
+    /// Scale of the anomaly index: log (ln of the mask l1, default) or linear (Neural Cleanse's).
+    #[arg(long, value_enum, default_value = "log")]
+    pub anomaly_scale: AnomalyScale,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Continue an interrupted detection in --out.
@@ -73,16 +80,18 @@ fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
         "detected_target": v.detected_target,
         "l1": l1(v.detected_target),
         "anomaly_index": v.anomaly_index.filter(|a| a.is_finite()),
+        "anomaly_index_linear": v.anomaly_index_linear.filter(|a| a.is_finite()),
+        "anomaly_index_log": v.anomaly_index_log.filter(|a| a.is_finite()),
         "flagged": v.flagged,
         "median_l1": v.median_l1,
         "labels": report.labels.iter().map(|l| serde_json::json!({"label": l.label, "l1": l.l1, "attack_success": l.attack_success, "reached": l.reached})).collect::<Vec<_>>(),
     })
 }
 
-fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seeds, cfg: &ReverseConfig, threshold: f64, dir: &std::path::Path) -> anyhow::Result<(Verdict, ReverseReport)> {
+fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seeds, cfg: &ReverseConfig, (threshold, scale): (f64, AnomalyScale), dir: &std::path::Path) -> anyhow::Result<(Verdict, ReverseReport)> {
     std::fs::create_dir_all(dir)?;
     let results = reverse_engineer(model, &info.normalization, seeds, cfg, &[])?;
-    let v = verdict(&results, threshold);
+    let v = verdict(&results, threshold, scale);
     let mut report = ReverseReport::new(&results, &v, None, None);
     report.config = serde_json::json!({"command": "detect", "reverse": cfg});
     report.seed = cfg.seed;
@@ -138,8 +147,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let sdir = path.join("score");
     std::fs::create_dir_all(&sdir)?;
     let mut rows: Vec<StepRow> = vec![];
-    let bar = indicatif::ProgressBar::new(a.steps as u64);
-    for step in 1..=a.steps {
+    anyhow::ensure!((1..=a.steps).contains(&a.score_from), "--score-from {} must lie in 1..={} (--steps)", a.score_from, a.steps);
+    let bar = indicatif::ProgressBar::new((a.steps + 1 - a.score_from) as u64);
+    for step in a.score_from..=a.steps {
         let p = sdir.join(format!("step-{step:03}.json"));
         let row = if a.resume && p.exists() {
             serde_json::from_slice(&std::fs::read(&p)?)?
@@ -169,11 +179,18 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let seeds = a.seeds.load().with_context(|| format!("loading seeds {}", a.seeds))?;
     let rcfg = ReverseConfig { epochs: a.reverse_epochs, seed: a.seed, ..Default::default() };
     eprintln!("detect: reverse engineering the dense model");
-    let (vd, rd) = reverse_on(&model, &info, &seeds, &rcfg, a.threshold, &a.out.join("reverse-dense"))?;
+    let (vd, rd) = reverse_on(&model, &info, &seeds, &rcfg, (a.threshold, a.anomaly_scale), &a.out.join("reverse-dense"))?;
     eprintln!("detect: reverse engineering the winning ticket (step {}, density {:.4})", win.step, win.density);
-    let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, a.threshold, &a.out.join("reverse-ticket"))?;
+    let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, (a.threshold, a.anomaly_scale), &a.out.join("reverse-ticket"))?;
 
     let trojaned = vt.flagged;
+    let mut command = format!(
+        "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --seed {}",
+        a.model.model.display(), a.out.display(), a.method.name(), a.steps, a.score_from, a.k, a.score_samples, if a.select == ScoreKind::Loss { "loss" } else { "error" }, a.seeds, a.reverse_epochs, a.threshold, if a.anomaly_scale == AnomalyScale::Log { "log" } else { "linear" }, a.seed
+    );
+    if let Some(d) = &a.data {
+        command.push_str(&format!(" --data {d}"));
+    }
     let result = serde_json::json!({
         "trojaned": trojaned,
         "target": if trojaned { vt.detected_target } else { None },
@@ -184,11 +201,13 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         "dense": summary(&vd, &rd),
         "ticket": summary(&vt, &rt),
         "model": {"path": a.model.model, "meta": info.meta, "imported_from": info.imported_from},
-        "config": {"method": a.method, "steps": a.steps, "k": a.k, "score_samples": a.score_samples, "select": a.select, "seeds": a.seeds, "reverse_epochs": a.reverse_epochs, "bn_recalibrate": ctx.cfg.bn_recalibrate},
+        "config": {"method": a.method, "steps": a.steps, "score_from": a.score_from, "k": a.k, "score_samples": a.score_samples, "select": a.select, "seeds": a.seeds, "reverse_epochs": a.reverse_epochs, "anomaly_scale": a.anomaly_scale, "bn_recalibrate": ctx.cfg.bn_recalibrate},
         "seed": a.seed,
+        "command": command,
         "versions": Versions::default(),
     });
     write_json(&a.out.join("detect.json"), &result)?;
+    let report = crate::report::html::write_report(&a.out)?;
     if json {
         println!("{result}");
     }
@@ -197,5 +216,6 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         (true, Some(t)) => eprintln!("verdict: TROJANED, target label {t} (anomaly index {ai} > {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
         _ => eprintln!("verdict: no Trojan found (anomaly index {ai} <= {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
     }
+    eprintln!("detect: report {}", report.display());
     Ok(())
 }

@@ -3,11 +3,14 @@
 mod attack_args;
 mod bench;
 mod common;
+mod demo;
 mod detect;
 mod eval;
+mod experiment;
 mod export;
 mod poison;
 mod prune;
+mod report;
 mod reverse;
 mod score;
 mod train;
@@ -34,6 +37,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole idea in minutes on built-in data: a Trojaned model (hidden target) and a clean
+    /// control, detection on both as black boxes, verdicts, report.html.
+    Demo(demo::DemoArgs),
     /// Train a model, clean or with a backdoor (--attack), with SGD and a multi-step learning rate.
     Train(train::TrainArgs),
     /// Evaluate a checkpoint's clean accuracy on a data set's test split.
@@ -52,6 +58,10 @@ pub enum Command {
     Reverse(reverse::ReverseArgs),
     /// The auditor's pipeline: prune, score, winning ticket, reverse engineering, verdict.
     Detect(detect::DetectArgs),
+    /// Run a whole experiment described by a TOML file (see configs/): train, prune, score, reverse.
+    Run(experiment::RunArgs),
+    /// Write the self-contained report.html of a run folder (demo, detect, reverse, score).
+    Report(report::ReportArgs),
     /// Measure training and inference throughput (images/s).
     Bench(bench::BenchArgs),
 }
@@ -65,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let device = cli.device.resolve()?;
     match cli.command {
+        Command::Demo(a) => demo::run(a, device, cli.json),
         Command::Train(a) => train::run(a, device, cli.json),
         Command::Eval(a) => eval::run(a, device, cli.json),
         Command::Export(a) => export::run(a, device, cli.json),
@@ -74,6 +85,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(a) => score::run(a, device, cli.json),
         Command::Reverse(a) => reverse::run(a, device, cli.json),
         Command::Detect(a) => detect::run(a, device, cli.json),
+        Command::Run(a) => experiment::run(a, device, cli.json),
+        Command::Report(a) => report::run(a, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),
     }
 }

@@ -11,7 +11,7 @@ use tch::Device;
 use super::ModelArgs;
 use crate::data::DataSpec;
 use crate::model::{load_checkpoint, Versions};
-use crate::reverse::{binarize_top_k, iou, recovered_asr, reverse_engineer, verdict, write_outputs, LossKind, ReverseConfig, ReverseReport, SeedSpec, Space, TrueTrigger};
+use crate::reverse::{AnomalyScale, binarize_top_k, iou, recovered_asr, reverse_engineer, verdict, write_outputs, LossKind, ReverseConfig, ReverseReport, SeedSpec, Space, TrueTrigger};
 use crate::util::prepare_out_dir;
 
 #[derive(Debug, Args)]
@@ -56,6 +56,9 @@ pub struct ReverseArgs {
     /// Anomaly index above which the model is flagged as Trojaned.
     #[arg(long, default_value_t = 2.0)]
     pub threshold: f64,
+    /// Scale of the anomaly index: log (ln of the mask l1, default) or linear (Neural Cleanse's).
+    #[arg(long, value_enum, default_value = "log")]
+    pub anomaly_scale: AnomalyScale,
     /// Seed of the trigger initialisation, the noise and the data shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -108,7 +111,7 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let results = reverse_engineer(&model, &info.normalization, &seeds, &cfg, &labels)?;
     let seconds = t0.elapsed().as_secs_f64();
-    let v = verdict(&results, a.threshold);
+    let v = verdict(&results, a.threshold, a.anomaly_scale);
     let recovered: Option<Vec<f64>> = test.as_ref().map(|t| results.iter().map(|r| recovered_asr(&model, &info.normalization, cfg.space, t, r.label, &r.mask, &r.pattern, a.patch_area)).collect());
     let ious: Option<Vec<f64>> = true_mask.as_ref().map(|tm| results.iter().map(|r| iou(&binarize_top_k(&r.mask, a.patch_area), tm)).collect());
 

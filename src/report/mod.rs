@@ -1,3 +1,4 @@
-//! Reports: images, plots, JSON.
+//! Reports: images, plots, the self-contained HTML report.
+pub mod html;
 pub mod plot;
 pub mod png;

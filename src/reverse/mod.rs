@@ -49,7 +49,8 @@
 //! avoids that (the CLI calls it).
 //!
 //! Verdict: detected target = argmin of the soft-mask l1 over labels that reached success; anomaly
-//! index (Neural Cleanse) `(median − l1) / (1.4826·MAD)` with median and MAD over all labels' l1;
+//! index (Neural Cleanse) `(median − l1) / (1.4826·MAD)` with median and MAD over all labels' l1
+//! (`--anomaly-scale linear`, faithful) or over ln(l1) (`log`, the default: see [`AnomalyScale`]);
 //! flagged above the threshold (default 2).
 mod eval;
 mod optim;
@@ -58,7 +59,7 @@ mod seeds;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{anomaly_index, anomaly_of, binarize_top_k, iou, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
+pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
 pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{normals, SeedSpec, Seeds};
@@ -442,18 +443,25 @@ pub fn retain_freed_memory() {
     }
 }
 
-/// Detected target, anomaly index and flag from per-label results (see the module docs).
-pub fn verdict(results: &[LabelResult], threshold: f64) -> Verdict {
+/// Detected target, anomaly index (on `scale`; both scales are recorded) and flag from per-label
+/// results (see the module docs).
+pub fn verdict(results: &[LabelResult], threshold: f64, scale: AnomalyScale) -> Verdict {
     let l1: Vec<f64> = results.iter().map(|r| r.l1).collect();
-    let (median, mad) = if l1.is_empty() { (f64::NAN, f64::NAN) } else { median_mad(&l1) };
+    let (median, _) = if l1.is_empty() { (f64::NAN, f64::NAN) } else { median_mad(&l1) };
+    let x = scale.apply(&l1);
+    let mad = if l1.is_empty() { f64::NAN } else { median_mad(&x).1 };
     let best = (0..results.len()).filter(|&i| results[i].reached).min_by(|&a, &b| l1[a].total_cmp(&l1[b]));
-    let anomaly = best.map(|i| anomaly_of(&l1, i));
+    let anomaly = best.map(|i| anomaly_of(&x, i));
     Verdict {
         detected_target: best.map(|i| results[i].label),
         anomaly_index: anomaly,
+        anomaly_index_linear: best.map(|i| anomaly_of(&AnomalyScale::Linear.apply(&l1), i)),
+        anomaly_index_log: best.map(|i| anomaly_of(&AnomalyScale::Log.apply(&l1), i)),
+        scale,
         flagged: anomaly.is_some_and(|a| a > threshold),
         threshold,
         median_l1: median,
         mad_l1: mad,
     }
 }
+

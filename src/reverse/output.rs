@@ -19,11 +19,17 @@ use crate::util::{write_atomic, write_json};
 pub struct Verdict {
     /// argmin of l1 over the labels that reached success; `None` if none did.
     pub detected_target: Option<u32>,
-    /// Anomaly index of the detected target (`null` in JSON when infinite, i.e. MAD = 0).
+    /// Anomaly index of the detected target on `scale` (`null` in JSON when infinite, i.e. MAD = 0).
     pub anomaly_index: Option<f64>,
+    /// The same on the linear (Neural Cleanse) and log scales.
+    pub anomaly_index_linear: Option<f64>,
+    pub anomaly_index_log: Option<f64>,
+    pub scale: super::AnomalyScale,
     pub flagged: bool,
     pub threshold: f64,
+    /// Median of the labels' l1.
     pub median_l1: f64,
+    /// MAD on `scale` (of l1 or of ln l1).
     pub mad_l1: f64,
 }
 
@@ -49,6 +55,9 @@ pub struct ReverseReport {
     pub labels: Vec<LabelSummary>,
     pub detected_target: Option<u32>,
     pub anomaly_index: Option<f64>,
+    pub anomaly_index_linear: Option<f64>,
+    pub anomaly_index_log: Option<f64>,
+    pub anomaly_scale: super::AnomalyScale,
     pub flagged: bool,
     pub threshold: f64,
     pub median_l1: f64,
@@ -74,7 +83,7 @@ impl ReverseReport {
                 reached: r.reached,
                 recovered_asr: recovered.map(|v| v[i]),
                 iou: ious.map(|v| v[i]),
-                anomaly_index: super::anomaly_of(&l1, i),
+                anomaly_index: super::anomaly_of(&verdict.scale.apply(&l1), i),
                 epoch: r.epoch,
                 epoch_attack_success: r.epoch_attack_success,
                 final_cost: r.final_cost,
@@ -84,6 +93,9 @@ impl ReverseReport {
             labels,
             detected_target: verdict.detected_target,
             anomaly_index: verdict.anomaly_index,
+            anomaly_index_linear: verdict.anomaly_index_linear,
+            anomaly_index_log: verdict.anomaly_index_log,
+            anomaly_scale: verdict.scale,
             flagged: verdict.flagged,
             threshold: verdict.threshold,
             median_l1: verdict.median_l1,

@@ -93,7 +93,7 @@ fn unreached_labels_are_never_the_verdict() {
     let cfg = ReverseConfig { epochs: 2, success_threshold: 1.01, ..Default::default() };
     let r = reverse_engineer(&model, &norm, &seeds, &cfg, &[0, 1, 2]).unwrap();
     assert!(r.iter().all(|x| !x.reached && x.epoch == 2));
-    let v = verdict(&r, 2.0);
+    let v = verdict(&r, 2.0, AnomalyScale::Log);
     assert_eq!((v.detected_target, v.anomaly_index, v.flagged), (None, None, false));
     // Every epoch succeeds: the kept trigger is the last epoch's, and the smallest l1 wins.
     let cfg = ReverseConfig { epochs: 2, success_threshold: 0.0, ..Default::default() };
@@ -102,7 +102,7 @@ fn unreached_labels_are_never_the_verdict() {
     r[1].l1 = 0.5;
     r[0].reached = false;
     r[0].l1 = 0.1;
-    assert_eq!(verdict(&r, 2.0).detected_target, Some(1));
+    assert_eq!(verdict(&r, 2.0, AnomalyScale::Log).detected_target, Some(1));
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn outputs_are_written() {
     let norm = Normalization::mnist();
     let cfg = ReverseConfig { epochs: 1, space: Space::Normalized, ..Default::default() };
     let r = reverse_engineer(&model, &norm, &Seeds::Noise { n: 2 }, &cfg, &[0, 2]).unwrap();
-    let v = verdict(&r, 2.0);
+    let v = verdict(&r, 2.0, AnomalyScale::Log);
     let d = tempfile::tempdir().unwrap();
     write_outputs(d.path(), &r, &ReverseReport::new(&r, &v, None, None)).unwrap();
     for f in ["reverse.json", "l1.png", "l1.svg", "triggers.safetensors", "history.jsonl", "label2_mask.png", "label2_pattern.png", "label0_trigger.png"] {
@@ -155,7 +155,7 @@ fn detects_the_badnets_target_from_noise() {
     retain_freed_memory();
     let rc = ReverseConfig { epochs: 100, ..Default::default() };
     let r = reverse_engineer(&model, &norm, &Seeds::Noise { n: 20 }, &rc, &[]).unwrap();
-    let v = verdict(&r, 2.0);
+    let v = verdict(&r, 2.0, AnomalyScale::Log);
     let truth = "reference-upper-right:5".parse::<TrueTrigger>().unwrap().mask(28, 28).unwrap();
     let t = &r[3];
     let rasr = recovered_asr(&model, &norm, rc.space, test, 3, &t.mask, &t.pattern, 25);
