@@ -1,6 +1,7 @@
-//! Interrupted runs: `train` killed with SIGKILL at random points and continued with `--resume` ends
-//! bit-for-bit equal to an uninterrupted run (CPU, one thread, same seed), and no final file is ever
-//! half-written. Also: the same command twice gives identical JSON (determinism).
+//! Interrupted runs: `train` and `prune --method imp` killed with SIGKILL at random points and
+//! continued with `--resume` end bit-for-bit equal to an uninterrupted run (CPU, one thread, same
+//! seed), and no final file is ever half-written; Ctrl-C (SIGINT) stops `train` cleanly with exit code
+//! 130 and a resumable state. Also: the same command twice gives identical JSON (determinism).
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -30,10 +31,14 @@ fn train(data: &str, out: &Path, resume: bool) -> Command {
     c
 }
 
-/// Every file with a final name parses (a half-written one would not).
+/// Every file with a final name parses (a half-written one would not), in sub-folders too.
 fn check_final_files(out: &Path) {
     for e in std::fs::read_dir(out).unwrap() {
         let p = e.unwrap().path();
+        if p.is_dir() {
+            check_final_files(&p);
+            continue;
+        }
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if name.ends_with(".json") {
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{name} is not whole JSON: {e}"));
@@ -116,4 +121,94 @@ fn same_command_same_seed_gives_identical_json() {
     };
     assert_eq!(run("a"), run("b"));
     assert!(std::fs::read(tmp.path().join("a/model.safetensors")).unwrap() == std::fs::read(tmp.path().join("b/model.safetensors")).unwrap(), "model weights differ");
+}
+
+fn imp(data: &str, out: &Path, resume: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarantine"));
+    c.args(["--threads", "1", "prune", "--method", "imp", "--data", data, "--arch", "cnn", "--epochs", "6", "--rewind-epoch", "1", "--steps", "4", "--batch-size", "16", "--seed", "5"])
+        .args(["--attack", "badnets", "--poison-ratio", "0.1", "--trigger-size", "3", "--out"])
+        .arg(out);
+    if resume {
+        c.arg("--resume");
+    }
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+#[test]
+fn imp_sigkill_then_resume_is_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    folder(tmp.path());
+    let data = format!("folder:{}", tmp.path().display());
+    let whole = tmp.path().join("whole");
+    let t0 = std::time::Instant::now();
+    assert!(imp(&data, &whole, false).status().unwrap().success());
+    let whole_ms = t0.elapsed().as_millis() as u64;
+    let cut = tmp.path().join("cut");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut kills = 0;
+    for attempt in 0..40 {
+        let mut child = imp(&data, &cut, attempt > 0).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(whole_ms / 10..whole_ms / 3 + 2)));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "attempt {attempt} failed");
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                if cut.exists() {
+                    check_final_files(&cut);
+                }
+            }
+        }
+    }
+    assert!(imp(&data, &cut, true).status().unwrap().success());
+    assert!(kills >= 2, "IMP finished before it could be interrupted twice ({kills})");
+    check_final_files(&cut);
+    let mut compared = 0;
+    for step in 1..=4 {
+        for f in [format!("tickets/step-{step:03}.safetensors"), format!("tickets/step-{step:03}.mask.safetensors")] {
+            assert!(std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(), "{f} differs after {kills} kills");
+            compared += 1;
+        }
+    }
+    for round in 0..4 {
+        let f = format!("round-{round:03}/trained.safetensors");
+        assert!(std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(), "{f} differs after {kills} kills");
+        compared += 1;
+    }
+    assert_eq!(compared, 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    folder(tmp.path());
+    let data = format!("folder:{}", tmp.path().display());
+    let whole = tmp.path().join("whole");
+    assert!(train(&data, &whole, false).status().unwrap().success());
+    let cut = tmp.path().join("cut");
+    let mut c = train(&data, &cut, false);
+    c.stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Interrupt once the first epoch's state is on disk.
+    let t0 = std::time::Instant::now();
+    while !cut.join("train-state.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no state written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume") && err.contains("train-state.json"), "{err}");
+    assert!(!cut.join("model.safetensors").exists(), "an interrupted run must not look finished");
+    check_final_files(&cut);
+    assert!(train(&data, &cut, true).status().unwrap().success());
+    assert!(std::fs::read(whole.join("model.safetensors")).unwrap() == std::fs::read(cut.join("model.safetensors")).unwrap());
 }

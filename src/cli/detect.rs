@@ -22,7 +22,7 @@ use crate::eval::predict;
 use crate::model::{export, load_checkpoint, save_checkpoint, CheckpointInfo, Model, Versions};
 use crate::prune::{load_ticket, one_shot_path, Criterion, Masks, Method, Scope};
 use crate::report::plot::{self, DynPoint};
-use crate::reverse::{reverse_engineer, AnomalyScale, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
+use crate::reverse::{decide, reverse_engineer, AnomalyScale, DecisionRule, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
 use crate::score::{recalibrate_bn, score_samples, ScoreConfig};
 use crate::util::{prepare_out_dir, write_json};
 
@@ -65,6 +65,10 @@ pub struct DetectArgs {
     /// Scale of the anomaly index: log (ln of the mask l1, default) or linear (Neural Cleanse's).
     #[arg(long, value_enum, default_value = "log")]
     pub anomaly_scale: AnomalyScale,
+    /// Decision: consensus (dense and ticket name the same label, pooled anomaly index; default),
+    /// ticket (the paper: the ticket's own verdict) or dense (Neural Cleanse on the given model).
+    #[arg(long, value_enum, default_value = "consensus")]
+    pub decide: DecisionRule,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Continue an interrupted detection in --out.
@@ -150,6 +154,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!((1..=a.steps).contains(&a.score_from), "--score-from {} must lie in 1..={} (--steps)", a.score_from, a.steps);
     let bar = indicatif::ProgressBar::new((a.steps + 1 - a.score_from) as u64);
     for step in a.score_from..=a.steps {
+        crate::interrupt::check(&sdir)?;
         let p = sdir.join(format!("step-{step:03}.json"));
         let row = if a.resume && p.exists() {
             serde_json::from_slice(&std::fs::read(&p)?)?
@@ -183,25 +188,27 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     eprintln!("detect: reverse engineering the winning ticket (step {}, density {:.4})", win.step, win.density);
     let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, (a.threshold, a.anomaly_scale), &a.out.join("reverse-ticket"))?;
 
-    let trojaned = vt.flagged;
+    let d = decide(a.decide, a.anomaly_scale, a.threshold, (&vd, &rd.labels), (&vt, &rt.labels));
+    let trojaned = d.trojaned;
     let mut command = format!(
-        "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --seed {}",
-        a.model.model.display(), a.out.display(), a.method.name(), a.steps, a.score_from, a.k, a.score_samples, if a.select == ScoreKind::Loss { "loss" } else { "error" }, a.seeds, a.reverse_epochs, a.threshold, if a.anomaly_scale == AnomalyScale::Log { "log" } else { "linear" }, a.seed
+        "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --decide {} --seed {}",
+        a.model.model.display(), a.out.display(), a.method.name(), a.steps, a.score_from, a.k, a.score_samples, if a.select == ScoreKind::Loss { "loss" } else { "error" }, a.seeds, a.reverse_epochs, a.threshold, if a.anomaly_scale == AnomalyScale::Log { "log" } else { "linear" }, serde_json::to_value(a.decide)?.as_str().unwrap_or(""), a.seed
     );
     if let Some(d) = &a.data {
         command.push_str(&format!(" --data {d}"));
     }
     let result = serde_json::json!({
         "trojaned": trojaned,
-        "target": if trojaned { vt.detected_target } else { None },
-        "anomaly_index": vt.anomaly_index.filter(|a| a.is_finite()),
+        "target": d.target,
+        "anomaly_index": d.anomaly_index.filter(|a| a.is_finite()),
+        "decision": d,
         "threshold": a.threshold,
         "data_free": data_free,
         "winning_ticket": {"step": win.step, "density": win.density, "score_loss": win.score_loss, "score_error": win.score_error, "clean_accuracy": win.ticket.clean_accuracy},
         "dense": summary(&vd, &rd),
         "ticket": summary(&vt, &rt),
         "model": {"path": a.model.model, "meta": info.meta, "imported_from": info.imported_from},
-        "config": {"method": a.method, "steps": a.steps, "score_from": a.score_from, "k": a.k, "score_samples": a.score_samples, "select": a.select, "seeds": a.seeds, "reverse_epochs": a.reverse_epochs, "anomaly_scale": a.anomaly_scale, "bn_recalibrate": ctx.cfg.bn_recalibrate},
+        "config": {"method": a.method, "steps": a.steps, "score_from": a.score_from, "k": a.k, "score_samples": a.score_samples, "select": a.select, "seeds": a.seeds, "reverse_epochs": a.reverse_epochs, "anomaly_scale": a.anomaly_scale, "decide": a.decide, "bn_recalibrate": ctx.cfg.bn_recalibrate},
         "seed": a.seed,
         "command": command,
         "versions": Versions::default(),
@@ -211,11 +218,20 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{result}");
     }
-    let ai = vt.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
-    match (trojaned, vt.detected_target) {
-        (true, Some(t)) => eprintln!("verdict: TROJANED, target label {t} (anomaly index {ai} > {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
-        _ => eprintln!("verdict: no Trojan found (anomaly index {ai} <= {}; ticket density {:.4}{})", a.threshold, win.density, if data_free { ", data-free" } else { "" }),
+    let ai = d.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
+    let why = match (a.decide, d.agree) {
+        (DecisionRule::Consensus, false) => format!("dense model points at label {}, ticket at {}: no consensus", fmt_label(d.dense_target), fmt_label(d.ticket_target)),
+        _ => format!("anomaly index {ai} {} {}", if trojaned { ">" } else { "<=" }, a.threshold),
+    };
+    let tail = format!("{why}; rule {}; ticket density {:.4}{}", serde_json::to_value(a.decide)?.as_str().unwrap_or(""), win.density, if data_free { "; data-free" } else { "" });
+    match d.target {
+        Some(t) if trojaned => eprintln!("verdict: TROJANED, target label {t} ({tail})"),
+        _ => eprintln!("verdict: no Trojan found ({tail})"),
     }
     eprintln!("detect: report {}", report.display());
     Ok(())
+}
+
+fn fmt_label(l: Option<u32>) -> String {
+    l.map(|l| l.to_string()).unwrap_or("none".into())
 }

@@ -244,6 +244,7 @@ pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let bar = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template("scoring [{bar:30}] {pos}/{len} steps eta {eta} {msg}").expect("template").progress_chars("=> "));
     let mut rows = vec![];
     for step in 1..=steps {
+        crate::interrupt::check(&sdir)?;
         let p = sdir.join(format!("step-{step:03}.json"));
         let row: StepRow = if a.resume && p.exists() {
             serde_json::from_slice(&std::fs::read(&p)?).with_context(|| format!("{}: corrupt step record", p.display()))?

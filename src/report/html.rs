@@ -174,6 +174,18 @@ pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Resul
     let ticket = read_json(&dir.join("reverse-ticket").join("reverse.json"))?;
     let mut s = format!("<h2>{}</h2>", esc(heading));
     s.push_str(&verdict_box(&det, "verdict"));
+    let dec = &det["decision"];
+    if !dec.is_null() {
+        let _ = write!(
+            s,
+            "<p>Decision rule <b>{}</b>: argmin-l1 label {} on the dense model, {} on the winning ticket ({}); pooled anomaly index {}.</p>",
+            esc(dec["rule"].as_str().unwrap_or("")),
+            num(&dec["dense_target"], 0),
+            num(&dec["ticket_target"], 0),
+            if dec["agree"].as_bool().unwrap_or(false) { "they agree" } else { "they disagree" },
+            num(&dec["pooled_anomaly_index"], 2)
+        );
+    }
     if let Some(t) = truth {
         let _ = write!(s, "<p>Ground truth (known to the experimenter, not to the detector): {}.</p>", match t.target {
             Some(x) => format!("Trojaned, target label <b>{x}</b>"),
@@ -254,7 +266,7 @@ fn demo_body(dir: &Path, demo: &Value) -> Result<String> {
             num(&m["correct"], 0),
         ]);
     }
-    s.push_str(&table(&["model", "truth", "clean acc.", "attack success", "verdict", "anomaly index", "correct"], &rows));
+    s.push_str(&table(&["model", "truth", "clean acc.", "attack success (non-target)", "verdict", "anomaly index", "correct"], &rows));
     let _ = write!(s, "<p>Reproduce: <code>{}</code> ({} s on {} threads).</p>", esc(demo["command"].as_str().unwrap_or("")), num(&demo["seconds"], 0), num(&demo["threads"], 0));
     for m in demo["models"].as_array().map(|v| v.as_slice()).unwrap_or(&[]) {
         let truth = Truth {

@@ -52,6 +52,7 @@
 //! index (Neural Cleanse) `(median − l1) / (1.4826·MAD)` with median and MAD over all labels' l1
 //! (`--anomaly-scale linear`, faithful) or over ln(l1) (`log`, the default: see [`AnomalyScale`]);
 //! flagged above the threshold (default 2).
+mod decide;
 mod eval;
 mod optim;
 mod output;
@@ -59,6 +60,7 @@ mod seeds;
 #[cfg(test)]
 mod tests;
 
+pub use decide::{decide, Decision, DecisionRule};
 pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
 pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
@@ -443,17 +445,28 @@ pub fn retain_freed_memory() {
     }
 }
 
+/// [`verdict`] from the per-label lines of a report (label, l1, reached).
+pub fn verdict_of_l1(labels: &[LabelSummary], threshold: f64, scale: AnomalyScale) -> Verdict {
+    let l1: Vec<f64> = labels.iter().map(|l| l.l1).collect();
+    verdict_from(&l1, &labels.iter().map(|l| l.label).collect::<Vec<_>>(), &labels.iter().map(|l| l.reached).collect::<Vec<_>>(), threshold, scale)
+}
+
 /// Detected target, anomaly index (on `scale`; both scales are recorded) and flag from per-label
 /// results (see the module docs).
 pub fn verdict(results: &[LabelResult], threshold: f64, scale: AnomalyScale) -> Verdict {
     let l1: Vec<f64> = results.iter().map(|r| r.l1).collect();
+    verdict_from(&l1, &results.iter().map(|r| r.label).collect::<Vec<_>>(), &results.iter().map(|r| r.reached).collect::<Vec<_>>(), threshold, scale)
+}
+
+fn verdict_from(l1: &[f64], label: &[u32], reached: &[bool], threshold: f64, scale: AnomalyScale) -> Verdict {
+    let l1 = l1.to_vec();
     let (median, _) = if l1.is_empty() { (f64::NAN, f64::NAN) } else { median_mad(&l1) };
     let x = scale.apply(&l1);
     let mad = if l1.is_empty() { f64::NAN } else { median_mad(&x).1 };
-    let best = (0..results.len()).filter(|&i| results[i].reached).min_by(|&a, &b| l1[a].total_cmp(&l1[b]));
+    let best = (0..l1.len()).filter(|&i| reached[i]).min_by(|&a, &b| l1[a].total_cmp(&l1[b]));
     let anomaly = best.map(|i| anomaly_of(&x, i));
     Verdict {
-        detected_target: best.map(|i| results[i].label),
+        detected_target: best.map(|i| label[i]),
         anomaly_index: anomaly,
         anomaly_index_linear: best.map(|i| anomaly_of(&AnomalyScale::Linear.apply(&l1), i)),
         anomaly_index_log: best.map(|i| anomaly_of(&AnomalyScale::Log.apply(&l1), i)),

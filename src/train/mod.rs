@@ -98,6 +98,10 @@ pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoc
         correct += logits.argmax(-1, false).eq_tensor(&b.labels).sum(Kind::Int64).int64_value(&[]);
         seen += n;
         bar.inc(n as u64);
+        if crate::interrupt::requested() {
+            // The caller names the last saved state (see `fit`).
+            return Err(Error::Interrupted(PathBuf::new()));
+        }
     }
     Ok((loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64))
 }
@@ -171,7 +175,11 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
         bar.set_message(format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs));
         let t0 = std::time::Instant::now();
         let batches = Batches::new(data.train, cfg.batch_size, data.norm, cfg.augment, Some(epoch_seed(cfg.seed, epoch)), model.device());
-        let (train_loss, train_accuracy) = train_epoch(model, &mut opt, batches, lr, epoch, &bar)?;
+        let (train_loss, train_accuracy) = train_epoch(model, &mut opt, batches, lr, epoch, &bar).map_err(|e| match (e, run) {
+            // The epoch in progress is dropped; the last completed epoch's state is on disk.
+            (Error::Interrupted(_), Some(run)) => Error::Interrupted(run.state_json()),
+            (e, _) => e,
+        })?;
         let seconds = t0.elapsed().as_secs_f64();
         let test = data.test.map(|t| evaluate(model, t, data.norm, 500));
         let m = EpochMetrics {
