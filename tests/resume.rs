@@ -52,6 +52,35 @@ fn check_final_files(out: &Path) {
     }
 }
 
+/// Starts the command (`--resume` after the first try), SIGKILLs it after a random delay drawn from
+/// `delay_ms`, checks that no half-written file is left, and repeats until a run finishes; then runs
+/// it once more with `--resume`. Returns the number of kills.
+fn kill_until_done(cmd: impl Fn(bool) -> Command, out: &Path, delay_ms: std::ops::Range<u64>, seed: u64) -> usize {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = 0;
+    for attempt in 0..40 {
+        let mut child = cmd(attempt > 0).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(delay_ms.clone())));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "attempt {attempt} failed");
+                break;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                if out.exists() {
+                    check_final_files(out);
+                }
+            }
+        }
+    }
+    // Finish whatever is left.
+    assert!(cmd(true).status().unwrap().success());
+    kills
+}
+
 #[test]
 fn sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -64,28 +93,7 @@ fn sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run() {
     let whole_ms = t0.elapsed().as_millis() as u64;
 
     let cut = tmp.path().join("cut");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-    let mut kills = 0;
-    for attempt in 0..40 {
-        let mut child = train(&data, &cut, attempt > 0).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(whole_ms / 10..whole_ms / 2 + 2)));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "attempt {attempt} failed");
-                break;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                if cut.exists() {
-                    check_final_files(&cut);
-                }
-            }
-        }
-    }
-    // Finish whatever is left.
-    assert!(train(&data, &cut, true).status().unwrap().success());
+    let kills = kill_until_done(|resume| train(&data, &cut, resume), &cut, whole_ms / 10..whole_ms / 2 + 2, 42);
     assert!(kills >= 2, "the run finished before it could be interrupted twice ({kills})");
     check_final_files(&cut);
     for f in ["model.safetensors", "train-state.safetensors", "plan.json"] {
@@ -145,27 +153,7 @@ fn imp_sigkill_then_resume_is_bit_identical() {
     assert!(imp(&data, &whole, false).status().unwrap().success());
     let whole_ms = t0.elapsed().as_millis() as u64;
     let cut = tmp.path().join("cut");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut kills = 0;
-    for attempt in 0..40 {
-        let mut child = imp(&data, &cut, attempt > 0).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(whole_ms / 10..whole_ms / 3 + 2)));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "attempt {attempt} failed");
-                break;
-            }
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                if cut.exists() {
-                    check_final_files(&cut);
-                }
-            }
-        }
-    }
-    assert!(imp(&data, &cut, true).status().unwrap().success());
+    let kills = kill_until_done(|resume| imp(&data, &cut, resume), &cut, whole_ms / 10..whole_ms / 3 + 2, 7);
     assert!(kills >= 2, "IMP finished before it could be interrupted twice ({kills})");
     check_final_files(&cut);
     let mut compared = 0;

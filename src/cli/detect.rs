@@ -22,7 +22,7 @@ use crate::eval::predict;
 use crate::model::{export, load_checkpoint, save_checkpoint, CheckpointInfo, Model, Versions};
 use crate::prune::{load_ticket, one_shot_path, Criterion, Masks, Method, Scope};
 use crate::report::plot::{self, DynPoint};
-use crate::reverse::{decide, reverse_engineer, AnomalyScale, DecisionRule, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
+use crate::reverse::{decide, recovered_asr, reverse_engineer, AnomalyScale, DecisionRule, verdict, write_outputs, ReverseConfig, ReverseReport, SeedSpec, Verdict};
 use crate::score::{recalibrate_bn, score_samples, ScoreConfig};
 use crate::util::{prepare_out_dir, write_json};
 
@@ -78,6 +78,10 @@ pub struct DetectArgs {
     pub force: bool,
 }
 
+fn t_asr(t: Option<u32>, report: &ReverseReport) -> Option<f64> {
+    t.and_then(|t| report.labels.iter().find(|l| l.label == t)).and_then(|l| l.recovered_asr)
+}
+
 fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
     let l1 = |t: Option<u32>| t.and_then(|t| report.labels.iter().find(|l| l.label == t)).map(|l| l.l1);
     serde_json::json!({
@@ -88,15 +92,19 @@ fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
         "anomaly_index_log": v.anomaly_index_log.filter(|a| a.is_finite()),
         "flagged": v.flagged,
         "median_l1": v.median_l1,
-        "labels": report.labels.iter().map(|l| serde_json::json!({"label": l.label, "l1": l.l1, "attack_success": l.attack_success, "reached": l.reached})).collect::<Vec<_>>(),
+        "recovered_asr": t_asr(v.detected_target, report),
+        "labels": report.labels.iter().map(|l| serde_json::json!({"label": l.label, "l1": l.l1, "attack_success": l.attack_success, "reached": l.reached, "recovered_asr": l.recovered_asr})).collect::<Vec<_>>(),
     })
 }
 
-fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seeds, cfg: &ReverseConfig, (threshold, scale): (f64, AnomalyScale), dir: &std::path::Path) -> anyhow::Result<(Verdict, ReverseReport)> {
+/// Reverse engineering of one model; with a clean test set, every label's recovered trigger (mask
+/// binarised to its top 25 pixels, the paper's 5x5) is stamped on it for the recovered-trigger ASR.
+fn reverse_on(model: &Model, info: &CheckpointInfo, seeds: &crate::reverse::Seeds, cfg: &ReverseConfig, (threshold, scale): (f64, AnomalyScale), test: Option<&crate::data::ImageSet>, dir: &std::path::Path) -> anyhow::Result<(Verdict, ReverseReport)> {
     std::fs::create_dir_all(dir)?;
     let results = reverse_engineer(model, &info.normalization, seeds, cfg, &[])?;
     let v = verdict(&results, threshold, scale);
-    let mut report = ReverseReport::new(&results, &v, None, None);
+    let recovered: Option<Vec<f64>> = test.map(|t| results.iter().map(|r| recovered_asr(model, &info.normalization, cfg.space, t, r.label, &r.mask, &r.pattern, 25)).collect());
+    let mut report = ReverseReport::new(&results, &v, recovered.as_deref(), None);
     report.config = serde_json::json!({"command": "detect", "reverse": cfg});
     report.seed = cfg.seed;
     report.versions = Versions::default();
@@ -184,9 +192,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let seeds = a.seeds.load().with_context(|| format!("loading seeds {}", a.seeds))?;
     let rcfg = ReverseConfig { epochs: a.reverse_epochs, seed: a.seed, ..Default::default() };
     eprintln!("detect: reverse engineering the dense model");
-    let (vd, rd) = reverse_on(&model, &info, &seeds, &rcfg, (a.threshold, a.anomaly_scale), &a.out.join("reverse-dense"))?;
+    let (vd, rd) = reverse_on(&model, &info, &seeds, &rcfg, (a.threshold, a.anomaly_scale), ctx.test.as_ref(), &a.out.join("reverse-dense"))?;
     eprintln!("detect: reverse engineering the winning ticket (step {}, density {:.4})", win.step, win.density);
-    let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, (a.threshold, a.anomaly_scale), &a.out.join("reverse-ticket"))?;
+    let (vt, rt) = reverse_on(&ticket, &tinfo, &seeds, &rcfg, (a.threshold, a.anomaly_scale), ctx.test.as_ref(), &a.out.join("reverse-ticket"))?;
 
     let d = decide(a.decide, a.anomaly_scale, a.threshold, (&vd, &rd.labels), (&vt, &rt.labels));
     let trojaned = d.trojaned;

@@ -37,6 +37,17 @@ impl Arch {
             Arch::Cnn => "cnn",
         }
     }
+    /// Images per forward pass that keep trigger reverse engineering's activations (kept for the
+    /// backward pass) around 0.5-1 GB at CIFAR size (32x32); scaled by input area elsewhere. Measured
+    /// peak RSS of `detect` with these budgets: BENCHMARKS.md.
+    pub fn reverse_images_per_pass(&self, height: usize, width: usize) -> usize {
+        let base = match self {
+            Arch::Cnn => 1024,
+            Arch::Resnet20s => 256,
+            Arch::Resnet18 | Arch::Vgg16bn => 64,
+        };
+        (base * 1024 / (height * width).max(1)).clamp(1, 4096)
+    }
     /// Name of the classification head's weight.
     pub fn head(&self) -> &'static str {
         match self {

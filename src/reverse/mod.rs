@@ -124,7 +124,10 @@ pub struct ReverseConfig {
     pub space: Space,
     pub seed: u64,
     /// Labels optimised together in one batched computation; `None` = as many as keep
-    /// `labels x batch` within 1,024 images per forward pass; `Some(1)` = one label at a time.
+    /// `labels x batch` within the architecture's memory budget ([`Arch::reverse_images_per_pass`]:
+    /// 1,024 images for the cnn at 28x28, 256 for ResNet-20s at 32x32); `Some(1)` = one label at a time.
+    ///
+    /// [`Arch::reverse_images_per_pass`]: crate::model::Arch::reverse_images_per_pass
     pub label_chunk: Option<usize>,
 }
 
@@ -167,8 +170,8 @@ impl ReverseConfig {
         Ok(())
     }
 
-    fn chunk(&self, labels: usize, batch: usize) -> usize {
-        self.label_chunk.unwrap_or((1024 / batch.max(1)).max(1)).clamp(1, labels.max(1))
+    fn chunk(&self, labels: usize, batch: usize, images_per_pass: usize) -> usize {
+        self.label_chunk.unwrap_or((images_per_pass / batch.max(1)).max(1)).clamp(1, labels.max(1))
     }
 }
 
@@ -251,7 +254,7 @@ pub fn reverse_engineer(model: &Model, norm: &Normalization, seeds: &Seeds, cfg:
     }
     let norm = norm.clone().for_channels(shape.0)?;
     let batch = cfg.batch_size.unwrap_or(seeds.len()).min(seeds.len());
-    let chunk = cfg.chunk(labels.len(), batch);
+    let chunk = cfg.chunk(labels.len(), batch, model.meta.arch.reverse_images_per_pass(shape.1, shape.2));
     let chunks: Vec<&[u32]> = labels.chunks(chunk).collect();
     let bar = ProgressBar::new((chunks.len() * cfg.epochs) as u64)
         .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} epochs {per_sec} eta {eta}").expect("valid template").progress_chars("=> "));
