@@ -13,10 +13,9 @@
 //! Layout of `--out`: `trojaned/` and `clean/` (training runs), `detect-trojaned/` and
 //! `detect-clean/` (detection runs), `demo.json` (truth, verdicts, config), `report.html`.
 //! Every stage is resumable (`--resume`), like the commands it is made of.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Args, Parser};
 use rand::{Rng, SeedableRng};
 use tch::Device;
@@ -24,7 +23,7 @@ use tch::Device;
 use super::detect::{self, DetectArgs};
 use super::train::{self, TrainArgs};
 use crate::model::{Arch, Versions};
-use crate::util::{prepare_out_dir, write_json};
+use crate::util::{prepare_out_dir, read_json, write_json};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -80,11 +79,6 @@ fn s(x: impl ToString) -> String {
     x.to_string()
 }
 
-fn read(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&b).with_context(|| format!("{}: not valid JSON", path.display()))
-}
-
 pub fn run(a: DemoArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let start = Instant::now();
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(0));
@@ -125,8 +119,8 @@ pub fn run(a: DemoArgs, device: Device, json: bool) -> anyhow::Result<()> {
             }
             detect::run(parse::<DetectArgs>(&[argv, again.clone()].concat())?, device, false)?;
         }
-        let det = read(&ddir.join("detect.json"))?;
-        let res = read(&tdir.join("result.json"))?;
+        let det = read_json(&ddir.join("detect.json"))?;
+        let res = read_json(&tdir.join("result.json"))?;
         let truth = attacked.then_some(target);
         let said_trojaned = det["trojaned"].as_bool().unwrap_or(false);
         // A backdoor that did not take (e.g. paper-rgb with too few epochs) leaves nothing to find.

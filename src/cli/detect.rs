@@ -78,21 +78,17 @@ pub struct DetectArgs {
     pub force: bool,
 }
 
-fn t_asr(t: Option<u32>, report: &ReverseReport) -> Option<f64> {
-    t.and_then(|t| report.labels.iter().find(|l| l.label == t)).and_then(|l| l.recovered_asr)
-}
-
 fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
-    let l1 = |t: Option<u32>| t.and_then(|t| report.labels.iter().find(|l| l.label == t)).map(|l| l.l1);
+    let hit = v.detected_target.and_then(|t| report.labels.iter().find(|l| l.label == t));
     serde_json::json!({
         "detected_target": v.detected_target,
-        "l1": l1(v.detected_target),
+        "l1": hit.map(|l| l.l1),
         "anomaly_index": v.anomaly_index.filter(|a| a.is_finite()),
         "anomaly_index_linear": v.anomaly_index_linear.filter(|a| a.is_finite()),
         "anomaly_index_log": v.anomaly_index_log.filter(|a| a.is_finite()),
         "flagged": v.flagged,
         "median_l1": v.median_l1,
-        "recovered_asr": t_asr(v.detected_target, report),
+        "recovered_asr": hit.and_then(|l| l.recovered_asr),
         "labels": report.labels.iter().map(|l| serde_json::json!({"label": l.label, "l1": l.l1, "attack_success": l.attack_success, "reached": l.reached, "recovered_asr": l.recovered_asr})).collect::<Vec<_>>(),
     })
 }
@@ -200,7 +196,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let trojaned = d.trojaned;
     let mut command = format!(
         "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --decide {} --seed {}",
-        a.model.model.display(), a.out.display(), a.method.name(), a.steps, a.score_from, a.k, a.score_samples, if a.select == ScoreKind::Loss { "loss" } else { "error" }, a.seeds, a.reverse_epochs, a.threshold, if a.anomaly_scale == AnomalyScale::Log { "log" } else { "linear" }, serde_json::to_value(a.decide)?.as_str().unwrap_or(""), a.seed
+        a.model.model.display(), a.out.display(), flag(a.method), a.steps, a.score_from, a.k, a.score_samples, flag(a.select), a.seeds, a.reverse_epochs, a.threshold, flag(a.anomaly_scale), flag(a.decide), a.seed
     );
     if let Some(d) = &a.data {
         command.push_str(&format!(" --data {d}"));
@@ -231,7 +227,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         (DecisionRule::Consensus, false) => format!("dense model points at label {}, ticket at {}: no consensus", fmt_label(d.dense_target), fmt_label(d.ticket_target)),
         _ => format!("anomaly index {ai} {} {}", if trojaned { ">" } else { "<=" }, a.threshold),
     };
-    let tail = format!("{why}; rule {}; ticket density {:.4}{}", serde_json::to_value(a.decide)?.as_str().unwrap_or(""), win.density, if data_free { "; data-free" } else { "" });
+    let tail = format!("{why}; rule {}; ticket density {:.4}{}", flag(a.decide), win.density, if data_free { "; data-free" } else { "" });
     match d.target {
         Some(t) if trojaned => eprintln!("verdict: TROJANED, target label {t} ({tail})"),
         _ => eprintln!("verdict: no Trojan found ({tail})"),
@@ -242,4 +238,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
 
 fn fmt_label(l: Option<u32>) -> String {
     l.map(|l| l.to_string()).unwrap_or("none".into())
+}
+
+/// A value-enum option as typed on the command line.
+fn flag(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
 }

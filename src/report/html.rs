@@ -18,7 +18,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::util::write_atomic;
+use crate::util::{read_json, write_atomic};
 
 /// The true attack of a model, when the experimenter knows it (demo, research runs).
 #[derive(Debug, Clone)]
@@ -39,11 +39,6 @@ fn img(path: &Path, alt: &str, class: &str) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     Ok(format!(r#"<img class="{class}" alt="{}" src="data:image/png;base64,{b64}">"#, esc(alt)))
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
 }
 
 fn num(v: &Value, digits: usize) -> String {

@@ -31,7 +31,8 @@ pub struct Decision {
     pub trojaned: bool,
     /// The named target when `trojaned`.
     pub target: Option<u32>,
-    /// The anomaly index the rule compared with the threshold.
+    /// The anomaly index the rule compared with the threshold; for `consensus` without agreement
+    /// (nothing compared) the smaller of the dense and ticket indexes, for display.
     pub anomaly_index: Option<f64>,
     pub dense_target: Option<u32>,
     pub ticket_target: Option<u32>,
