@@ -200,3 +200,33 @@ fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
     assert!(train(&data, &cut, true).status().unwrap().success());
     assert!(std::fs::read(whole.join("model.safetensors")).unwrap() == std::fs::read(cut.join("model.safetensors")).unwrap());
 }
+
+/// A kill between the two writes of a training state leaves `train-state.json` one epoch ahead of
+/// `train-state.safetensors`; `--resume` must go on from the tensors' epoch, not train it twice.
+#[cfg(unix)]
+#[test]
+fn resume_trusts_the_tensors_epoch_when_the_json_is_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    folder(tmp.path());
+    let data = format!("folder:{}", tmp.path().display());
+    let whole = tmp.path().join("whole");
+    assert!(train(&data, &whole, false).status().unwrap().success());
+    // The tensors of an early epoch: stop a run with Ctrl-C once its first state exists.
+    let early = tmp.path().join("early");
+    let child = train(&data, &early, false).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !early.join("train-state.safetensors").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no state written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait_with_output().unwrap();
+    // A finished run whose tensors are rolled back to that epoch, its JSON left at the end.
+    let cut = tmp.path().join("cut");
+    assert!(train(&data, &cut, false).status().unwrap().success());
+    std::fs::copy(early.join("train-state.safetensors"), cut.join("train-state.safetensors")).unwrap();
+    std::fs::remove_file(cut.join("model.safetensors")).unwrap();
+    assert!(train(&data, &cut, true).status().unwrap().success());
+    assert!(std::fs::read(whole.join("model.safetensors")).unwrap() == std::fs::read(cut.join("model.safetensors")).unwrap(), "resumed model differs");
+}

@@ -161,7 +161,7 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
     let mut start = start_epoch;
     let mut history = vec![];
     if let (Some(run), true) = (run, resume) {
-        if run.state_json().exists() {
+        if run.state().exists() && run.state_json().exists() {
             let (next, hist) = load_state(run, model, &mut opt, cfg)?;
             start = next;
             history = hist;
@@ -216,10 +216,20 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
 fn save_state(run: &RunFiles, model: &Model, opt: &Sgd, cfg: &TrainConfig, next_epoch: usize, history: &[EpochMetrics]) -> Result<()> {
     let mut tensors: Vec<(String, torchfile::RawTensor)> = model.state_dict(0).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     tensors.extend(opt.buffers().into_iter().map(|(n, b)| (format!("momentum.{n}"), crate::model::to_raw(&b))));
-    torchfile::save_safetensors(&run.state(), &tensors, &Default::default())?;
-    // The JSON is written last: it names the epoch the tensors belong to.
-    write_json(&run.state_json(), &StateJson { next_epoch, config: cfg.clone(), history: history.to_vec() })
+    // Two files cannot be renamed at once, so the JSON (config and history up to `next_epoch`) is
+    // written first and the tensors, labelled with their epoch, last: after a kill between the two the
+    // JSON is one epoch ahead and [`load_state`] keeps the tensors' epoch and that much history. (With
+    // the JSON written last and the tensors unlabelled, a kill between the writes left epoch e+1's
+    // tensors under an epoch-e record, and the resumed run trained that epoch twice: caught by the
+    // IMP SIGKILL test.)
+    write_json(&run.state_json(), &StateJson { next_epoch, config: cfg.clone(), history: history.to_vec() })?;
+    let meta = std::collections::BTreeMap::from([(EPOCH_KEY.to_string(), next_epoch.to_string())]);
+    torchfile::save_safetensors(&run.state(), &tensors, &meta)?;
+    Ok(())
 }
+
+/// Metadata key of `train-state.safetensors`: the `next_epoch` its tensors belong to.
+const EPOCH_KEY: &str = "quarantine.next_epoch";
 
 fn load_state(run: &RunFiles, model: &Model, opt: &mut Sgd, cfg: &TrainConfig) -> Result<(usize, Vec<EpochMetrics>)> {
     let path = run.state_json();
@@ -229,6 +239,15 @@ fn load_state(run: &RunFiles, model: &Model, opt: &mut Sgd, cfg: &TrainConfig) -
         return Err(Error::bad_file(&path, "was written with a different training configuration; --resume needs the same options (or start a new --out)"));
     }
     let sd = torchfile::load(&run.state())?;
+    let next_epoch = match sd.metadata.get(EPOCH_KEY) {
+        Some(e) => e.parse::<usize>().map_err(|_| Error::bad_file(run.state(), format!("corrupt {EPOCH_KEY} `{e}`")))?,
+        None => st.next_epoch,
+    };
+    if next_epoch > st.next_epoch {
+        return Err(Error::bad_file(&path, format!("records epoch {} but {} holds the later epoch {next_epoch}", st.next_epoch, run.state().display())));
+    }
+    let mut history = st.history;
+    history.retain(|h| h.epoch <= next_epoch);
     let mut model_sd = vec![];
     let mut bufs = HashMap::new();
     for (name, raw) in sd.tensors {
@@ -240,7 +259,7 @@ fn load_state(run: &RunFiles, model: &Model, opt: &mut Sgd, cfg: &TrainConfig) -
     }
     model.load_state_dict(&model_sd, &run.state())?;
     opt.load_buffers(bufs);
-    Ok((st.next_epoch, st.history))
+    Ok((next_epoch, history))
 }
 
 #[cfg(test)]
