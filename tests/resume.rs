@@ -171,6 +171,22 @@ fn imp_sigkill_then_resume_is_bit_identical() {
     assert_eq!(compared, 12);
 }
 
+/// Runs a `train` command, sends it SIGINT once its first epoch's state is on disk (the tensors
+/// are written last) and returns its output.
+#[cfg(unix)]
+fn ctrl_c_after_first_state(mut cmd: Command, out: &Path) -> std::process::Output {
+    cmd.stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !out.join("train-state.safetensors").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no state written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
@@ -180,18 +196,7 @@ fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
     let whole = tmp.path().join("whole");
     assert!(train(&data, &whole, false).status().unwrap().success());
     let cut = tmp.path().join("cut");
-    let mut c = train(&data, &cut, false);
-    c.stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    // Interrupt once the first epoch's state is on disk.
-    let t0 = std::time::Instant::now();
-    while !cut.join("train-state.json").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no state written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = ctrl_c_after_first_state(train(&data, &cut, false), &cut);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("--resume") && err.contains("train-state.json"), "{err}");
@@ -213,15 +218,7 @@ fn resume_trusts_the_tensors_epoch_when_the_json_is_ahead() {
     assert!(train(&data, &whole, false).status().unwrap().success());
     // The tensors of an early epoch: stop a run with Ctrl-C once its first state exists.
     let early = tmp.path().join("early");
-    let child = train(&data, &early, false).spawn().unwrap();
-    let t0 = std::time::Instant::now();
-    while !early.join("train-state.safetensors").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no state written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    child.wait_with_output().unwrap();
+    ctrl_c_after_first_state(train(&data, &early, false), &early);
     // A finished run whose tensors are rolled back to that epoch, its JSON left at the end.
     let cut = tmp.path().join("cut");
     assert!(train(&data, &cut, false).status().unwrap().success());
