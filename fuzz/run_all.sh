@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 secs="${SECONDS_PER_TARGET:-600}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(torch_zip torch_zip_pickle torch_legacy safetensors idx cifar image_folder)
+    targets=(torch_zip torch_zip_pickle torch_legacy safetensors idx cifar image_folder config)
 fi
 mkdir -p logs
 nice -n 19 cargo fuzz build -s none -a || exit 1
@@ -19,6 +19,8 @@ for t in "${targets[@]}"; do
     extra=()
     # CIFAR records are 3073/3074 bytes: leave room for a few of them.
     [ "$t" = cifar ] && extra=(-max_len=16384)
+    # TOML syntax and the experiment keys.
+    [ "$t" = config ] && extra=(-dict=config.dict -max_len=8192)
     start=$(date +%s)
     nice -n 19 cargo fuzz run -s none -a "$t" "corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=30 \

@@ -2,8 +2,9 @@
 //! attack, training, pruning, score, reverse engineering) and one command runs it, resumably.
 //!
 //! The file's sections hold the flags of the commands they drive, spelled as on the command line
-//! (`poison-ratio = 0.01` is `--poison-ratio 0.01`, `true` is a bare flag, arrays are joined with
-//! commas), so a config means exactly what the commands mean and is validated by the same parser:
+//! (`poison-ratio = 0.01` is `--poison-ratio=0.01`, `true` is a bare flag, arrays are joined with
+//! commas), so a config means exactly what the commands mean and is validated by the same parser.
+//! The file layer (TOML to flags, without libtorch, fuzzed) is the `expconfig` crate:
 //!
 //! ```toml
 //! name = "builtin-cnn-badnets-gray"   # required
@@ -66,44 +67,6 @@ pub struct Experiment {
     pub imp: bool,
 }
 
-const SECTIONS: [&str; 5] = ["attack", "train", "prune", "score", "reverse"];
-const TOP: [&str; 4] = ["name", "description", "seed", "data"];
-
-fn flag_value(file: &Path, section: &str, key: &str, v: &toml::Value) -> anyhow::Result<Vec<String>> {
-    let flag = format!("--{key}");
-    Ok(match v {
-        toml::Value::Boolean(true) => vec![flag],
-        toml::Value::Boolean(false) => vec![],
-        toml::Value::String(s) => vec![flag, s.clone()],
-        toml::Value::Integer(i) => vec![flag, i.to_string()],
-        toml::Value::Float(f) => vec![flag, f.to_string()],
-        toml::Value::Array(a) => {
-            let parts: Vec<String> = a
-                .iter()
-                .map(|x| match x {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    toml::Value::Integer(i) => Ok(i.to_string()),
-                    toml::Value::Float(f) => Ok(f.to_string()),
-                    _ => bail!("{}: [{section}] {key}: arrays may hold strings and numbers only", file.display()),
-                })
-                .collect::<anyhow::Result<_>>()?;
-            vec![flag, parts.join(",")]
-        }
-        _ => bail!("{}: [{section}] {key}: expected a string, number, boolean or array", file.display()),
-    })
-}
-
-fn section(file: &Path, table: &toml::Table, name: &str) -> anyhow::Result<Option<Vec<String>>> {
-    let Some(v) = table.get(name) else { return Ok(None) };
-    let t = v.as_table().with_context(|| format!("{}: `{name}` must be a [{name}] section", file.display()))?;
-    let mut argv = vec![];
-    for (k, v) in t {
-        anyhow::ensure!(!["out", "model", "run", "data", "seed", "resume", "force"].contains(&k.as_str()), "{}: [{name}] {k}: set by `quarantine run` itself (data and seed are top-level keys)", file.display());
-        argv.extend(flag_value(file, name, k, v)?);
-    }
-    Ok(Some(argv))
-}
-
 /// Where to get each kind of data set, for the error when it is missing.
 pub fn where_to_get(spec: &DataSpec) -> &'static str {
     match spec {
@@ -119,25 +82,10 @@ pub fn where_to_get(spec: &DataSpec) -> &'static str {
 impl Experiment {
     /// Parses and validates a config: every stage's flags go through the command's own parser.
     pub fn load(file: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not a valid TOML file", file.display()))?;
-        for k in table.keys() {
-            anyhow::ensure!(TOP.contains(&k.as_str()) || SECTIONS.contains(&k.as_str()), "{}: unknown key `{k}` (expected {} or sections [{}])", file.display(), TOP.join(", "), SECTIONS.join("], ["));
-        }
-        let name = table.get("name").and_then(|v| v.as_str()).with_context(|| format!("{}: `name = \"...\"` is required", file.display()))?.to_string();
-        anyhow::ensure!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{}: name `{name}` must be letters, digits, - _ . (it names the output folder)", file.display());
-        let seed = match table.get("seed") {
-            None => 0,
-            Some(v) => v.as_integer().filter(|i| *i >= 0).with_context(|| format!("{}: seed must be a non-negative integer", file.display()))? as u64,
-        };
-        let data_s = table.get("data").and_then(|v| v.as_str()).unwrap_or("builtin");
-        let data: DataSpec = data_s.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{data_s}\": {e}", file.display()))?;
-        let attack = section(file, &table, "attack")?.unwrap_or_default();
-        let train = section(file, &table, "train")?;
-        let prune = section(file, &table, "prune")?.with_context(|| format!("{}: a [prune] section is required (method = \"imp\" | \"omp\" | \"random\")", file.display()))?;
-        let score = section(file, &table, "score")?;
-        let reverse = section(file, &table, "reverse")?;
-        let description = table.get("description").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let f = expconfig::load(file)?;
+        let data: DataSpec = f.data.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{}\": {e}", file.display(), f.data))?;
+        let expconfig::ExperimentFile { name, description, seed, attack, train, prune, score, reverse, .. } = f;
+        let attack = attack.unwrap_or_default();
         let mut e = Experiment { name, description, seed, data, attack, train, prune, score, reverse, imp: false };
         let p: prune::PruneArgs = parse(&e.prune_argv(Path::new("OUT"))).map_err(|err| anyhow::anyhow!("{}: [prune]/[attack]: {err}", file.display()))?;
         e.imp = p.method == crate::prune::Method::Imp;
@@ -285,7 +233,7 @@ mod tests {
         let e = Experiment::load(&write(d.path(), ok)).unwrap();
         assert!(!e.imp);
         let argv = e.train_argv(Path::new("O"));
-        assert!(argv.windows(2).any(|w| w == ["--milestones", "1"]), "{argv:?}");
+        assert!(argv.contains(&"--milestones=1".to_string()), "{argv:?}");
         assert!(argv.windows(2).any(|w| w == ["--seed", "3"]), "{argv:?}");
         for (bad, needle) in [
             (ok.replace("epochs = 2\nmilestones", "epoch = 2\nmilestones"), "--epoch"),
@@ -295,6 +243,8 @@ mod tests {
             (format!("{ok}\nfoo = 1\n"), "reverse"),
             (ok.replace("attack = \"badnets\"", "attack = \"badnet\""), "badnet"),
             ("name = \"t\"\n[prune\n".to_string(), "TOML"),
+            // A value that spells a flag stays the value of its key, and the command refuses it.
+            (ok.replace("k = 2", "k = \"--run=/elsewhere\""), "--run=/elsewhere"),
         ] {
             let err = format!("{:#}", Experiment::load(&write(d.path(), &bad)).unwrap_err());
             assert!(err.contains(needle) && err.contains("x.toml"), "{needle}: {err}");
