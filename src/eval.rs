@@ -16,7 +16,7 @@ pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalization, batch_size:
     let (mut correct, mut loss, mut n) = (0i64, 0.0, 0usize);
     tch::no_grad(|| {
         for b in Batches::new(set, batch_size, norm, Augment::NONE, None, model.device()) {
-            let logits = model.forward_t(&b.images, false);
+            let logits = model.forward_frozen(&b.images);
             loss += logits.cross_entropy_for_logits(&b.labels).double_value(&[]) * b.indices.len() as f64;
             correct += logits.argmax(-1, false).eq_tensor(&b.labels).sum(Kind::Int64).int64_value(&[]);
             n += b.indices.len();
@@ -30,7 +30,7 @@ pub fn predict(model: &Model, set: &ImageSet, norm: &Normalization) -> Vec<u32> 
     let mut out = vec![0u32; set.n];
     tch::no_grad(|| {
         for b in Batches::new(set, 500, norm, Augment::NONE, None, model.device()) {
-            let p: Vec<i64> = Vec::try_from(model.forward_t(&b.images, false).argmax(-1, false).to_device(tch::Device::Cpu)).expect("int64 vector");
+            let p: Vec<i64> = Vec::try_from(model.forward_frozen(&b.images).argmax(-1, false).to_device(tch::Device::Cpu)).expect("int64 vector");
             for (i, v) in b.indices.iter().zip(p) {
                 out[*i] = v as u32;
             }

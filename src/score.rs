@@ -103,7 +103,7 @@ pub fn error_and_loss(model: &Model, data: &ScoreData) -> (f64, f64) {
             let len = 256.min(n - i);
             let x = data.x.narrow(0, i, len);
             let y = data.y.narrow(0, i, len);
-            let logits = model.forward_t(&x, false);
+            let logits = model.forward_frozen(&x);
             loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * len as f64;
             wrong += logits.argmax(-1, false).ne_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             i += len;

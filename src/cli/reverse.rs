@@ -62,7 +62,7 @@ pub struct ReverseArgs {
     /// Seed of the trigger initialisation, the noise and the data shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Labels optimised together per batched computation (default: up to 1,024 images per forward).
+    /// Labels optimised together per batched computation (default: a per-architecture image budget per forward pass, e.g. 256 images of 32x32 for resnet20s).
     #[arg(long)]
     pub label_chunk: Option<usize>,
     /// Optimise the labels one at a time (the reference's loop; for benchmarks).

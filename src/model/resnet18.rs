@@ -1,42 +1,39 @@
 //! ResNet-18, CIFAR variant (SPEC §3): 3x3 stem without max-pool, four stages of two BasicBlocks
 //! (64, 128, 256, 512 channels), 1x1 conv + BN projection shortcuts (`shortcut.0`, `shortcut.1`),
 //! global average pool, linear head `fc` (checkpoints naming it `linear` are accepted on import).
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
-use super::layers::{bn, conv, linear};
+use super::layers::{linear, ConvBn, Mode};
+use super::Net;
 
 #[derive(Debug)]
 struct Block {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    shortcut: Option<(nn::Conv2D, nn::BatchNorm)>,
+    c1: ConvBn,
+    c2: ConvBn,
+    shortcut: Option<ConvBn>,
 }
 
 impl Block {
     fn new(p: nn::Path, cin: i64, planes: i64, stride: i64) -> Self {
         let shortcut = (stride != 1 || cin != planes).then(|| {
             let s = &p / "shortcut";
-            (conv(&s / 0, cin, planes, 1, stride, 0, false), bn(&s / 1, planes))
+            ConvBn::new(&s / 0, &s / 1, cin, planes, 1, stride, 0, false)
         });
         Block {
-            conv1: conv(&p / "conv1", cin, planes, 3, stride, 1, false),
-            bn1: bn(&p / "bn1", planes),
-            conv2: conv(&p / "conv2", planes, planes, 3, 1, 1, false),
-            bn2: bn(&p / "bn2", planes),
+            c1: ConvBn::new(&p / "conv1", &p / "bn1", cin, planes, 3, stride, 1, false),
+            c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, 1, 1, false),
             shortcut,
         }
     }
 }
 
-impl ModuleT for Block {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let out = out.apply(&self.conv2).apply_t(&self.bn2, train);
+impl Block {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let out = self.c1.forward(x, mode).relu();
+        let out = self.c2.forward(&out, mode);
         let short = match &self.shortcut {
-            Some((c, b)) => x.apply(c).apply_t(b, train),
+            Some(s) => s.forward(x, mode),
             None => x.shallow_clone(),
         };
         (out + short).relu()
@@ -45,8 +42,7 @@ impl ModuleT for Block {
 
 #[derive(Debug)]
 pub struct ResNet18 {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    stem: ConvBn,
     blocks: Vec<Block>,
     fc: nn::Linear,
 }
@@ -61,15 +57,15 @@ impl ResNet18 {
                 cin = planes;
             }
         }
-        ResNet18 { conv1: conv(p / "conv1", in_channels, 64, 3, 1, 1, false), bn1: bn(p / "bn1", 64), blocks, fc: linear(p / "fc", 512, num_classes) }
+        ResNet18 { stem: ConvBn::new(p / "conv1", p / "bn1", in_channels, 64, 3, 1, 1, false), blocks, fc: linear(p / "fc", 512, num_classes) }
     }
 }
 
-impl ModuleT for ResNet18 {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+impl Net for ResNet18 {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let mut out = self.stem.forward(x, mode).relu();
         for b in &self.blocks {
-            out = b.forward_t(&out, train);
+            out = b.forward(&out, mode);
         }
         // [N, 512, H', W'] -> [N, 512]
         out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)

@@ -2,17 +2,16 @@
 //! BasicBlocks (16, 32, 64 channels; stride 2 opening stages 2 and 3), option-A shortcuts
 //! (`x[:, :, ::2, ::2]` zero-padded by planes/4 channels on each side), global average pool and a
 //! linear head (`fc`). 267,696 conv weights at C = 3. Logits equal PyTorch's to 1e-5 (tests/golden.rs).
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
-use super::layers::{bn, conv, linear};
+use super::layers::{linear, ConvBn, Mode};
+use super::Net;
 
 #[derive(Debug)]
 struct Block {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    c1: ConvBn,
+    c2: ConvBn,
     /// Option-A shortcut: (stride, channels padded on each side), or identity.
     shortcut: Option<i64>,
 }
@@ -20,19 +19,17 @@ struct Block {
 impl Block {
     fn new(p: nn::Path, cin: i64, planes: i64, stride: i64) -> Self {
         Block {
-            conv1: conv(&p / "conv1", cin, planes, 3, stride, 1, false),
-            bn1: bn(&p / "bn1", planes),
-            conv2: conv(&p / "conv2", planes, planes, 3, 1, 1, false),
-            bn2: bn(&p / "bn2", planes),
+            c1: ConvBn::new(&p / "conv1", &p / "bn1", cin, planes, 3, stride, 1, false),
+            c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, 1, 1, false),
             shortcut: (stride != 1 || cin != planes).then_some(planes / 4),
         }
     }
 }
 
-impl ModuleT for Block {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let out = out.apply(&self.conv2).apply_t(&self.bn2, train);
+impl Block {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let out = self.c1.forward(x, mode).relu();
+        let out = self.c2.forward(&out, mode);
         let short = match self.shortcut {
             // [N, C, H, W] -> [N, C + 2*pad, H/2, W/2]
             Some(pad) => x.slice(2, 0, None, 2).slice(3, 0, None, 2).constant_pad_nd([0, 0, 0, 0, pad, pad]),
@@ -44,8 +41,7 @@ impl ModuleT for Block {
 
 #[derive(Debug)]
 pub struct ResNet20s {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    stem: ConvBn,
     blocks: Vec<Block>,
     fc: nn::Linear,
 }
@@ -62,19 +58,18 @@ impl ResNet20s {
             }
         }
         ResNet20s {
-            conv1: conv(p / "conv1", in_channels, 16, 3, 1, 1, false),
-            bn1: bn(p / "bn1", 16),
+            stem: ConvBn::new(p / "conv1", p / "bn1", in_channels, 16, 3, 1, 1, false),
             blocks,
             fc: linear(p / "fc", 64, num_classes),
         }
     }
 }
 
-impl ModuleT for ResNet20s {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+impl Net for ResNet20s {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
+        let mut out = self.stem.forward(x, mode).relu();
         for b in &self.blocks {
-            out = b.forward_t(&out, train);
+            out = b.forward(&out, mode);
         }
         // [N, 64, H', W'] -> [N, 64]
         out.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)

@@ -3,16 +3,17 @@
 //! `classifier`. Conv/BN layers are named `features.{i}` by their index in PyTorch's `nn.Sequential`
 //! (conv, BN, ReLU take one index each, as does each max-pool). A max-pool whose input is already 1x1
 //! (inputs smaller than 32x32, e.g. 28x28) is skipped; at 32x32 and above nothing changes.
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
-use super::layers::{bn, conv, linear};
+use super::layers::{linear, ConvBn, Mode};
+use super::Net;
 
 const CFG: [i64; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
 
 #[derive(Debug)]
 enum Layer {
-    ConvBn(nn::Conv2D, nn::BatchNorm),
+    ConvBn(ConvBn),
     Pool,
 }
 
@@ -31,7 +32,7 @@ impl Vgg16Bn {
                 layers.push(Layer::Pool);
                 idx += 1;
             } else {
-                layers.push(Layer::ConvBn(conv(&f / idx, cin, c, 3, 1, 1, true), bn(&f / (idx + 1), c)));
+                layers.push(Layer::ConvBn(ConvBn::new(&f / idx, &f / (idx + 1), cin, c, 3, 1, 1, true)));
                 idx += 3;
                 cin = c;
             }
@@ -40,12 +41,12 @@ impl Vgg16Bn {
     }
 }
 
-impl ModuleT for Vgg16Bn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl Net for Vgg16Bn {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         let mut out = x.shallow_clone();
         for l in &self.layers {
             out = match l {
-                Layer::ConvBn(c, b) => out.apply(c).apply_t(b, train).relu(),
+                Layer::ConvBn(cb) => cb.forward(&out, mode).relu(),
                 Layer::Pool if out.size()[2] >= 2 && out.size()[3] >= 2 => out.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
                 Layer::Pool => out,
             };

@@ -112,7 +112,7 @@ pub fn recovered_asr(model: &Model, norm: &Normalization, space: Space, test: &I
     tch::no_grad(|| {
         for b in Batches::with_order(test, keep.clone(), 500, &view, Augment::NONE, rand::SeedableRng::seed_from_u64(0), device) {
             let x = inputs.to_model(&stamp(&b.images, &hard, &p));
-            hits += model.forward_t(&x, false).argmax(-1, false).eq(target as i64).sum(Kind::Int64).int64_value(&[]);
+            hits += model.forward_frozen(&x).argmax(-1, false).eq(target as i64).sum(Kind::Int64).int64_value(&[]);
         }
     });
     hits as f64 / keep.len() as f64

@@ -412,7 +412,7 @@ fn seed_success(model: &Model, space: &InputSpace, seeds: &Seeds, cfg: &ReverseC
     tch::no_grad(|| {
         for x in &xs {
             let b = x.size()[0];
-            let logits = model.forward_t(&space.to_model(&stamp(x, m, p)), false).view([l, b, -1]);
+            let logits = model.forward_frozen(&space.to_model(&stamp(x, m, p))).view([l, b, -1]);
             hits += logits.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
             n += b;
         }

@@ -105,7 +105,7 @@ pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tens
     let stamped = stamp(x, &m, &p);
     let crop = &m * &p;
     let input = space.to_model(&Tensor::cat(&[&stamped, &crop], 0));
-    let logits = model.forward_t(&input, false);
+    let logits = model.forward_frozen(&input);
     let k = logits.size()[1];
     let main = logits.narrow(0, 0, l * b).view([l, b, k]);
     let r4_logits = logits.narrow(0, l * b, l).view([l, 1, k]);
