@@ -76,6 +76,24 @@ fn reverse_writes_json_and_files() {
 }
 
 #[test]
+fn synthesized_seeds_are_written_and_summarised() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_checkpoint(d.path());
+    let out = d.path().join("rev");
+    let o = quarantine(&["reverse", "--model", model.to_str().unwrap(), "--seeds", "synth:20", "--epochs", "2", "--labels", "3", "--json", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("synthesizing synth:20"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"]["seeds"], "synth:20");
+    let s = &v["config"]["synthesized_seeds"];
+    assert!((0.0..=1.0).contains(&s["accuracy"].as_f64().unwrap()) && s["bn_distance"].as_f64().unwrap().is_finite(), "{s}");
+    let png = image::open(out.join("seeds.png")).unwrap();
+    // 20 images of 28x28 in 2 rows of 10, scaled x2 with 2-pixel gaps.
+    assert!(png.width() > 10 * 28 && png.height() > 2 * 28, "{}x{}", png.width(), png.height());
+}
+
+#[test]
 fn reverse_missing_model_exits_2_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope.safetensors");

@@ -73,6 +73,22 @@ pub struct ReverseArgs {
     pub force: bool,
 }
 
+/// Loads the seeds; synthesized seeds are also written to `OUT/seeds.png` (first 100) and their
+/// inversion summary is returned for the report.
+pub fn load_seeds(spec: &SeedSpec, model: &crate::model::Model, norm: &crate::data::Normalization, seed: u64, out: &std::path::Path) -> anyhow::Result<(crate::reverse::Seeds, Option<crate::reverse::SynthSummary>)> {
+    if matches!(spec, SeedSpec::Synth(_)) {
+        eprintln!("seeds: synthesizing {spec} from the model (model inversion)");
+    }
+    let (seeds, summary) = spec.load(model, norm, seed).with_context(|| format!("loading seeds {spec}"))?;
+    if let (crate::reverse::Seeds::Images { images, .. }, Some(s)) = (&seeds, &summary) {
+        let n = images.n.min(100);
+        let cols = n.min(10);
+        crate::report::png::write_grid(&out.join("seeds.png"), &images.subset(&(0..n).collect::<Vec<_>>()), n.div_ceil(cols), cols)?;
+        eprintln!("seeds: {} images in {:.1} s, {:.0}% classified as their intended label", images.n, s.seconds, s.accuracy * 100.0);
+    }
+    Ok((seeds, summary))
+}
+
 pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let (model, info, _) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
     let m = &model.meta;
@@ -101,10 +117,10 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let seeds = a.seeds.load().with_context(|| format!("loading seeds {}", a.seeds))?;
     let marker = a.out.join("reverse.json");
     anyhow::ensure!(a.force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
     prepare_out_dir(&a.out, "reverse.json", false, true)?;
+    let (seeds, synth) = load_seeds(&a.seeds, &model, &info.normalization, a.seed, &a.out)?;
     let labels = a.labels.clone().unwrap_or_default();
 
     crate::reverse::retain_freed_memory();
@@ -120,6 +136,7 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
         "command": "reverse",
         "reverse": cfg,
         "seeds": a.seeds,
+        "synthesized_seeds": synth,
         "labels": results.iter().map(|r| r.label).collect::<Vec<_>>(),
         "test_data": a.test_data,
         "patch_area": a.patch_area,

@@ -2,7 +2,7 @@
 //! for conv and linear weights, PyTorch's default uniform(±1/sqrt(fan_in)) for biases, BN weight 1 and
 //! bias 0, eps 1e-5, momentum 0.1. Names follow PyTorch (`weight`, `bias`, `running_mean`, ...).
 use tch::nn::{self, init::DEFAULT_KAIMING_NORMAL, Init};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> nn::Conv2D {
     let bound = 1.0 / ((cin * k * k) as f64).sqrt();
@@ -58,6 +58,29 @@ pub struct ConvBn {
     padding: i64,
 }
 
+/// The batch statistics of one BN layer's input next to the layer's running statistics.
+#[derive(Debug)]
+pub struct BnStat {
+    pub mean: Tensor,
+    pub var: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+}
+
+thread_local! {
+    static BN_PROBE: std::cell::RefCell<Option<Vec<BnStat>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (an eval-mode forward pass) and returns its result with the batch statistics of every
+/// BN layer's input, in forward order, differentiable with respect to the input (model inversion
+/// matches them to the running statistics). Only `Mode::Eval` passes record.
+pub fn with_bn_probe<T>(f: impl FnOnce() -> T) -> (T, Vec<BnStat>) {
+    BN_PROBE.with(|p| *p.borrow_mut() = Some(vec![]));
+    let out = f();
+    let stats = BN_PROBE.with(|p| p.borrow_mut().take()).unwrap_or_default();
+    (out, stats)
+}
+
 /// The same values with NHWC strides (channels last), which libtorch's CPU convolutions run faster.
 fn channels_last(x: &Tensor) -> Tensor {
     if x.stride()[1] == 1 {
@@ -78,6 +101,18 @@ impl ConvBn {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         match mode {
+            Mode::Eval if BN_PROBE.with(|p| p.borrow().is_some()) => {
+                let y = x.apply(&self.conv);
+                // Per-channel batch statistics of the BN input: [N, C, H, W] -> [C].
+                let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+                let var = y.var_dim([0i64, 2, 3].as_slice(), false, false);
+                BN_PROBE.with(|p| {
+                    if let Some(v) = p.borrow_mut().as_mut() {
+                        v.push(BnStat { mean, var, running_mean: self.bn.running_mean.shallow_clone(), running_var: self.bn.running_var.shallow_clone() });
+                    }
+                });
+                y.apply_t(&self.bn, false)
+            }
             Mode::Train | Mode::Eval => x.apply(&self.conv).apply_t(&self.bn, mode == Mode::Train),
             Mode::Frozen => {
                 let (w, b) = tch::no_grad(|| self.folded());

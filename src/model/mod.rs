@@ -8,7 +8,7 @@ mod resnet20s;
 mod vgg;
 
 pub use checkpoint::{export, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Versions};
-pub use layers::Mode;
+pub use layers::{with_bn_probe, BnStat, Mode};
 
 use tch::nn;
 use tch::{Device, Kind, Tensor};

@@ -57,6 +57,7 @@ mod eval;
 mod optim;
 mod output;
 mod seeds;
+mod synth;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +66,7 @@ pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, med
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
 pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{normals, SeedSpec, Seeds};
+pub use synth::{synthesize, SynthConfig, SynthSummary};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;

@@ -19,25 +19,32 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
+use super::synth::{synthesize, SynthConfig, SynthSummary};
 use super::Space;
 use crate::data::{Augment, Batches, DataSpec, ImageSet, Normalization};
 use crate::error::{Error, Result};
+use crate::model::Model;
 
-/// `--seeds` values: `noise:N` or `data:SPEC:N`.
+/// `--seeds` values: `noise:N`, `synth:N` or `data:SPEC:N`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum SeedSpec {
     Noise(usize),
+    /// N images synthesized from the model by inversion (data-free; src/reverse/synth.rs).
+    Synth(usize),
     Data(DataSpec, usize),
 }
 
 impl FromStr for SeedSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--seeds", format!("`{s}`: expected noise:N or data:SPEC:N (e.g. noise:100, data:builtin:100)"));
+        let bad = || Error::invalid("--seeds", format!("`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"));
         let count = |n: &str| n.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
         if let Some(n) = s.strip_prefix("noise:") {
             return Ok(SeedSpec::Noise(count(n)?));
+        }
+        if let Some(n) = s.strip_prefix("synth:") {
+            return Ok(SeedSpec::Synth(count(n)?));
         }
         if let Some(rest) = s.strip_prefix("data:") {
             let (spec, n) = rest.rsplit_once(':').ok_or_else(bad)?;
@@ -51,6 +58,7 @@ impl std::fmt::Display for SeedSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SeedSpec::Noise(n) => write!(f, "noise:{n}"),
+            SeedSpec::Synth(n) => write!(f, "synth:{n}"),
             SeedSpec::Data(d, n) => write!(f, "data:{d}:{n}"),
         }
     }
@@ -70,10 +78,24 @@ impl TryFrom<String> for SeedSpec {
 }
 
 impl SeedSpec {
-    /// Loads the seed images (data seeds: the first N of the training split).
-    pub fn load(&self) -> Result<Seeds> {
+    /// Whether the seeds need no data.
+    pub fn data_free(&self) -> bool {
+        !matches!(self, SeedSpec::Data(..))
+    }
+
+    /// Loads the seed images (data seeds: the first N of the training split; synthesized seeds:
+    /// inverted from `model`, with a summary of the inversion).
+    pub fn load(&self, model: &Model, norm: &Normalization, seed: u64) -> Result<(Seeds, Option<SynthSummary>)> {
+        if let SeedSpec::Synth(n) = self {
+            let (images, summary) = synthesize(model, norm, &SynthConfig::new(*n, seed))?;
+            return Ok((Seeds::Images { images, augment: Augment::NONE }, Some(summary)));
+        }
+        Ok((self.load_data()?, None))
+    }
+
+    fn load_data(&self) -> Result<Seeds> {
         match self {
-            SeedSpec::Noise(n) => Ok(Seeds::Noise { n: *n }),
+            SeedSpec::Noise(n) | SeedSpec::Synth(n) => Ok(Seeds::Noise { n: *n }),
             SeedSpec::Data(spec, n) => {
                 let split = spec.load()?;
                 if *n > split.train.n {
@@ -168,9 +190,11 @@ mod tests {
     fn parses_seed_specs() {
         assert_eq!("noise:100".parse::<SeedSpec>().unwrap(), SeedSpec::Noise(100));
         assert_eq!("data:builtin:10".parse::<SeedSpec>().unwrap(), SeedSpec::Data(DataSpec::Builtin, 10));
+        assert_eq!("synth:64".parse::<SeedSpec>().unwrap(), SeedSpec::Synth(64));
+        assert_eq!(SeedSpec::Synth(64).to_string(), "synth:64");
         let s: SeedSpec = "data:cifar10:/d/c10:100".parse().unwrap();
         assert_eq!(s.to_string(), "data:cifar10:/d/c10:100");
-        for bad in ["noise:0", "noise:x", "data:builtin", "pixels:3"] {
+        for bad in ["noise:0", "noise:x", "data:builtin", "pixels:3", "synth:0"] {
             assert!(bad.parse::<SeedSpec>().is_err(), "{bad}");
         }
     }
