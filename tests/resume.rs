@@ -2,7 +2,7 @@
 //! continued with `--resume` end bit-for-bit equal to an uninterrupted run (CPU, one thread, same
 //! seed), and no final file is ever half-written; Ctrl-C (SIGINT) stops `train` cleanly with exit code
 //! 130 and a resumable state. Also: the same command twice gives identical JSON (determinism).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -187,14 +187,21 @@ fn ctrl_c_after_first_state(mut cmd: Command, out: &Path) -> std::process::Outpu
     child.wait_with_output().unwrap()
 }
 
+/// Writes the test data set under `dir` and trains on it uninterrupted into `dir/whole`; returns
+/// the data spec and that folder, the reference the interrupted runs are compared with.
+fn uninterrupted_run(dir: &Path) -> (String, PathBuf) {
+    folder(dir);
+    let data = format!("folder:{}", dir.display());
+    let whole = dir.join("whole");
+    assert!(train(&data, &whole, false).status().unwrap().success());
+    (data, whole)
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(tmp.path());
-    let data = format!("folder:{}", tmp.path().display());
-    let whole = tmp.path().join("whole");
-    assert!(train(&data, &whole, false).status().unwrap().success());
+    let (data, whole) = uninterrupted_run(tmp.path());
     let cut = tmp.path().join("cut");
     let out = ctrl_c_after_first_state(train(&data, &cut, false), &cut);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -212,10 +219,7 @@ fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
 #[test]
 fn resume_trusts_the_tensors_epoch_when_the_json_is_ahead() {
     let tmp = tempfile::tempdir().unwrap();
-    folder(tmp.path());
-    let data = format!("folder:{}", tmp.path().display());
-    let whole = tmp.path().join("whole");
-    assert!(train(&data, &whole, false).status().unwrap().success());
+    let (data, whole) = uninterrupted_run(tmp.path());
     // The tensors of an early epoch: stop a run with Ctrl-C once its first state exists.
     let early = tmp.path().join("early");
     ctrl_c_after_first_state(train(&data, &early, false), &early);

@@ -78,31 +78,22 @@ impl TryFrom<String> for SeedSpec {
 }
 
 impl SeedSpec {
-    /// Whether the seeds need no data.
-    pub fn data_free(&self) -> bool {
-        !matches!(self, SeedSpec::Data(..))
-    }
-
     /// Loads the seed images (data seeds: the first N of the training split; synthesized seeds:
     /// inverted from `model`, with a summary of the inversion).
     pub fn load(&self, model: &Model, norm: &Normalization, seed: u64) -> Result<(Seeds, Option<SynthSummary>)> {
-        if let SeedSpec::Synth(n) = self {
-            let (images, summary) = synthesize(model, norm, &SynthConfig::new(*n, seed))?;
-            return Ok((Seeds::Images { images, augment: Augment::NONE }, Some(summary)));
-        }
-        Ok((self.load_data()?, None))
-    }
-
-    fn load_data(&self) -> Result<Seeds> {
         match self {
-            SeedSpec::Noise(n) | SeedSpec::Synth(n) => Ok(Seeds::Noise { n: *n }),
+            SeedSpec::Noise(n) => Ok((Seeds::Noise { n: *n }, None)),
+            SeedSpec::Synth(n) => {
+                let (images, summary) = synthesize(model, norm, &SynthConfig::new(*n, seed))?;
+                Ok((Seeds::Images { images, augment: Augment::NONE }, Some(summary)))
+            }
             SeedSpec::Data(spec, n) => {
                 let split = spec.load()?;
                 if *n > split.train.n {
                     return Err(Error::invalid("--seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
                 }
                 let images = split.train.subset(&(0..*n).collect::<Vec<_>>());
-                Ok(Seeds::Images { images, augment: spec.default_augment() })
+                Ok((Seeds::Images { images, augment: spec.default_augment() }, None))
             }
         }
     }

@@ -43,14 +43,12 @@ pub struct SynthConfig {
     pub tv_weight: f64,
     /// Largest roll in pixels.
     pub jitter: i64,
-    /// Extra weight of the first BN layer's term (pixel-level statistics), as DeepInversion's code.
-    pub first_bn_multiplier: f64,
     pub seed: u64,
 }
 
 impl SynthConfig {
     pub fn new(n: usize, seed: u64) -> Self {
-        SynthConfig { n, steps: 400, lr: 0.1, bn_weight: 1.0, tv_weight: 0.005, jitter: 2, first_bn_multiplier: 1.0, seed }
+        SynthConfig { n, steps: 400, lr: 0.1, bn_weight: 1.0, tv_weight: 0.005, jitter: 2, seed }
     }
 }
 
@@ -95,7 +93,7 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
             let input = (x.roll([dy, dx], [2, 3]) - &mean) / &std;
             let (logits, stats) = with_bn_probe(|| model.forward_t(&input, false));
             let ce = logits.cross_entropy_for_logits(&y);
-            let bn = bn_distance(&stats, cfg.first_bn_multiplier, device);
+            let bn = bn_distance(&stats, device);
             let loss = &ce + &bn * cfg.bn_weight + tv2(&x).mean(Kind::Float) * cfg.tv_weight;
             let v = loss.double_value(&[]);
             if !v.is_finite() {
@@ -109,7 +107,7 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
         let (logits, stats) = tch::no_grad(|| with_bn_probe(|| model.forward_t(&input, false)));
         hits += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
         ce_sum += logits.cross_entropy_for_logits(&y).double_value(&[]) * b as f64;
-        bn_sum += bn_distance(&stats, 1.0, device).double_value(&[]) / stats.len().max(1) as f64 * b as f64;
+        bn_sum += bn_distance(&stats, device).double_value(&[]) / stats.len().max(1) as f64 * b as f64;
         // [B, C, H, W] in [0,1] -> HWC bytes
         let bytes = (x * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
         let v: Vec<u8> = Vec::try_from(bytes.flatten(0, -1)).expect("uint8 pixels");
@@ -121,12 +119,9 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
     Ok((set, summary))
 }
 
-/// `Σ_l w_l (‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂)`, `w_0 = first`, else 1 (0 without BN layers).
-fn bn_distance(stats: &[crate::model::BnStat], first: f64, device: tch::Device) -> Tensor {
-    stats.iter().enumerate().fold(Tensor::zeros([], (Kind::Float, device)), |acc, (i, s)| {
-        let d = (&s.mean - &s.running_mean).norm() + (&s.var - &s.running_var).norm();
-        acc + if i == 0 { d * first } else { d }
-    })
+/// `Σ_l ‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂` (0 without BN layers).
+fn bn_distance(stats: &[crate::model::BnStat], device: tch::Device) -> Tensor {
+    stats.iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, s| acc + (&s.mean - &s.running_mean).norm() + (&s.var - &s.running_var).norm())
 }
 
 #[cfg(test)]
