@@ -35,7 +35,7 @@ fn detect_report_renders_with_every_image() {
     let out = d.path().join("det");
     let o = Command::new(env!("CARGO_BIN_EXE_quarantine"))
         .args(["--threads", "2", "detect", "--model", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--steps", "3", "--k", "2", "--score-samples", "128", "--seeds", "noise:16", "--reverse-epochs", "2"])
+        .args(["--steps", "3", "--k", "2", "--score-samples", "128", "--seeds", "noise:16", "--free-score-data", "noise", "--reverse-epochs", "2"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

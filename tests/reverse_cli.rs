@@ -94,6 +94,41 @@ fn synthesized_seeds_are_written_and_summarised() {
 }
 
 #[test]
+fn data_free_detect_scores_on_the_synthesized_seeds_or_on_noise() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_checkpoint(d.path());
+    let detect = |out: &str, extra: &[&str]| {
+        let out = d.path().join(out);
+        let mut args = vec!["detect", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--steps", "3", "--k", "2", "--reverse-epochs", "1", "--json"];
+        args.extend_from_slice(extra);
+        let o = quarantine(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let dynamics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("dynamics.json")).unwrap()).unwrap();
+        (v, dynamics, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    // Default: the synthesized seeds are the score data, BN statistics recalibrated on them.
+    let (v, dynamics, stderr) = detect("synth", &["--seeds", "synth:12", "--score-samples", "64"]);
+    assert_eq!(v["config"]["score_data"], "synthesized");
+    assert_eq!(v["config"]["bn_recalibrate"], true);
+    assert_eq!(dynamics["config"]["bn_recalibrate"], true);
+    assert!(v["command"].as_str().unwrap().contains("--free-score-data synth"), "{}", v["command"]);
+    assert_eq!(stderr.matches("synthesizing").count(), 1, "the seeds are synthesized once: {stderr}");
+    assert_eq!(dynamics["steps"].as_array().unwrap().len(), 3);
+    // Noise (the paper's): labelled by the model, the dense BN statistics kept.
+    let (v, dynamics, stderr) = detect("noise", &["--seeds", "noise:8", "--free-score-data", "noise", "--score-samples", "64"]);
+    assert_eq!(v["config"]["score_data"], "noise");
+    assert_eq!(v["config"]["bn_recalibrate"], false);
+    assert_eq!(dynamics["config"]["bn_recalibrate"], false);
+    assert!(!stderr.contains("synthesizing"), "{stderr}");
+    // Synthesized score data with noise seeds: synthesized for the score alone.
+    let (v, _, stderr) = detect("mixed", &["--seeds", "noise:8", "--no-bn-recalibrate", "--score-samples", "8"]);
+    assert_eq!(v["config"]["score_data"], "synthesized");
+    assert_eq!(v["config"]["bn_recalibrate"], false);
+    assert!(stderr.contains("synthesizing 8 score images"), "{stderr}");
+}
+
+#[test]
 fn reverse_missing_model_exits_2_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope.safetensors");
