@@ -2,7 +2,7 @@
 
 For every run: the loss-score and error-score peaks (density, clean accuracy, attack success of the
 ticket; attack success over non-target images), whether the peak shows the paper's phenomenon
-(attack success >= 0.8 with clean accuracy <= 0.3), and the sparsest step where it holds, if any.
+(attack success >= 0.8 with clean accuracy <= 0.3, a collapsed network excepted), and the sparsest step where it holds, if any.
 With --steps RUN, the per-step rows of that run.
     python3 tools/dynamics_table.py LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--steps LABEL]
 """
@@ -23,8 +23,11 @@ def asr(m):
 
 
 def phenomenon(r):
+    """Attack >= 0.8 with clean accuracy <= 0.3, but above 0.11: a network that sends every image to
+    the target (clean accuracy 0.100 on the balanced test set, attack 1.0) has collapsed, not kept a
+    backdoor."""
     a, c = asr(r["ticket"]), acc(r["ticket"])
-    return a is not None and c is not None and a >= 0.8 and c <= 0.3
+    return a is not None and c is not None and a >= 0.8 and 0.11 < c <= 0.3
 
 
 def fmt(x, nd=3):
