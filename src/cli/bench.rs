@@ -16,6 +16,7 @@ use tch::Device;
 use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::model::{Arch, Model, ModelMeta};
 use crate::prune::{Criterion, Masks, Scope};
+use crate::reverse::median;
 use crate::score::{finetune, recalibrate_bn, score_samples, trojan_score, ScoreConfig};
 use crate::train::{train_epoch, Sgd};
 
@@ -149,8 +150,6 @@ fn bench_score(model: &Model, norm: &Normalization, steps: usize, device: Device
     finetune(&phi, &masks, &train, norm, &cfg)?;
     out.finetune_seconds = t.elapsed().as_secs_f64();
     out.interpolate_seconds = (out.seconds[out.seconds.len() - 1] - out.recalibrate_seconds - out.finetune_seconds).max(0.0);
-    let mut sorted = out.seconds.clone();
-    sorted.sort_by(f64::total_cmp);
-    out.median_seconds = sorted[sorted.len() / 2];
+    out.median_seconds = median(&out.seconds);
     Ok(out)
 }

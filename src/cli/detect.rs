@@ -106,6 +106,16 @@ pub enum FreeScoreData {
     Noise,
 }
 
+impl FreeScoreData {
+    /// As written to detect.json and the plot title.
+    fn name(self) -> &'static str {
+        match self {
+            FreeScoreData::Synth => "synthesized",
+            FreeScoreData::Noise => "noise",
+        }
+    }
+}
+
 fn summary(v: &Verdict, report: &ReverseReport) -> serde_json::Value {
     let hit = v.detected_target.and_then(|t| report.labels.iter().find(|l| l.label == t));
     serde_json::json!({
@@ -148,7 +158,8 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     // Seeds first: synthesized seeds are also the data-free score data.
     let (seeds, synth) = super::reverse::load_seeds(&a.seeds, &model, &norm, a.seed, &a.out)?;
     // Score data: the given data's training split, or images labelled by the model (data-free).
-    let data_free = a.data.is_none();
+    let free = a.data.is_none().then_some(a.free_score_data);
+    let data_free = free.is_some();
     let (finetune_set, test) = match (&a.data, a.free_score_data) {
         (Some(spec), _) => {
             let split = spec.load().with_context(|| format!("loading {spec}"))?;
@@ -177,13 +188,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let mut cfg = ScoreConfig::paper(augment, a.seed);
     cfg.k = a.k;
     // BN statistics recomputed on noise would describe noise, not images: noise keeps them.
-    cfg.bn_recalibrate = !a.no_bn_recalibrate && !(data_free && a.free_score_data == FreeScoreData::Noise);
+    cfg.bn_recalibrate = !a.no_bn_recalibrate && free != Some(FreeScoreData::Noise);
     let (data, _) = score_samples(&finetune_set, a.score_samples, &norm, a.seed, device);
-    let score_data_name = match (data_free, a.free_score_data) {
-        (false, _) => "given",
-        (true, FreeScoreData::Synth) => "synthesized",
-        (true, FreeScoreData::Noise) => "noise",
-    };
+    let score_data_name = free.map_or("given", FreeScoreData::name);
     let ctx = ScoreContext { norm: norm.clone(), method: a.method, finetune_set, data, test, attack: None, cfg, data_free };
 
     // 1. The pruning path (a pruned input checkpoint starts from its own masks).

@@ -62,7 +62,7 @@ mod synth;
 mod tests;
 
 pub use decide::{decide, Decision, DecisionRule};
-pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
+pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
 pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{normals, SeedSpec, Seeds};
