@@ -9,8 +9,19 @@ use crate::error::{Error, Result};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
+/// The flag SIGINT sets, shared with [`crate::control::Control`]s built by [`flag`].
+static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// The cancellation flag a SIGINT sets (for a [`crate::control::Control`]).
+pub fn flag() -> std::sync::Arc<AtomicBool> {
+    FLAG.get_or_init(|| std::sync::Arc::new(AtomicBool::new(REQUESTED.load(Ordering::SeqCst)))).clone()
+}
+
 #[cfg(unix)]
 extern "C" fn on_sigint(_: libc::c_int) {
+    if let Some(f) = FLAG.get() {
+        f.store(true, Ordering::SeqCst);
+    }
     if REQUESTED.swap(true, Ordering::SeqCst) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(130) };
@@ -22,6 +33,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Installs the SIGINT handler (the binary calls this; library users keep their own handling).
 pub fn install() {
+    let _ = flag();
     #[cfg(unix)]
     // SAFETY: the handler only touches an atomic and calls async-signal-safe functions.
     unsafe {
@@ -36,6 +48,7 @@ pub fn requested() -> bool {
 
 /// Asks for a stop, as SIGINT does (for tests and embedding programs).
 pub fn request() {
+    flag().store(true, Ordering::SeqCst);
     REQUESTED.store(true, Ordering::SeqCst);
 }
 

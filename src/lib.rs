@@ -4,6 +4,8 @@
 //! (Chen et al., CVPR 2022). Tensors and kernels come from libtorch through `tch`; everything above
 //! (data, models, training, checkpoints, CLI) is here.
 pub mod attack;
+pub mod choice;
+pub mod control;
 pub mod cli;
 pub mod data;
 pub mod error;

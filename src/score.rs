@@ -22,7 +22,7 @@ use crate::train::{epoch_seed, Sgd};
 /// The reference's effective α grid: its interpolation overwrites its own endpoint in place.
 pub const REFERENCE_ALPHAS: [f64; 11] = [0.0, 0.1, 0.28, 0.496, 0.6976, 0.8488, 0.9395, 0.9819, 0.9964, 0.9996, 1.0];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlphaGrid {
     /// 11 points i/10.
@@ -30,6 +30,10 @@ pub enum AlphaGrid {
     /// The reference code's effective grid.
     Reference,
 }
+crate::choices!(AlphaGrid {
+    Uniform => "uniform": "11 points i/10",
+    Reference => "reference": "the reference code's effective grid",
+});
 
 impl AlphaGrid {
     pub fn alphas(&self) -> Vec<f64> {

@@ -23,7 +23,7 @@ use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
     /// A patch trigger stamped on the image (Gu et al. 2017).
@@ -35,8 +35,14 @@ pub enum AttackKind {
     /// Clean-label: PGD on target-class images against a surrogate, then the patch; labels kept.
     CleanLabel,
 }
+crate::choices!(AttackKind {
+    Badnets => "badnets": "a patch trigger stamped on the image",
+    Blended => "blended": "the trigger image blended over the whole image",
+    Wanet => "wanet": "warping trigger",
+    CleanLabel => "clean-label": "PGD on target-class images, then the patch; labels kept",
+});
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Select {
     /// The reference: the first int(N*ratio) samples in dataset order, target-class samples included.
@@ -44,6 +50,10 @@ pub enum Select {
     /// A seeded random subset.
     Random,
 }
+crate::choices!(Select {
+    First => "first": "the first int(N*ratio) samples in dataset order (the reference)",
+    Random => "random": "a seeded random subset",
+});
 
 /// A fully described attack (what `--attack ...` options become).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

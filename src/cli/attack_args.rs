@@ -14,7 +14,7 @@ use crate::util::write_json;
 #[derive(Debug, Clone, Args)]
 pub struct AttackArgs {
     /// Backdoor attack to inject (train, poison) or measure (eval). None: clean.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::common::choice::<AttackKind>())]
     pub attack: Option<AttackKind>,
     /// Trigger: paper-gray, paper-rgb, checkerboard, solid:R,G,B, image:PATH.
     #[arg(long, default_value = "paper-gray")]
@@ -35,7 +35,7 @@ pub struct AttackArgs {
     #[arg(long, default_value_t = 0.01)]
     pub poison_ratio: f64,
     /// first = the reference (first int(N*R) samples); random = seeded subset.
-    #[arg(long, value_enum, default_value = "first")]
+    #[arg(long, value_parser = super::common::choice::<Select>(), default_value = "first")]
     pub poison_select: Select,
     /// Blended attack: weight of the trigger image.
     #[arg(long, default_value_t = 0.1)]

@@ -6,6 +6,7 @@
 //! `detect`: a ticket at density 0.8^10 (global magnitude mask), BN recalibration on the 1,024 score
 //! samples, k = 10 masked finetuning steps (batch 128, crop + flip) and the 11 interpolation points
 //! evaluated on the score samples. tools/bench_score_torch.py does the same in PyTorch.
+use crate::choice::Choice;
 use std::time::Instant;
 
 use clap::Args;
@@ -22,7 +23,7 @@ use crate::train::{train_epoch, Sgd};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    #[arg(long, value_enum, default_value = "resnet20s")]
+    #[arg(long, value_parser = super::common::choice::<Arch>(), default_value = "resnet20s")]
     pub arch: Arch,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,

@@ -49,7 +49,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture (required for a checkpoint without sidecar).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::common::choice::<Arch>())]
     pub arch: Option<Arch>,
     /// Input image size (square) of a foreign checkpoint.
     #[arg(long)]
@@ -69,4 +69,10 @@ impl ModelArgs {
     pub fn overrides(&self) -> InputOverrides {
         InputOverrides { arch: self.arch, image_size: self.image_size, channels: self.channels, classes: self.classes, normalize: self.normalize.clone() }
     }
+}
+
+/// A clap value parser for a library [`Choice`](crate::choice::Choice): lists every name with its help.
+pub fn choice<T: crate::choice::Choice + Clone>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help()))).map(|s| T::from_name(&s).expect("clap only passes listed names"))
 }

@@ -13,6 +13,7 @@
 //! Layout of `--out`: `trojaned/` and `clean/` (training runs), `detect-trojaned/` and
 //! `detect-clean/` (detection runs), `demo.json` (truth, verdicts, config), `report.html`.
 //! Every stage is resumable (`--resume`), like the commands it is made of.
+use crate::choice::Choice;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,7 +37,7 @@ pub struct DemoArgs {
     /// BadNets trigger: paper-gray or paper-rgb (any `--trigger` of `train`).
     #[arg(long, default_value = "paper-gray")]
     pub trigger: String,
-    #[arg(long, value_enum, default_value = "cnn")]
+    #[arg(long, value_parser = super::common::choice::<Arch>(), default_value = "cnn")]
     pub arch: Arch,
     /// Fraction of training images poisoned. 5% by default: in the short training the demo can
     /// afford, the paper's 1% did not always take (non-target attack success 0.13-0.59 after 6

@@ -41,7 +41,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Pruning path: omp (one-shot magnitude) or random (control).
-    #[arg(long, value_enum, default_value = "omp")]
+    #[arg(long, value_parser = super::common::choice::<Method>(), default_value = "omp")]
     pub method: Method,
     /// Pruning steps (densities 0.8^s).
     #[arg(long, default_value_t = 30)]
@@ -56,13 +56,13 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 1024)]
     pub score_samples: usize,
     /// Which score picks the winning ticket.
-    #[arg(long, value_enum, default_value = "loss")]
+    #[arg(long, value_parser = super::common::choice::<ScoreKind>(), default_value = "loss")]
     pub select: ScoreKind,
     /// Data-free score data (without --data), labelled by the dense model: synth (the images
     /// synthesized for the seeds, or min(100, --score-samples) made for the score when the seeds
     /// are not synth:N) or noise (N(0,1) images). On 6 built-in Trojaned cnns the winning ticket
     /// named the target in 5 with synth, 2 with noise (README).
-    #[arg(long, value_enum, default_value = "synth")]
+    #[arg(long, value_parser = super::common::choice::<FreeScoreData>(), default_value = "synth")]
     pub free_score_data: FreeScoreData,
     /// Keep the dense model's BN running statistics in every ticket (default: recalibrated on the
     /// score samples, except on noise, whose statistics describe no image).
@@ -81,11 +81,11 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 2.0)]
     pub threshold: f64,
     /// Scale of the anomaly index: log (ln of the mask l1, default) or linear (Neural Cleanse's).
-    #[arg(long, value_enum, default_value = "log")]
+    #[arg(long, value_parser = super::common::choice::<AnomalyScale>(), default_value = "log")]
     pub anomaly_scale: AnomalyScale,
     /// Decision: consensus (dense and ticket name the same label, pooled anomaly index; default),
     /// ticket (the paper: the ticket's own verdict) or dense (Neural Cleanse on the given model).
-    #[arg(long, value_enum, default_value = "consensus")]
+    #[arg(long, value_parser = super::common::choice::<DecisionRule>(), default_value = "consensus")]
     pub decide: DecisionRule,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -97,7 +97,7 @@ pub struct DetectArgs {
 }
 
 /// What a data-free `detect` scores the pruning path on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FreeScoreData {
     /// Images inverted from the model (src/reverse/synth.rs), labelled by it.
@@ -105,6 +105,10 @@ pub enum FreeScoreData {
     /// N(0,1) noise in normalized space, labelled by the model.
     Noise,
 }
+crate::choices!(FreeScoreData {
+    Synth => "synth": "images inverted from the model, labelled by it",
+    Noise => "noise": "N(0,1) noise in normalized space, labelled by the model",
+});
 
 impl FreeScoreData {
     /// As written to detect.json and the plot title.
@@ -202,7 +206,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     };
     if !(a.resume && crate::prune::ticket_path(&path, a.steps).exists()) {
         let crit = if a.method == Method::Random { Criterion::Random(a.seed) } else { Criterion::Magnitude };
-        eprintln!("detect: pruning path ({} steps, {})", a.steps, a.method.name());
+        eprintln!("detect: pruning path ({} steps, {})", a.steps, a.method.title());
         one_shot_path(&path, &model, &info, a.steps, 0.2, Scope::Global, crit, start)?;
     }
     // 2. The Trojan score along it.
@@ -235,7 +239,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     save_checkpoint(&a.out.join("winning-ticket.safetensors"), &ticket, &tinfo)?;
     export(&a.out.join("winning-ticket.pt"), &ticket, 0)?;
     let points: Vec<DynPoint> = rows.iter().map(|r| DynPoint { sparsity: r.sparsity, clean_accuracy: r.ticket.clean_accuracy.unwrap_or(f64::NAN), attack_success: None, score_error: r.score_error, score_loss: r.score_loss }).collect();
-    plot::write_svg_and_png(&a.out.join("dynamics.png"), &plot::dynamics(&format!("{} path, {} score data", a.method.name(), score_data_name), &points, Some(w))?)?;
+    plot::write_svg_and_png(&a.out.join("dynamics.png"), &plot::dynamics(&format!("{} path, {} score data", a.method.title(), score_data_name), &points, Some(w))?)?;
     write_json(&a.out.join("dynamics.json"), &serde_json::json!({"steps": rows, "winning_step": win.step, "data_free": data_free, "config": ctx.cfg}))?;
 
     // 3. Reverse engineering on the dense model and on the winning ticket.
@@ -299,6 +303,6 @@ fn fmt_label(l: Option<u32>) -> String {
 }
 
 /// A value-enum option as typed on the command line.
-fn flag(v: impl clap::ValueEnum) -> String {
-    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+fn flag(v: impl std::fmt::Display) -> String {
+    v.to_string()
 }

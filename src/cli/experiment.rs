@@ -91,7 +91,7 @@ impl Experiment {
         e.imp = p.method == crate::prune::Method::Imp;
         match (&e.train, e.imp) {
             (Some(_), true) => bail!("{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]", file.display()),
-            (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), p.method.name()),
+            (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), p.method.title()),
             _ => {}
         }
         if e.train.is_some() {

@@ -1,4 +1,5 @@
 //! `quarantine export` (checkpoint -> PyTorch-loadable file) and `quarantine inspect`.
+use crate::choice::Choice;
 use std::path::PathBuf;
 
 use clap::Args;

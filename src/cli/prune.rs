@@ -19,7 +19,7 @@ pub struct PruneArgs {
     /// Trained model to prune (OMP/random). IMP trains its own dense model from --arch.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::common::choice::<Arch>())]
     pub arch: Option<Arch>,
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -31,7 +31,7 @@ pub struct PruneArgs {
     /// Output run folder.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, value_enum, default_value = "omp")]
+    #[arg(long, value_parser = super::common::choice::<Method>(), default_value = "omp")]
     pub method: Method,
     /// Fraction of the alive weights removed per step.
     #[arg(long, default_value_t = 0.2)]
@@ -39,7 +39,7 @@ pub struct PruneArgs {
     /// Number of pruning steps / tickets (density 0.8^s, s = 1..steps).
     #[arg(long, alias = "rounds", default_value_t = 15)]
     pub steps: usize,
-    #[arg(long, value_enum, default_value = "global")]
+    #[arg(long, value_parser = super::common::choice::<Scope>(), default_value = "global")]
     pub scope: Scope,
     /// IMP: rewind to the state after this many dense epochs (the reference: 3).
     #[arg(long, default_value_t = 3)]

@@ -38,10 +38,10 @@ pub struct ReverseArgs {
     #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
     /// Classification term: ce (the reference code) or cw (C&W margin, the paper's formula).
-    #[arg(long, value_enum, default_value = "ce")]
+    #[arg(long, value_parser = super::common::choice::<LossKind>(), default_value = "ce")]
     pub loss: LossKind,
     /// Stamp in pixel space then normalize (pixel), or in normalized space (normalized, the reference).
-    #[arg(long, value_enum, default_value = "pixel")]
+    #[arg(long, value_parser = super::common::choice::<Space>(), default_value = "pixel")]
     pub space: Space,
     /// Measure each recovered trigger's attack success on this data set's test split.
     #[arg(long)]
@@ -57,7 +57,7 @@ pub struct ReverseArgs {
     #[arg(long, default_value_t = 2.0)]
     pub threshold: f64,
     /// Scale of the anomaly index: log (ln of the mask l1, default) or linear (Neural Cleanse's).
-    #[arg(long, value_enum, default_value = "log")]
+    #[arg(long, value_parser = super::common::choice::<AnomalyScale>(), default_value = "log")]
     pub anomaly_scale: AnomalyScale,
     /// Seed of the trigger initialisation, the noise and the data shuffling.
     #[arg(long, default_value_t = 0)]

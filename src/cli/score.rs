@@ -18,7 +18,7 @@ use crate::report::plot::{self, DynPoint};
 use crate::score::{recalibrate_bn, score_samples, trojan_score, AlphaGrid, ScoreConfig, ScoreData};
 use crate::util::{write_atomic, write_json};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScoreKind {
     /// Cross-entropy barrier.
@@ -26,6 +26,10 @@ pub enum ScoreKind {
     /// 0-1 error barrier.
     Error,
 }
+crate::choices!(ScoreKind {
+    Loss => "loss": "cross-entropy barrier",
+    Error => "error": "0-1 error barrier",
+});
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -39,7 +43,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub reference: bool,
     /// α grid (default uniform; reference with --reference).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::common::choice::<AlphaGrid>())]
     pub alpha_grid: Option<AlphaGrid>,
     /// Score data: `train` (the run's possibly poisoned training set), `noise` (data-free: noise images
     /// labelled by the dense model), or a data spec (its training split, labels as given).
@@ -52,7 +56,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub no_bn_recalibrate: bool,
     /// Which score picks the winning ticket.
-    #[arg(long, value_enum, default_value = "loss")]
+    #[arg(long, value_parser = super::common::choice::<ScoreKind>(), default_value = "loss")]
     pub select: ScoreKind,
     /// Only consider tickets at or below this density when picking the winner.
     #[arg(long)]
@@ -273,7 +277,7 @@ pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
         save_winner(&dir, rows[w].step, &ctx, device)?;
     }
     let points: Vec<DynPoint> = rows.iter().map(|r| DynPoint { sparsity: r.sparsity, clean_accuracy: r.ticket.clean_accuracy.unwrap_or(f64::NAN), attack_success: r.ticket.attack_success_rate, score_error: r.score_error, score_loss: r.score_loss }).collect();
-    let title = format!("{} path, {} score data", ctx.method.name(), if ctx.data_free { "noise" } else { "training" });
+    let title = format!("{} path, {} score data", ctx.method.title(), if ctx.data_free { "noise" } else { "training" });
     plot::write_svg_and_png(&dir.join("dynamics.png"), &plot::dynamics(&title, &points, winner)?)?;
     write_atomic(&dir.join("dynamics.csv"), csv(&rows).as_bytes())?;
     let summary = serde_json::json!({

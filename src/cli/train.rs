@@ -18,7 +18,7 @@ pub struct TrainArgs {
     /// Data set: builtin, cifar10:DIR, cifar100:DIR, mnist:DIR, fashion-mnist:DIR, folder:DIR.
     #[arg(long, default_value = "builtin")]
     pub data: DataSpec,
-    #[arg(long, value_enum, default_value = "cnn")]
+    #[arg(long, value_parser = super::common::choice::<Arch>(), default_value = "cnn")]
     pub arch: Arch,
     #[arg(long, default_value_t = 15)]
     pub epochs: usize,

@@ -4,6 +4,7 @@
 //! never executes pickle code) or `.safetensors` without a sidecar, described by `--arch` and
 //! [`InputOverrides`]. Export writes a zip-format `.pt` (loads with `torch.load(weights_only=True)`)
 //! or `.safetensors`.
+use crate::choice::Choice;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -10,13 +10,14 @@ mod vgg;
 pub use checkpoint::{export, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Versions};
 pub use layers::{with_bn_probe, BnStat, Mode};
 
+use crate::choice::Choice;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 use torchfile::{DType, RawTensor};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
     /// ResNet-20s with option-A shortcuts (the paper's main model).
@@ -28,16 +29,14 @@ pub enum Arch {
     /// Small 4-conv CNN for 28x28 inputs.
     Cnn,
 }
+crate::choices!(Arch {
+    Resnet20s => "resnet20s": "ResNet-20s with option-A shortcuts (the paper's main model)",
+    Resnet18 => "resnet18": "ResNet-18, CIFAR variant (3x3 stem, no max-pool)",
+    Vgg16bn => "vgg16bn": "VGG-16 with batch norm, one linear layer",
+    Cnn => "cnn": "small 4-conv CNN for 28x28 inputs",
+});
 
 impl Arch {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Arch::Resnet20s => "resnet20s",
-            Arch::Resnet18 => "resnet18",
-            Arch::Vgg16bn => "vgg16bn",
-            Arch::Cnn => "cnn",
-        }
-    }
     /// Images per forward pass that keep trigger reverse engineering's activations (kept for the
     /// backward pass) around 0.5-1 GB at CIFAR size (32x32); scaled by input area elsewhere. Measured
     /// peak RSS of `detect` with these budgets: BENCHMARKS.md.

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::Model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// One threshold over all conv weights jointly (the reference).
@@ -21,6 +21,10 @@ pub enum Scope {
     /// The same fraction removed from every conv layer.
     Layer,
 }
+crate::choices!(Scope {
+    Global => "global": "one threshold over all conv weights jointly (the reference)",
+    Layer => "layer": "the same fraction removed from every conv layer",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

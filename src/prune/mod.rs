@@ -23,7 +23,7 @@ use tch::Device;
 use crate::error::Result;
 use crate::model::{load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Iterative magnitude pruning with rewinding (trains every round).
@@ -33,9 +33,15 @@ pub enum Method {
     /// Random pruning of the given trained model (control).
     Random,
 }
+crate::choices!(Method {
+    Imp => "imp": "iterative magnitude pruning with rewinding (trains every round)",
+    Omp => "omp": "one-shot magnitude pruning of a trained model (no training)",
+    Random => "random": "random pruning of a trained model (control)",
+});
 
 impl Method {
-    pub fn name(&self) -> &'static str {
+    /// The method's name in prose and plot titles ("OMP path").
+    pub fn title(self) -> &'static str {
         match self {
             Method::Imp => "IMP",
             Method::Omp => "OMP",

@@ -16,7 +16,7 @@
 //! Trojaned models whose backdoor took, dense and ticket both pointed at the target in 7.
 use super::{anomaly_of, AnomalyScale, LabelSummary, Verdict};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DecisionRule {
     #[default]
@@ -24,6 +24,11 @@ pub enum DecisionRule {
     Ticket,
     Dense,
 }
+crate::choices!(DecisionRule {
+    Consensus => "consensus": "dense model and ticket name the same label; pooled anomaly index",
+    Ticket => "ticket": "the winning ticket's own verdict (the paper)",
+    Dense => "dense": "Neural Cleanse on the given model",
+});
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {

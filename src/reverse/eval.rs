@@ -168,13 +168,17 @@ pub fn anomaly_of(l1: &[f64], i: usize) -> f64 {
 ///   log), clean 1.24 -> 1.42, 1.30 -> 1.62, but also 2.06 -> 2.44 (both flag that clean model).
 ///   Heavily pruned tickets of clean models can score high on either scale, which the detector's
 ///   consensus rule addresses (`decide.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AnomalyScale {
     #[default]
     Log,
     Linear,
 }
+crate::choices!(AnomalyScale {
+    Log => "log": "ln of the mask l1",
+    Linear => "linear": "the mask l1 itself (Neural Cleanse)",
+});
 
 impl AnomalyScale {
     /// The values the median and MAD are taken over (`ln` of l1 floored at 1e-12 for `log`).

@@ -80,7 +80,7 @@ use crate::train::epoch_seed;
 use optim::{losses, Adam, InputSpace};
 
 /// Where the stamp is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Space {
     /// Stamp on [0,1] pixel images, then normalize (pattern = a valid image).
@@ -88,9 +88,13 @@ pub enum Space {
     /// Stamp on normalized images with p in [0,1] (the reference).
     Normalized,
 }
+crate::choices!(Space {
+    Pixel => "pixel": "stamp on [0,1] pixel images, then normalize",
+    Normalized => "normalized": "stamp on normalized images (the reference)",
+});
 
 /// The classification term.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// Cross-entropy (the reference code).
@@ -98,6 +102,10 @@ pub enum LossKind {
     /// Carlini & Wagner margin with κ = 0 (the paper's formula).
     Cw,
 }
+crate::choices!(LossKind {
+    Ce => "ce": "cross-entropy (the reference code)",
+    Cw => "cw": "Carlini & Wagner margin (the paper's formula)",
+});
 
 /// Initial costs `[c1..c5]` (SPEC §6).
 pub const INIT_COST: [f64; 5] = [1e-3, 1e-5, 2e-3, 1e-4, 1.0];
