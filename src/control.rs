@@ -14,6 +14,8 @@ pub trait Progress: Send + Sync {
     fn start(&self, _stage: &str, _total: u64) {}
     /// `n` more units of the current stage are done.
     fn inc(&self, _n: u64) {}
+    /// What the current stage is working on now (shown next to its progress).
+    fn message(&self, _msg: &str) {}
     /// The current stage is finished.
     fn finish(&self) {}
     /// A line for the user (a stage's result, a note).

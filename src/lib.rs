@@ -8,6 +8,7 @@ pub mod choice;
 pub mod control;
 pub mod cli;
 pub mod data;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod interrupt;

@@ -76,3 +76,44 @@ pub fn choice<T: crate::choice::Choice + Clone>() -> impl clap::builder::TypedVa
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     PossibleValuesParser::new(T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help()))).map(|s| T::from_name(&s).expect("clap only passes listed names"))
 }
+
+/// Progress bars on stderr (indicatif) for the library's long computations; notes are printed
+/// above the bar.
+#[derive(Default)]
+pub struct Bars {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl crate::control::Progress for Bars {
+    fn start(&self, stage: &str, total: u64) {
+        let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {prefix} {per_sec} eta {eta}").expect("valid template").progress_chars("=> ");
+        let bar = indicatif::ProgressBar::new(total).with_style(style).with_prefix(stage.to_string());
+        *self.bar.lock().expect("progress lock") = Some(bar);
+    }
+    fn inc(&self, n: u64) {
+        if let Some(b) = &*self.bar.lock().expect("progress lock") {
+            b.inc(n);
+        }
+    }
+    fn message(&self, msg: &str) {
+        if let Some(b) = &*self.bar.lock().expect("progress lock") {
+            b.set_message(msg.to_string());
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().expect("progress lock").take() {
+            b.finish_and_clear();
+        }
+    }
+    fn note(&self, line: &str) {
+        match &*self.bar.lock().expect("progress lock") {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// The [`Control`](crate::control::Control) of a command: Ctrl-C cancels, progress shows as bars.
+pub fn control() -> crate::control::Control {
+    crate::control::Control::new(crate::interrupt::flag(), std::sync::Arc::new(Bars::default()))
+}

@@ -6,9 +6,11 @@ use anyhow::Context;
 use clap::Args;
 use tch::Device;
 
+pub use crate::prune::PruneRecord;
+
 use super::attack_args::AttackArgs;
 use super::common::ModelArgs;
-use crate::data::{data_hash, Augment, DataSpec, Normalization};
+use crate::data::{data_hash, DataSpec, Normalization};
 use crate::model::{load_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, Versions};
 use crate::prune::{one_shot_path, run_imp, Criterion, ImpConfig, Masks, Method, Rewind, Scope};
 use crate::train::{TrainConfig, TrainData};
@@ -65,25 +67,6 @@ pub struct PruneArgs {
     pub force: bool,
     #[command(flatten)]
     pub attack: AttackArgs,
-}
-
-/// What `score` needs to know about a pruning run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PruneRecord {
-    pub method: Method,
-    pub steps: usize,
-    pub rate: f64,
-    pub scope: Scope,
-    pub data: DataSpec,
-    pub normalization: Normalization,
-    pub augment: Augment,
-    pub attack: Option<crate::attack::AttackConfig>,
-    pub seed: u64,
-    pub source_model: Option<PathBuf>,
-    pub imp: Option<ImpConfig>,
-    pub densities: Vec<f64>,
-    pub versions: Versions,
-    pub data_sha256: String,
 }
 
 pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {

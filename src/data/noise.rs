@@ -1,6 +1,6 @@
 //! Data-free inputs: uint8 images whose normalized values are N(0, 1) (clamped to the pixel range),
 //! i.e. pixel = round(255·(mean + std·z)); labels come from a model (its own predictions).
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -15,6 +15,22 @@ pub fn noise_set(n: usize, (h, w, c): (usize, usize, usize), norm: &Normalizatio
         *p = (255.0 * (norm.mean[ch] + norm.std[ch] * z)).round().clamp(0.0, 255.0) as u8;
     }
     ImageSet { images, labels: vec![0; n], n, height: h, width: w, channels: c, classes: (0..num_classes).map(|i| i.to_string()).collect() }
+}
+
+/// `n` standard normals (Box–Muller over ChaCha8).
+pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        // u1 in (0, 1] so that ln(u1) is finite.
+        let u1: f64 = 1.0 - rng.gen::<f64>();
+        let u2: f64 = rng.gen();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        out.push((r * c) as f32);
+        out.push((r * s) as f32);
+    }
+    out.truncate(n);
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Architectures (SPEC §3) over one `VarStore` whose variable names are PyTorch's state-dict names,
 //! and conversion between the store and flat state dicts (import/export in `checkpoint`).
 mod checkpoint;
+mod input;
 mod cnn;
 mod layers;
 mod resnet18;

@@ -12,9 +12,11 @@
 //! - Random: like OMP, with random scores instead of magnitudes.
 mod imp;
 mod mask;
+mod record;
 
 pub use imp::{run_imp, ImpConfig, Rewind};
 pub use mask::{Criterion, Density, Masks, Scope};
+pub use record::PruneRecord;
 
 use std::path::{Path, PathBuf};
 

@@ -40,16 +40,32 @@ pub fn iou(a: &[f32], b: &[f32]) -> f64 {
 
 /// `--true-trigger`: `X,Y,SIZE` (column, row of the top-left pixel, side) or `LOCATION:SIZE` with a
 /// `--trigger-location` name (e.g. `reference-upper-right:5`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct TrueTrigger {
+    /// Where the trigger sits.
     pub location: Location,
+    /// Its side in pixels.
     pub size: usize,
+}
+
+impl From<TrueTrigger> for String {
+    fn from(t: TrueTrigger) -> String {
+        t.to_string()
+    }
+}
+
+impl TryFrom<String> for TrueTrigger {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
 }
 
 impl FromStr for TrueTrigger {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--true-trigger", format!("`{s}`: expected X,Y,SIZE (column, row, side) or LOCATION:SIZE (e.g. reference-upper-right:5)"));
+        let bad = || Error::invalid("true trigger", format!("`{s}`: expected X,Y,SIZE (column, row, side) or LOCATION:SIZE (e.g. reference-upper-right:5)"));
         let (location, size) = if let Some((loc, size)) = s.split_once(':') {
             (loc.parse::<Location>()?, size)
         } else {
@@ -61,7 +77,7 @@ impl FromStr for TrueTrigger {
         };
         let size = size.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad)?;
         if location == Location::Random {
-            return Err(Error::invalid("--true-trigger", "a random location has no single true trigger"));
+            return Err(Error::invalid("true trigger", "a random location has no single true trigger"));
         }
         Ok(TrueTrigger { location, size })
     }

@@ -52,27 +52,28 @@
 //! index (Neural Cleanse) `(median − l1) / (1.4826·MAD)` with median and MAD over all labels' l1
 //! (`--anomaly-scale linear`, faithful) or over ln(l1) (`log`, the default: see [`AnomalyScale`]);
 //! flagged above the threshold (default 2).
-mod decide;
 mod eval;
+mod job;
 mod optim;
-mod output;
+mod report;
 mod seeds;
 mod synth;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{decide, Decision, DecisionRule};
 pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
-pub use output::{write_outputs, LabelSummary, ReverseReport, Verdict};
-pub use seeds::{normals, SeedSpec, Seeds};
+pub use job::{examine, Examination, ReverseJob};
+pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
+pub use seeds::{load_seeds, SeedSpec, Seeds};
+use crate::data::normals;
 pub use synth::{synthesize, SynthConfig, SynthSummary};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
+use crate::control::{Control, Progress};
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -166,10 +167,10 @@ impl ReverseConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("reverse-engineering config", m));
         if self.epochs == 0 {
-            return bad("--epochs must be at least 1".into());
+            return bad("epochs must be at least 1".into());
         }
         if self.batch_size == Some(0) || self.label_chunk == Some(0) {
-            return bad("--batch-size and --label-chunk must be at least 1".into());
+            return bad("the batch size and the label chunk must be at least 1".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.betas.0) && (0.0..1.0).contains(&self.betas.1)) {
             return bad(format!("need lr > 0 and betas in [0, 1), got {} and {:?}", self.lr, self.betas));
@@ -241,39 +242,43 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 
 /// Reverse-engineers a trigger for every label of `labels` (all of them when empty) on `model`
 /// (inputs normalized with `norm`), from `seeds`. Labels run together in chunks of
-/// [`ReverseConfig::label_chunk`]; results come back in the order of `labels`.
+/// [`ReverseConfig::label_chunk`]; results come back in the order of `labels`. Silent; see
+/// [`reverse_engineer_with`] for progress.
 pub fn reverse_engineer(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32]) -> Result<Vec<LabelResult>> {
+    reverse_engineer_with(model, norm, seeds, cfg, labels, &Control::quiet())
+}
+
+/// [`reverse_engineer`], reporting the epochs done to `ctl`'s progress.
+pub fn reverse_engineer_with(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], ctl: &Control) -> Result<Vec<LabelResult>> {
     cfg.validate()?;
     let k = model.meta.num_classes;
     let labels: Vec<u32> = if labels.is_empty() { (0..k as u32).collect() } else { labels.to_vec() };
     if let Some(&bad) = labels.iter().find(|&&l| l as usize >= k) {
-        return Err(Error::invalid("--labels", format!("label {bad} does not exist (the model has {k} classes)")));
+        return Err(Error::invalid("labels", format!("label {bad} does not exist (the model has {k} classes)")));
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(&dup) = labels.iter().find(|&&l| !seen.insert(l)) {
-        return Err(Error::invalid("--labels", format!("label {dup} is listed twice")));
+        return Err(Error::invalid("labels", format!("label {dup} is listed twice")));
     }
     if seeds.is_empty() {
-        return Err(Error::invalid("--seeds", "no seed images"));
+        return Err(Error::invalid("seeds", "no seed images"));
     }
     let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
     if let Seeds::Images { images, .. } = seeds {
-        if (images.channels, images.height, images.width) != shape {
-            return Err(Error::invalid("--seeds", format!("seed images are {}x{}x{} but the model takes {}x{}x{}", images.channels, images.height, images.width, shape.0, shape.1, shape.2)));
-        }
+        model.meta.check_images(images, "seed images")?;
     }
     let norm = norm.clone().for_channels(shape.0)?;
     let batch = cfg.batch_size.unwrap_or(seeds.len()).min(seeds.len());
     let chunk = cfg.chunk(labels.len(), batch, model.meta.arch.reverse_images_per_pass(shape.1, shape.2));
     let chunks: Vec<&[u32]> = labels.chunks(chunk).collect();
-    let bar = ProgressBar::new((chunks.len() * cfg.epochs) as u64)
-        .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} epochs {per_sec} eta {eta}").expect("valid template").progress_chars("=> "));
+    let progress = ctl.progress();
+    progress.start("epochs", (chunks.len() * cfg.epochs) as u64);
     let mut out = vec![];
     for (i, ls) in chunks.iter().enumerate() {
-        bar.set_message(if chunks.len() > 1 { format!("labels {ls:?} ({}/{})", i + 1, chunks.len()) } else { format!("{} labels", ls.len()) });
-        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, &bar)?);
+        progress.message(&if chunks.len() > 1 { format!("labels {ls:?} ({}/{})", i + 1, chunks.len()) } else { format!("{} labels", ls.len()) });
+        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, progress)?);
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(out)
 }
 
@@ -314,7 +319,7 @@ impl TriggerVars {
     }
 }
 
-fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], batch: usize, bar: &ProgressBar) -> Result<Vec<LabelResult>> {
+fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], batch: usize, progress: &dyn Progress) -> Result<Vec<LabelResult>> {
     let device = model.device();
     let shape @ (c, h, w) = (model.meta.in_channels, model.meta.height, model.meta.width);
     let l = labels.len();
@@ -359,7 +364,7 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
             vars.schedules[i].update(success);
             history[i].push(EpochStat { epoch: epoch + 1, loss: loss_sum[i] / n as f64, attack_success: acc, l1: l1s[i], c1: vars.schedules[i].cost[0] });
         }
-        bar.inc(1);
+        progress.inc(1);
     }
 
     // Final triggers: the last successful epoch's, else the last epoch's (not reached).
@@ -458,36 +463,4 @@ pub fn retain_freed_memory() {
     }
 }
 
-/// [`verdict`] from the per-label lines of a report (label, l1, reached).
-pub fn verdict_of_l1(labels: &[LabelSummary], threshold: f64, scale: AnomalyScale) -> Verdict {
-    let l1: Vec<f64> = labels.iter().map(|l| l.l1).collect();
-    verdict_from(&l1, &labels.iter().map(|l| l.label).collect::<Vec<_>>(), &labels.iter().map(|l| l.reached).collect::<Vec<_>>(), threshold, scale)
-}
-
-/// Detected target, anomaly index (on `scale`; both scales are recorded) and flag from per-label
-/// results (see the module docs).
-pub fn verdict(results: &[LabelResult], threshold: f64, scale: AnomalyScale) -> Verdict {
-    let l1: Vec<f64> = results.iter().map(|r| r.l1).collect();
-    verdict_from(&l1, &results.iter().map(|r| r.label).collect::<Vec<_>>(), &results.iter().map(|r| r.reached).collect::<Vec<_>>(), threshold, scale)
-}
-
-fn verdict_from(l1: &[f64], label: &[u32], reached: &[bool], threshold: f64, scale: AnomalyScale) -> Verdict {
-    let l1 = l1.to_vec();
-    let (median, _) = if l1.is_empty() { (f64::NAN, f64::NAN) } else { median_mad(&l1) };
-    let x = scale.apply(&l1);
-    let mad = if l1.is_empty() { f64::NAN } else { median_mad(&x).1 };
-    let best = (0..l1.len()).filter(|&i| reached[i]).min_by(|&a, &b| l1[a].total_cmp(&l1[b]));
-    let anomaly = best.map(|i| anomaly_of(&x, i));
-    Verdict {
-        detected_target: best.map(|i| label[i]),
-        anomaly_index: anomaly,
-        anomaly_index_linear: best.map(|i| anomaly_of(&AnomalyScale::Linear.apply(&l1), i)),
-        anomaly_index_log: best.map(|i| anomaly_of(&AnomalyScale::Log.apply(&l1), i)),
-        scale,
-        flagged: anomaly.is_some_and(|a| a > threshold),
-        threshold,
-        median_l1: median,
-        mad_l1: mad,
-    }
-}
 

@@ -15,14 +15,16 @@
 //! as the reference's `Subset(train_set, range(N))` loader with `shuffle=True`.
 use std::str::FromStr;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::synth::{synthesize, SynthConfig, SynthSummary};
+use crate::data::normals;
 use super::Space;
 use crate::data::{Augment, Batches, DataSpec, ImageSet, Normalization};
 use crate::error::{Error, Result};
+use crate::control::Control;
 use crate::model::Model;
 
 /// `--seeds` values: `noise:N`, `synth:N` or `data:SPEC:N`.
@@ -38,7 +40,7 @@ pub enum SeedSpec {
 impl FromStr for SeedSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--seeds", format!("`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"));
+        let bad = || Error::invalid("seeds", format!("`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"));
         let count = |n: &str| n.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
         if let Some(n) = s.strip_prefix("noise:") {
             return Ok(SeedSpec::Noise(count(n)?));
@@ -90,13 +92,27 @@ impl SeedSpec {
             SeedSpec::Data(spec, n) => {
                 let split = spec.load()?;
                 if *n > split.train.n {
-                    return Err(Error::invalid("--seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
+                    return Err(Error::invalid("seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
                 }
                 let images = split.train.subset(&(0..*n).collect::<Vec<_>>());
                 Ok((Seeds::Images { images, augment: spec.default_augment() }, None))
             }
         }
     }
+}
+
+/// Loads the seeds of `spec` for `model` ([`SeedSpec::load`]), telling `ctl`'s progress what is
+/// happening: synthesizing seeds takes a while, and how well the inversion went is worth a line.
+pub fn load_seeds(spec: &SeedSpec, model: &Model, norm: &Normalization, seed: u64, ctl: &Control) -> Result<(Seeds, Option<SynthSummary>)> {
+    let progress = ctl.progress();
+    if matches!(spec, SeedSpec::Synth(_)) {
+        progress.note(&format!("seeds: synthesizing {spec} from the model (model inversion)"));
+    }
+    let (seeds, summary) = spec.load(model, norm, seed)?;
+    if let (Seeds::Images { images, .. }, Some(s)) = (&seeds, &summary) {
+        progress.note(&format!("seeds: {} images in {:.1} s, {:.0}% classified as their intended label", images.n, s.seconds, s.accuracy * 100.0));
+    }
+    Ok((seeds, summary))
 }
 
 /// The seed set of a reverse-engineering run.
@@ -155,22 +171,6 @@ impl Seeds {
             }
         }
     }
-}
-
-/// `n` standard normals (Box–Muller over ChaCha8).
-pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        // u1 in (0, 1] so that ln(u1) is finite.
-        let u1: f64 = 1.0 - rng.gen::<f64>();
-        let u2: f64 = rng.gen();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
-        out.push((r * c) as f32);
-        out.push((r * s) as f32);
-    }
-    out.truncate(n);
-    out
 }
 
 #[cfg(test)]

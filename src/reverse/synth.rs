@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::optim::{tv2, Adam};
-use super::seeds::normals;
+use crate::data::normals;
 use crate::data::{ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::model::{with_bn_probe, Model};
@@ -69,7 +69,7 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
     let meta = &model.meta;
     let (c, h, w, k) = (meta.in_channels, meta.height, meta.width, meta.num_classes);
     if cfg.n == 0 || cfg.steps == 0 {
-        return Err(Error::invalid("--seeds synth", "needs at least one image and one step".to_string()));
+        return Err(Error::invalid("synthesized seeds", "needs at least one image and one step".to_string()));
     }
     let device = model.device();
     let norm = norm.clone().for_channels(c)?;

@@ -113,7 +113,7 @@ fn outputs_are_written() {
     let r = reverse_engineer(&model, &norm, &Seeds::Noise { n: 2 }, &cfg, &[0, 2]).unwrap();
     let v = verdict(&r, 2.0, AnomalyScale::Log);
     let d = tempfile::tempdir().unwrap();
-    write_outputs(d.path(), &r, &ReverseReport::new(&r, &v, None, None)).unwrap();
+    crate::report::write_reverse(d.path(), &r, &ReverseReport::new(&r, &v, None, None)).unwrap();
     for f in ["reverse.json", "l1.png", "l1.svg", "triggers.safetensors", "history.jsonl", "label2_mask.png", "label2_pattern.png", "label0_trigger.png"] {
         assert!(d.path().join(f).exists(), "{f}");
     }

@@ -11,6 +11,11 @@
 //! BN recalibration (our option, on by default where it holds up; README has the numbers): after
 //! pruning, the dense model's BN running statistics no longer describe the pruned network's
 //! activations; [`recalibrate_bn`] recomputes them exactly on the score samples.
+pub mod job;
+pub mod path;
+
+pub use path::{ScoreKind, StepRow};
+
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{Augment, Batches, ImageSet, Normalization};

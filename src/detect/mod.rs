@@ -1,0 +1,334 @@
+//! The auditor's pipeline (docs/METHOD.md §5-6): on a model of unknown status, a one-shot
+//! magnitude pruning path (no training), the Trojan score along it, the winning Trojan ticket (peak
+//! score), trigger reverse engineering on the ticket AND on the dense model, and a verdict by a
+//! decision [`Rule`].
+//!
+//! With data ([`AuditData`], e.g. the possibly poisoned training set, the paper's setting) the
+//! score runs on it; without, the whole pipeline is data-free: the score runs on images labelled
+//! by the model itself, by default the images synthesized from it for the seeds
+//! ([`FreeScoreData::Synth`]), with every ticket's BN statistics recalibrated on them; with
+//! [`FreeScoreData::Noise`] on noise (dense BN statistics kept).
+//!
+//! [`run`] returns a [`Detection`]; writing its files is a separate step
+//! (`crate::report::write_detection`). The pruning path and its per-step scores are saved under
+//! `WORK/path/` as they are computed, so an interrupted detection resumes.
+//!
+//! ```no_run
+//! use quarantine::control::Control;
+//! use quarantine::detect::{self, DetectConfig, Suspect};
+//! use quarantine::model::InputOverrides;
+//!
+//! let suspect = Suspect::load("model.pt".as_ref(), &InputOverrides::default(), tch::Device::Cpu)?;
+//! let work = std::path::Path::new("runs/audit");
+//! let found = detect::run(&suspect, None, &DetectConfig::default(), work, false, &Control::quiet())?;
+//! println!("Trojaned: {}, target {:?}", found.decision.trojaned, found.decision.target);
+//! # Ok::<(), quarantine::Error>(())
+//! ```
+mod decide;
+mod record;
+
+pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
+pub use record::{DetectRecord, DetectSettings, DetectDynamics, ModelRef, VerdictSummary, WinnerSummary};
+
+use std::path::{Path, PathBuf};
+
+use crate::control::Control;
+use crate::data::{noise_set, Augment, DataSpec, ImageSet};
+use crate::error::{Error, Result};
+use crate::eval::predict;
+use crate::model::{load_checkpoint, CheckpointInfo, InputOverrides, Model};
+use crate::prune::{one_shot_path, ticket_path, Criterion, Masks, Method, Scope};
+use crate::reverse::{examine, load_seeds, synthesize, AnomalyScale, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds, SynthConfig, SynthSummary};
+use crate::score::path::{load_scored_ticket, pick_winner, score_steps, PathContext, ScoreKind, StepRow};
+use crate::score::{score_samples, ScoreConfig};
+
+/// What a data-free detection scores the pruning path on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreeScoreData {
+    /// Images inverted from the model (`reverse::synthesize`), labelled by it.
+    #[default]
+    Synth,
+    /// N(0,1) noise in normalized space, labelled by the model.
+    Noise,
+}
+crate::choices!(FreeScoreData {
+    Synth => "synth": "images inverted from the model, labelled by it",
+    Noise => "noise": "N(0,1) noise in normalized space, labelled by the model",
+});
+
+impl FreeScoreData {
+    /// As written to detect.json and the plot title.
+    pub fn title(self) -> &'static str {
+        match self {
+            FreeScoreData::Synth => "synthesized",
+            FreeScoreData::Noise => "noise",
+        }
+    }
+}
+
+/// Every setting of a detection. `Default` is `quarantine detect`'s defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectConfig {
+    /// Pruning path: one-shot magnitude ([`Method::Omp`]) or random (a control). IMP needs training.
+    pub method: Method,
+    /// Pruning steps (densities 0.8^s).
+    pub steps: usize,
+    /// First step scored (denser tickets are cut but not scored).
+    pub score_from: usize,
+    /// Finetuning steps of the score.
+    pub k: usize,
+    /// Number of score samples.
+    pub score_samples: usize,
+    /// Which score picks the winning ticket.
+    pub select: ScoreKind,
+    /// Score data of a data-free detection.
+    pub free_score_data: FreeScoreData,
+    /// Recalibrate every ticket's BN statistics on the score samples (never on noise).
+    pub bn_recalibrate: bool,
+    /// Reverse-engineering seeds.
+    pub seeds: SeedSpec,
+    /// Reverse-engineering epochs.
+    pub reverse_epochs: usize,
+    /// Anomaly index above which a model is flagged.
+    pub threshold: f64,
+    /// Scale of the anomaly index.
+    pub anomaly_scale: AnomalyScale,
+    /// The decision rule.
+    pub decide: DecisionRule,
+    /// One seed for everything random.
+    pub seed: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            method: Method::Omp,
+            steps: 30,
+            score_from: 1,
+            k: 10,
+            score_samples: 1024,
+            select: ScoreKind::Loss,
+            free_score_data: FreeScoreData::Synth,
+            bn_recalibrate: true,
+            seeds: SeedSpec::Synth(100),
+            reverse_epochs: 100,
+            threshold: 2.0,
+            anomaly_scale: AnomalyScale::Log,
+            decide: DecisionRule::Consensus,
+            seed: 0,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Errs on settings no detection can run with.
+    pub fn validate(&self) -> Result<()> {
+        if self.method == Method::Imp {
+            return Err(Error::invalid("pruning method", "detection prunes the given model without training: use one-shot (omp) or random pruning; IMP needs a training run"));
+        }
+        if self.steps == 0 || !(1..=self.steps).contains(&self.score_from) {
+            return Err(Error::invalid("score steps", format!("the first scored step {} must lie in 1..={} (the pruning steps)", self.score_from, self.steps)));
+        }
+        if self.score_samples == 0 || self.reverse_epochs == 0 {
+            return Err(Error::invalid("detection config", "score samples and reverse-engineering epochs must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The score data of this detection: the given data, or the data-free kind.
+    pub fn score_data(&self, data_given: bool) -> Option<FreeScoreData> {
+        (!data_given).then_some(self.free_score_data)
+    }
+
+    /// The reverse-engineering job run on the dense model and on the ticket.
+    pub fn reverse_job(&self) -> ReverseJob {
+        ReverseJob {
+            config: ReverseConfig { epochs: self.reverse_epochs, seed: self.seed, ..Default::default() },
+            seeds: self.seeds.clone(),
+            threshold: self.threshold,
+            anomaly_scale: self.anomaly_scale,
+            ..Default::default()
+        }
+    }
+}
+
+/// Data an auditor holds: a training split (scored on) and maybe a clean test split (for the
+/// recovered triggers' attack success).
+#[derive(Debug, Clone)]
+pub struct AuditData {
+    /// Images the score finetunes and evaluates on.
+    pub train: ImageSet,
+    /// Clean test images, when known.
+    pub test: Option<ImageSet>,
+    /// Augmentation of the finetuning.
+    pub augment: Augment,
+}
+
+impl AuditData {
+    /// Loads a data spec (its training and test splits, its default augmentation).
+    pub fn load(spec: &DataSpec) -> Result<Self> {
+        let split = spec.load()?;
+        Ok(AuditData { train: split.train, test: split.test, augment: spec.default_augment() })
+    }
+}
+
+/// The model under audit, as loaded from its checkpoint.
+pub struct Suspect {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// The network.
+    pub model: Model,
+    /// Its sidecar (or what was inferred for a foreign checkpoint).
+    pub info: CheckpointInfo,
+    /// Its pruning masks (all ones for an unpruned checkpoint): the path starts from them.
+    pub masks: Masks,
+}
+
+impl Suspect {
+    /// Loads a checkpoint (native, PyTorch or bare safetensors; `overrides` describe a foreign one).
+    pub fn load(path: &Path, overrides: &InputOverrides, device: tch::Device) -> Result<Self> {
+        let (model, info, file_masks) = load_checkpoint(path, overrides, device)?;
+        let masks = if file_masks.is_empty() { Masks::dense(&model) } else { Masks::from_raw(&model, &file_masks, path)? };
+        Ok(Suspect { path: path.to_path_buf(), model, info, masks })
+    }
+}
+
+/// The winning Trojan ticket of a detection.
+pub struct WinningTicket {
+    /// Its row in [`Detection::dynamics`].
+    pub index: usize,
+    /// The ticket as scored (BN recalibrated when enabled).
+    pub model: Model,
+    /// Its masks.
+    pub masks: Masks,
+    /// Its sidecar.
+    pub info: CheckpointInfo,
+}
+
+/// Everything a detection found.
+pub struct Detection {
+    /// The verdict.
+    pub decision: Decision,
+    /// Reverse engineering of the dense model.
+    pub dense: Examination,
+    /// Reverse engineering of the winning ticket.
+    pub ticket: Examination,
+    /// The winning ticket.
+    pub winner: WinningTicket,
+    /// The scored pruning path, one row per scored step.
+    pub dynamics: Vec<StepRow>,
+    /// The score settings used (after the data-free adjustments).
+    pub score_config: ScoreConfig,
+    /// What the path was scored on: "given", "synthesized" or "noise".
+    pub score_data: &'static str,
+    /// No data was given.
+    pub data_free: bool,
+    /// Synthesized seed images and how their inversion went (synthesized seeds only).
+    pub synthesized: Option<(ImageSet, SynthSummary)>,
+}
+
+impl Detection {
+    /// The scored step of the winning ticket.
+    pub fn winner_row(&self) -> &StepRow {
+        &self.dynamics[self.winner.index]
+    }
+}
+
+/// Runs a detection on `suspect` with optional `data`; the pruning path is kept under
+/// `work/path/` (resumed from there with `resume`).
+pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work: &Path, resume: bool, ctl: &Control) -> Result<Detection> {
+    cfg.validate()?;
+    let model = &suspect.model;
+    if let Some(d) = data {
+        model.meta.check_images(&d.train, "audit data")?;
+    }
+    let norm = &suspect.info.normalization;
+    // Seeds first: synthesized seeds are also the data-free score data.
+    let (seeds, synth) = load_seeds(&cfg.seeds, model, norm, cfg.seed, ctl)?;
+    let synthesized = match (&seeds, &synth) {
+        (Seeds::Images { images, .. }, Some(s)) => Some((images.clone(), s.clone())),
+        _ => None,
+    };
+    let ctx = path_context(suspect, data, cfg, synthesized.as_ref().map(|s| &s.0), ctl)?;
+    let path = work.join("path");
+    prune_path(suspect, cfg, &path, resume, ctl)?;
+    let dynamics = score_steps(&path, cfg.score_from..=cfg.steps, &ctx, model.device(), resume, ctl)?;
+    let index = pick_winner(&dynamics, cfg.select, None).ok_or_else(|| Error::invalid("score steps", "no pruning steps were scored"))?;
+    let step = dynamics[index].step;
+    let (ticket, masks, info) = load_scored_ticket(&path, step, &ctx, model.device())?;
+
+    let job = cfg.reverse_job();
+    let progress = ctl.progress();
+    progress.note("detect: reverse engineering the dense model");
+    let dense = examine_for_detect(model, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
+    progress.note(&format!("detect: reverse engineering the winning ticket (step {step}, density {:.4})", dynamics[index].density));
+    let ticket_exam = examine_for_detect(&ticket, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
+    let decision = decide(cfg.decide, cfg.anomaly_scale, cfg.threshold, (&dense.verdict, &dense.report.labels), (&ticket_exam.verdict, &ticket_exam.report.labels));
+    let free = cfg.score_data(data.is_some());
+    Ok(Detection {
+        decision,
+        dense,
+        ticket: ticket_exam,
+        winner: WinningTicket { index, model: ticket, masks, info },
+        dynamics,
+        score_config: ctx.cfg,
+        score_data: free.map_or("given", FreeScoreData::title),
+        data_free: free.is_some(),
+        synthesized,
+    })
+}
+
+/// Reverse engineering of one network of the detection (the dense model or its ticket, both with
+/// the suspect's normalization); the record names the command.
+fn examine_for_detect(net: &Model, suspect: &Suspect, seeds: &Seeds, job: &ReverseJob, test: Option<&ImageSet>, ctl: &Control) -> Result<Examination> {
+    let mut exam = examine(net, &suspect.info.normalization, seeds, job, test, ctl)?;
+    exam.report.config = serde_json::json!({"command": "detect", "reverse": job.config});
+    Ok(exam)
+}
+
+/// The score's data and settings: the given data, or images labelled by the model.
+fn path_context(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, synthesized: Option<&ImageSet>, ctl: &Control) -> Result<PathContext> {
+    let (model, norm) = (&suspect.model, &suspect.info.normalization);
+    let m = &model.meta;
+    let free = cfg.score_data(data.is_some());
+    let (finetune_set, test) = match (data, free) {
+        (Some(d), _) => (d.train.clone(), d.test.clone()),
+        (None, Some(FreeScoreData::Noise)) | (None, None) => {
+            let mut s = noise_set(cfg.score_samples.max(128), (m.height, m.width, m.in_channels), norm, m.num_classes, cfg.seed);
+            s.labels = predict(model, &s, norm);
+            (s, None)
+        }
+        (None, Some(FreeScoreData::Synth)) => {
+            let mut s = match synthesized {
+                Some(images) => images.clone(),
+                None => {
+                    let n = cfg.score_samples.min(100);
+                    ctl.progress().note(&format!("detect: synthesizing {n} score images from the model"));
+                    synthesize(model, norm, &SynthConfig::new(n, cfg.seed))?.0
+                }
+            };
+            s.labels = predict(model, &s, norm);
+            (s, None)
+        }
+    };
+    let augment = data.map_or(Augment::NONE, |d| d.augment);
+    let mut score = ScoreConfig::paper(augment, cfg.seed);
+    score.k = cfg.k;
+    // BN statistics recomputed on noise would describe noise, not images: noise keeps them.
+    score.bn_recalibrate = cfg.bn_recalibrate && free != Some(FreeScoreData::Noise);
+    let (samples, _) = score_samples(&finetune_set, cfg.score_samples, norm, cfg.seed, model.device());
+    Ok(PathContext { norm: norm.clone(), method: cfg.method, finetune_set, data: samples, test, attack: None, cfg: score, data_free: free.is_some() })
+}
+
+/// Cuts the pruning path into `path` (a pruned checkpoint starts from its own masks), unless a
+/// resumed run already has its last ticket.
+fn prune_path(suspect: &Suspect, cfg: &DetectConfig, path: &Path, resume: bool, ctl: &Control) -> Result<()> {
+    if resume && ticket_path(path, cfg.steps).exists() {
+        return Ok(());
+    }
+    let crit = if cfg.method == Method::Random { Criterion::Random(cfg.seed) } else { Criterion::Magnitude };
+    ctl.progress().note(&format!("detect: pruning path ({} steps, {})", cfg.steps, cfg.method.title()));
+    one_shot_path(path, &suspect.model, &suspect.info, cfg.steps, 0.2, Scope::Global, crit, suspect.masks.clone())?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The records a detection leaves: `detect.json` ([`DetectRecord`]) and the detection's
+//! `dynamics.json` ([`DetectDynamics`]). Written by `crate::report::write_detection`, read back by
+//! the HTML report and by callers such as `demo`.
+use std::path::PathBuf;
+
+use super::{Decision, DecisionRule, Detection, DetectConfig};
+use crate::model::{ModelMeta, Versions};
+use crate::prune::Method;
+use crate::reverse::{AnomalyScale, Examination, SeedSpec, SynthSummary};
+use crate::score::path::{ScoreKind, StepRow};
+use crate::score::ScoreConfig;
+
+/// One reverse engineering's verdict, as `detect.json` summarises it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerdictSummary {
+    /// Argmin-l1 label over the labels that reached success.
+    pub detected_target: Option<u32>,
+    /// Its mask l1.
+    pub l1: Option<f64>,
+    /// Its anomaly index on the chosen scale (None when infinite).
+    pub anomaly_index: Option<f64>,
+    /// The same on the linear scale.
+    pub anomaly_index_linear: Option<f64>,
+    /// The same on the log scale.
+    pub anomaly_index_log: Option<f64>,
+    /// Whether this reverse engineering alone flags the model.
+    pub flagged: bool,
+    /// Median mask l1 over the labels.
+    pub median_l1: f64,
+    /// Attack success of its binarised recovered trigger on clean test images, when known.
+    pub recovered_asr: Option<f64>,
+    /// Every label's line.
+    pub labels: Vec<LabelLine>,
+}
+
+/// One label of a [`VerdictSummary`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelLine {
+    /// The label.
+    pub label: u32,
+    /// Its mask l1.
+    pub l1: f64,
+    /// Its trigger's attack success on the seeds.
+    pub attack_success: f64,
+    /// Whether it reached the success threshold.
+    pub reached: bool,
+    /// Its binarised trigger's attack success on clean test images, when known.
+    pub recovered_asr: Option<f64>,
+}
+
+fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|a| a.is_finite())
+}
+
+impl VerdictSummary {
+    /// The summary of one examination.
+    pub fn of(exam: &Examination) -> Self {
+        let v = &exam.verdict;
+        let labels = &exam.report.labels;
+        let hit = v.detected_target.and_then(|t| labels.iter().find(|l| l.label == t));
+        VerdictSummary {
+            detected_target: v.detected_target,
+            l1: hit.map(|l| l.l1),
+            anomaly_index: finite(v.anomaly_index),
+            anomaly_index_linear: finite(v.anomaly_index_linear),
+            anomaly_index_log: finite(v.anomaly_index_log),
+            flagged: v.flagged,
+            median_l1: v.median_l1,
+            recovered_asr: hit.and_then(|l| l.recovered_asr),
+            labels: labels.iter().map(|l| LabelLine { label: l.label, l1: l.l1, attack_success: l.attack_success, reached: l.reached, recovered_asr: l.recovered_asr }).collect(),
+        }
+    }
+}
+
+/// The winning ticket in `detect.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WinnerSummary {
+    /// Its pruning step.
+    pub step: usize,
+    /// Its density.
+    pub density: f64,
+    /// Its cross-entropy score.
+    pub score_loss: f64,
+    /// Its 0-1 error score.
+    pub score_error: f64,
+    /// Its clean accuracy, when test data were given.
+    pub clean_accuracy: Option<f64>,
+}
+
+/// The audited model in `detect.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelRef {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// Its architecture and input shape.
+    pub meta: ModelMeta,
+    /// The foreign format it was imported from, if any.
+    pub imported_from: Option<String>,
+}
+
+/// The settings block of `detect.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectSettings {
+    /// Pruning path.
+    pub method: Method,
+    /// What the path was scored on: "given", "synthesized" or "noise".
+    pub score_data: String,
+    /// Pruning steps.
+    pub steps: usize,
+    /// First scored step.
+    pub score_from: usize,
+    /// Finetuning steps of the score.
+    pub k: usize,
+    /// Score samples.
+    pub score_samples: usize,
+    /// Which score picked the winner.
+    pub select: ScoreKind,
+    /// Reverse-engineering seeds.
+    pub seeds: SeedSpec,
+    /// Reverse-engineering epochs.
+    pub reverse_epochs: usize,
+    /// Scale of the anomaly index.
+    pub anomaly_scale: AnomalyScale,
+    /// Decision rule.
+    pub decide: DecisionRule,
+    /// Whether tickets' BN statistics were recalibrated.
+    pub bn_recalibrate: bool,
+}
+
+/// `detect.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectRecord {
+    /// The verdict.
+    pub trojaned: bool,
+    /// The named target when Trojaned.
+    pub target: Option<u32>,
+    /// The anomaly index the rule compared (None when infinite or absent).
+    pub anomaly_index: Option<f64>,
+    /// The rule's whole decision.
+    pub decision: Decision,
+    /// The threshold.
+    pub threshold: f64,
+    /// No data were given.
+    pub data_free: bool,
+    /// How the seed inversion went (synthesized seeds only).
+    pub synthesized_seeds: Option<SynthSummary>,
+    /// The winning ticket.
+    pub winning_ticket: WinnerSummary,
+    /// The dense model's reverse engineering.
+    pub dense: VerdictSummary,
+    /// The winning ticket's reverse engineering.
+    pub ticket: VerdictSummary,
+    /// The audited model.
+    pub model: ModelRef,
+    /// The settings.
+    pub config: DetectSettings,
+    /// The seed.
+    pub seed: u64,
+    /// The command that reproduces this run.
+    pub command: String,
+    /// Versions of quarantine and libtorch.
+    pub versions: Versions,
+}
+
+/// The detection's `dynamics.json`: the scored pruning path.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectDynamics {
+    /// One row per scored step.
+    pub steps: Vec<StepRow>,
+    /// The winning ticket's step.
+    pub winning_step: usize,
+    /// No data were given.
+    pub data_free: bool,
+    /// The score settings.
+    pub config: ScoreConfig,
+}
+
+impl Detection {
+    /// The `detect.json` record of this detection under `cfg`, of the model `model`; `command`
+    /// reproduces it.
+    pub fn record(&self, cfg: &DetectConfig, model: ModelRef, command: String) -> DetectRecord {
+        let d = &self.decision;
+        let w = self.winner_row();
+        DetectRecord {
+            trojaned: d.trojaned,
+            target: d.target,
+            anomaly_index: finite(d.anomaly_index),
+            decision: d.clone(),
+            threshold: cfg.threshold,
+            data_free: self.data_free,
+            synthesized_seeds: self.synthesized.as_ref().map(|s| s.1.clone()),
+            winning_ticket: WinnerSummary { step: w.step, density: w.density, score_loss: w.score_loss, score_error: w.score_error, clean_accuracy: w.ticket.clean_accuracy },
+            dense: VerdictSummary::of(&self.dense),
+            ticket: VerdictSummary::of(&self.ticket),
+            model,
+            config: DetectSettings {
+                method: cfg.method,
+                score_data: self.score_data.to_string(),
+                steps: cfg.steps,
+                score_from: cfg.score_from,
+                k: cfg.k,
+                score_samples: cfg.score_samples,
+                select: cfg.select,
+                seeds: cfg.seeds.clone(),
+                reverse_epochs: cfg.reverse_epochs,
+                anomaly_scale: cfg.anomaly_scale,
+                decide: cfg.decide,
+                bn_recalibrate: self.score_config.bn_recalibrate,
+            },
+            seed: cfg.seed,
+            command,
+            versions: Versions::default(),
+        }
+    }
+
+    /// The `dynamics.json` record of this detection.
+    pub fn dynamics_record(&self) -> DetectDynamics {
+        DetectDynamics { steps: self.dynamics.clone(), winning_step: self.winner_row().step, data_free: self.data_free, config: self.score_config.clone() }
+    }
+}
