@@ -1,6 +1,6 @@
 //! `quarantine reverse`: Neural-Cleanse/TABOR trigger reverse engineering for every candidate label
 //! (docs/METHOD.md §6, [`quarantine::reverse`]), batched over labels. Parses the flags into a
-//! [`ReverseJob`], loads the model, seeds and test data, runs [`examine`], writes DIR/reverse.json,
+//! [`ReverseJob`], loads the model and test data, runs `reverse::run`, writes DIR/reverse.json,
 //! per-label pictures, DIR/triggers.safetensors, DIR/history.jsonl and the l1 bar chart
 //! (`crate::report::write_reverse`), and prints a one-line verdict.
 use std::path::PathBuf;
@@ -12,9 +12,9 @@ use tch::Device;
 
 use super::ModelArgs;
 use crate::data::DataSpec;
-use crate::model::{load_checkpoint, Versions};
-use crate::report::{write_reverse, write_seed_grid};
-use crate::reverse::{examine, load_seeds, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Seeds, Space, TrueTrigger};
+use crate::model::load_checkpoint;
+use crate::report::write_reverse_run;
+use crate::reverse::{self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger};
 use crate::util::prepare_out_dir;
 
 /// The library's defaults, which clap shows and uses.
@@ -105,56 +105,29 @@ impl TryFrom<&ReverseArgs> for ReverseJob {
     }
 }
 
+/// Checks and clears `out` for a reverse-engineering run.
+pub fn prepare(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let marker = out.join("reverse.json");
+    anyhow::ensure!(force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
+    prepare_out_dir(out, "reverse.json", false, true)?;
+    Ok(())
+}
+
 pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let job = ReverseJob::try_from(&a)?;
     let (model, info, _) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
-    let m = &model.meta;
-    if let Some(t) = &job.true_trigger {
-        t.mask(m.height, m.width)?;
-    }
     let test = match &a.test_data {
-        Some(spec) => {
-            let split = spec.load().with_context(|| format!("loading {spec}"))?;
-            let t = split.test.with_context(|| format!("{spec} has no test split"))?;
-            m.check_images(&t, "test images").with_context(|| spec.to_string())?;
-            Some(t)
-        }
+        Some(spec) => Some(TestImages::load(spec, &model).with_context(|| format!("loading {spec}"))?),
         None => None,
     };
-    let marker = a.out.join("reverse.json");
-    anyhow::ensure!(a.force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
-    prepare_out_dir(&a.out, "reverse.json", false, true)?;
-    let ctl = super::common::control();
-    let (seeds, synth) = load_seeds(&job.seeds, &model, &info.normalization, a.seed, &ctl).with_context(|| format!("loading seeds {}", job.seeds))?;
-    if let (Seeds::Images { images, .. }, Some(_)) = (&seeds, &synth) {
-        write_seed_grid(&a.out, images)?;
-    }
-
+    prepare(&a.out, a.force)?;
     crate::reverse::retain_freed_memory();
-    let mut exam = examine(&model, &info.normalization, &seeds, &job, test.as_ref(), &ctl)?;
-    let report = &mut exam.report;
-    report.config = serde_json::json!({
-        "command": "reverse",
-        "reverse": job.config,
-        "seeds": job.seeds,
-        "synthesized_seeds": synth,
-        "labels": exam.results.iter().map(|r| r.label).collect::<Vec<_>>(),
-        "test_data": a.test_data,
-        "patch_area": job.patch_area,
-        "true_trigger": job.true_trigger.as_ref().map(|t| t.to_string()),
-        "space": job.config.space,
-        "normalization": info.normalization,
-        "device": format!("{device:?}"),
-        "threads": tch::get_num_threads(),
-    });
-    report.versions = Versions::default();
-    report.model = serde_json::json!({"path": a.model.model, "meta": info.meta, "imported_from": info.imported_from});
-    write_reverse(&a.out, &exam.results, &exam.report)?;
-
+    let done = reverse::run(&a.model.model, &model, &info, &job, test.as_ref(), &super::common::control())?;
+    write_reverse_run(&a.out, &done)?;
     if json {
-        println!("{}", serde_json::to_string(&exam.report)?);
+        println!("{}", serde_json::to_string(&done.exam.report)?);
     }
-    let (v, report) = (&exam.verdict, &exam.report);
+    let (v, report) = (&done.exam.verdict, &done.exam.report);
     let line = match (v.detected_target, v.anomaly_index) {
         (None, _) => format!("no label reached {:.0}% attack success on the seeds: no trigger found", job.config.success_threshold * 100.0),
         (Some(t), ai) => {

@@ -15,14 +15,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde_json::Value;
-
+use super::records::{read_record, DemoRecord, ExperimentRecord};
+use crate::detect::{DetectRecord, VerdictSummary};
 use crate::error::{Error, Result};
-use crate::util::{read_json, write_atomic};
+use crate::reverse::ReverseReport;
+use crate::score::job::ScoreDynamics;
+use crate::util::write_atomic;
 
 /// The true attack of a model, when the experimenter knows it (demo, research runs).
 #[derive(Debug, Clone)]
 pub struct Truth {
+    /// The true target (None: a clean model).
     pub target: Option<u32>,
     /// PNG of the true trigger (as written by `train --attack`).
     pub trigger_png: Option<PathBuf>,
@@ -41,16 +44,22 @@ fn img(path: &Path, alt: &str, class: &str) -> Result<String> {
     Ok(format!(r#"<img class="{class}" alt="{}" src="data:image/png;base64,{b64}">"#, esc(alt)))
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    match v.as_f64() {
+/// A number with `digits` decimals; "–" when unknown, "inf" when infinite.
+fn num(v: Option<f64>, digits: usize) -> String {
+    match v {
         Some(x) if x.is_finite() => format!("{x:.digits$}"),
         Some(_) => "inf".into(),
-        None => match v {
-            Value::Null => "–".into(),
-            Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
-            other => esc(&other.to_string()),
-        },
+        None => "–".into(),
     }
+}
+
+/// A label, "–" when none.
+fn label(v: Option<u32>) -> String {
+    v.map_or("–".into(), |l| l.to_string())
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
 }
 
 fn table(head: &[&str], rows: &[Vec<String>]) -> String {
@@ -70,7 +79,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
-fn details(summary: &str, v: &Value) -> String {
+fn details(summary: &str, v: &impl serde::Serialize) -> String {
     let pretty = serde_json::to_string_pretty(v).unwrap_or_default();
     format!("<details><summary>{}</summary><pre>{}</pre></details>", esc(summary), esc(&pretty))
 }
@@ -93,69 +102,49 @@ pub fn page(title: &str, body: &str) -> String {
 }
 
 /// The one-line verdict box of a `detect.json`.
-pub fn verdict_box(det: &Value, name: &str) -> String {
-    let trojaned = det["trojaned"].as_bool().unwrap_or(false);
-    let ai = num(&det["anomaly_index"], 2);
-    let thr = num(&det["threshold"], 1);
-    let text = if trojaned {
-        format!("{}: <b>TROJANED</b>, target label <b>{}</b> (anomaly index {ai} &gt; {thr})", esc(name), num(&det["target"], 0))
+pub fn verdict_box(det: &DetectRecord, name: &str) -> String {
+    let ai = num(det.anomaly_index, 2);
+    let thr = num(Some(det.threshold), 1);
+    let text = if det.trojaned {
+        format!("{}: <b>TROJANED</b>, target label <b>{}</b> (anomaly index {ai} &gt; {thr})", esc(name), label(det.target))
     } else {
         format!("{}: <b>no Trojan found</b> (anomaly index {ai} &le; {thr})", esc(name))
     };
-    format!("<div class=\"verdict {}\">{text}</div>", if trojaned { "bad" } else { "good" })
+    format!("<div class=\"verdict {}\">{text}</div>", if det.trojaned { "bad" } else { "good" })
 }
 
 /// The recovered trigger of every label of one reverse-engineering folder, as a row of images.
-fn trigger_row(dir: &Path, rev: &Value, caption: &str) -> Result<String> {
-    let detected = rev["detected_target"].as_u64();
+fn trigger_row(dir: &Path, rev: &ReverseReport, caption: &str) -> Result<String> {
     let mut s = format!("<p><b>{}</b><br>", esc(caption));
-    for l in rev["labels"].as_array().map(|v| v.as_slice()).unwrap_or(&[]) {
-        let t = l["label"].as_u64().unwrap_or(0);
-        let hit = detected == Some(t);
+    for l in &rev.labels {
+        let t = l.label;
+        let hit = rev.detected_target == Some(t);
         let _ = write!(
             s,
             "<span class=\"trig{}\">{}<br>label {t}<br>l1 {}</span>",
             if hit { " hit" } else { "" },
             img(&dir.join(format!("label{t}_trigger.png")), &format!("{caption} label {t}"), "")?,
-            num(&l["l1"], 1)
+            num(Some(l.l1), 1)
         );
     }
     s.push_str("</p>");
     Ok(s)
 }
 
-fn reverse_table(rev: &Value) -> String {
-    let rows: Vec<Vec<String>> = rev["labels"]
-        .as_array()
-        .map(|v| v.as_slice())
-        .unwrap_or(&[])
+fn reverse_table(rev: &ReverseReport) -> String {
+    let rows: Vec<Vec<String>> = rev
+        .labels
         .iter()
-        .map(|l| {
-            vec![
-                num(&l["label"], 0),
-                num(&l["l1"], 2),
-                num(&l["attack_success"], 3),
-                num(&l["reached"], 0),
-                num(&l["anomaly_index"], 2),
-                num(&l["recovered_asr"], 3),
-                num(&l["iou"], 3),
-            ]
-        })
+        .map(|l| vec![l.label.to_string(), num(Some(l.l1), 2), num(Some(l.attack_success), 3), yes_no(l.reached), num(Some(l.anomaly_index), 2), num(l.recovered_asr, 3), num(l.iou, 3)])
         .collect();
     table(&["label", "mask l1", "attack success (seeds)", "reached", "anomaly index", "recovered-trigger ASR", "IoU"], &rows)
 }
 
 /// Body of a `reverse` folder: l1 bars, recovered triggers, the per-label table.
 pub fn reverse_section(dir: &Path, heading: &str) -> Result<String> {
-    let rev = read_json(&dir.join("reverse.json"))?;
+    let rev: ReverseReport = read_record(&dir.join("reverse.json"))?;
     let mut s = format!("<h2>{}</h2>", esc(heading));
-    let _ = write!(
-        s,
-        "<p>Detected target (argmin l1): <b>{}</b>, anomaly index {} (flagged: {}).</p>",
-        num(&rev["detected_target"], 0),
-        num(&rev["anomaly_index"], 2),
-        num(&rev["flagged"], 0)
-    );
+    let _ = write!(s, "<p>Detected target (argmin l1): <b>{}</b>, anomaly index {} (flagged: {}).</p>", label(rev.detected_target), num(rev.anomaly_index, 2), yes_no(rev.flagged));
     s.push_str(&img(&dir.join("l1.png"), "mask l1 per label", "plot")?);
     s.push_str(&trigger_row(dir, &rev, "recovered triggers (mask ⊙ pattern)")?);
     s.push_str(&reverse_table(&rev));
@@ -164,37 +153,35 @@ pub fn reverse_section(dir: &Path, heading: &str) -> Result<String> {
 
 /// Body of a `detect` folder; `truth` adds the true target and trigger when known.
 pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Result<String> {
-    let det = read_json(&dir.join("detect.json"))?;
-    let dense = read_json(&dir.join("reverse-dense").join("reverse.json"))?;
-    let ticket = read_json(&dir.join("reverse-ticket").join("reverse.json"))?;
+    let det: DetectRecord = read_record(&dir.join("detect.json"))?;
+    let dense: ReverseReport = read_record(&dir.join("reverse-dense").join("reverse.json"))?;
+    let ticket: ReverseReport = read_record(&dir.join("reverse-ticket").join("reverse.json"))?;
     let mut s = format!("<h2>{}</h2>", esc(heading));
     s.push_str(&verdict_box(&det, "verdict"));
-    let dec = &det["decision"];
-    if !dec.is_null() {
-        let _ = write!(
-            s,
-            "<p>Decision rule <b>{}</b>: argmin-l1 label {} on the dense model, {} on the winning ticket ({}); pooled anomaly index {}.</p>",
-            esc(dec["rule"].as_str().unwrap_or("")),
-            num(&dec["dense_target"], 0),
-            num(&dec["ticket_target"], 0),
-            if dec["agree"].as_bool().unwrap_or(false) { "they agree" } else { "they disagree" },
-            num(&dec["pooled_anomaly_index"], 2)
-        );
-    }
+    let dec = &det.decision;
+    let _ = write!(
+        s,
+        "<p>Decision rule <b>{}</b>: argmin-l1 label {} on the dense model, {} on the winning ticket ({}); pooled anomaly index {}.</p>",
+        esc(&dec.rule.to_string()),
+        label(dec.dense_target),
+        label(dec.ticket_target),
+        if dec.agree { "they agree" } else { "they disagree" },
+        num(dec.pooled_anomaly_index, 2)
+    );
     if let Some(t) = truth {
         let _ = write!(s, "<p>Ground truth (known to the experimenter, not to the detector): {}.</p>", match t.target {
             Some(x) => format!("Trojaned, target label <b>{x}</b>"),
             None => "clean model".into(),
         });
     }
-    let w = &det["winning_ticket"];
+    let w = &det.winning_ticket;
     let _ = write!(
         s,
         "<h3>Pruning dynamics and the winning Trojan ticket (paper Fig. 2)</h3><p>One-shot magnitude pruning path scored with {} data; winning ticket at step {}, density {} (clean accuracy {}).</p>",
-        if det["data_free"].as_bool().unwrap_or(false) { "noise (data-free)" } else { "the given" },
-        num(&w["step"], 0),
-        num(&w["density"], 4),
-        num(&w["clean_accuracy"], 3)
+        if det.data_free { "noise (data-free)" } else { "the given" },
+        w.step,
+        num(Some(w.density), 4),
+        num(w.clean_accuracy, 3)
     );
     s.push_str(&img(&dir.join("dynamics.png"), "pruning dynamics", "plot")?);
     s.push_str("<h3>Soft-mask l1 per label (paper Fig. 3)</h3><table><tr><th>dense model</th><th>winning ticket</th></tr><tr><td>");
@@ -210,66 +197,65 @@ pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Resul
     }
     s.push_str(&trigger_row(&dir.join("reverse-dense"), &dense, "dense model")?);
     s.push_str(&trigger_row(&dir.join("reverse-ticket"), &ticket, "winning Trojan ticket")?);
-    s.push_str("<h3>Numbers</h3>");
-    let row = |name: &str, v: &Value| vec![esc(name), num(&v["detected_target"], 0), num(&v["l1"], 2), num(&v["median_l1"], 2), num(&v["anomaly_index"], 2), num(&v["flagged"], 0)];
-    s.push_str(&table(&["model", "argmin-l1 label", "its l1", "median l1", "anomaly index", "flagged"], &[row("dense", &det["dense"]), row("winning ticket", &det["ticket"])]));
-    s.push_str("<p>Winning ticket, per label:</p>");
-    s.push_str(&reverse_table(&ticket));
-    s.push_str("<p>Dense model, per label:</p>");
-    s.push_str(&reverse_table(&dense));
-    if let Some(cmd) = det["command"].as_str() {
-        let _ = write!(s, "<p>Reproduce: <code>{}</code></p>", esc(cmd));
-    }
-    s.push_str(&details("config, seed, versions", &serde_json::json!({"config": det["config"], "seed": det["seed"], "versions": det["versions"], "model": det["model"]})));
+    s.push_str(&detect_numbers(&det, &dense, &ticket));
     Ok(s)
+}
+
+/// The numbers of a detection: both verdicts, both per-label tables, how to reproduce it.
+fn detect_numbers(det: &DetectRecord, dense: &ReverseReport, ticket: &ReverseReport) -> String {
+    let mut s = String::from("<h3>Numbers</h3>");
+    let row = |name: &str, v: &VerdictSummary| vec![esc(name), label(v.detected_target), num(v.l1, 2), num(Some(v.median_l1), 2), num(v.anomaly_index, 2), yes_no(v.flagged)];
+    s.push_str(&table(&["model", "argmin-l1 label", "its l1", "median l1", "anomaly index", "flagged"], &[row("dense", &det.dense), row("winning ticket", &det.ticket)]));
+    s.push_str("<p>Winning ticket, per label:</p>");
+    s.push_str(&reverse_table(ticket));
+    s.push_str("<p>Dense model, per label:</p>");
+    s.push_str(&reverse_table(dense));
+    let _ = write!(s, "<p>Reproduce: <code>{}</code></p>", esc(&det.command));
+    s.push_str(&details("config, seed, versions", &serde_json::json!({"config": det.config, "seed": det.seed, "versions": det.versions, "model": det.model})));
+    s
 }
 
 /// Body of a scored pruning run: the dynamics plot and a row per step.
 pub fn score_section(dir: &Path) -> Result<String> {
-    let d = read_json(&dir.join("dynamics.json"))?;
+    let d: ScoreDynamics = read_record(&dir.join("dynamics.json"))?;
     let mut s = String::from("<h2>Pruning dynamics and Trojan score (paper Fig. 2)</h2>");
-    if let Some(w) = d.get("winning_ticket").filter(|w| !w.is_null()) {
-        let _ = write!(s, "<p>Winning Trojan ticket: step {}, density {}.</p>", num(&w["step"], 0), num(&w["density"], 4));
+    if let Some(w) = &d.winning_ticket {
+        let _ = write!(s, "<p>Winning Trojan ticket: step {}, density {}.</p>", w.step, num(Some(w.density), 4));
     }
     s.push_str(&img(&dir.join("dynamics.png"), "pruning dynamics", "plot")?);
-    let rows: Vec<Vec<String>> = d["steps"]
-        .as_array()
-        .map(|v| v.as_slice())
-        .unwrap_or(&[])
+    let rows: Vec<Vec<String>> = d
+        .steps
         .iter()
-        .map(|r| vec![num(&r["step"], 0), num(&r["density"], 4), num(&r["ticket"]["clean_accuracy"], 3), num(&r["ticket"]["attack_success"], 3), num(&r["score_error"], 3), num(&r["score_loss"], 3)])
+        .map(|r| vec![r.step.to_string(), num(Some(r.density), 4), num(r.ticket.clean_accuracy, 3), num(r.ticket.attack_success_rate, 3), num(Some(r.score_error), 3), num(Some(r.score_loss), 3)])
         .collect();
     s.push_str(&table(&["step", "density", "clean acc.", "attack success", "score (error)", "score (loss)"], &rows));
-    s.push_str(&details("config", &d["config"]));
+    s.push_str(&details("config", &d.config));
     Ok(s)
 }
 
 /// The verdict table of a demo run.
-fn demo_body(dir: &Path, demo: &Value) -> Result<String> {
+fn demo_body(dir: &Path, demo: &DemoRecord) -> Result<String> {
     let mut s = String::new();
     let mut rows = vec![];
-    for m in demo["models"].as_array().map(|v| v.as_slice()).unwrap_or(&[]) {
-        let det = read_json(&dir.join(m["detect_dir"].as_str().unwrap_or("")).join("detect.json"))?;
-        s.push_str(&verdict_box(&det, m["name"].as_str().unwrap_or("model")));
+    for m in &demo.models {
+        let det: DetectRecord = read_record(&dir.join(&m.detect_dir).join("detect.json"))?;
+        s.push_str(&verdict_box(&det, &m.name));
         rows.push(vec![
-            esc(m["name"].as_str().unwrap_or("")),
-            if m["true_target"].is_null() { "clean".into() } else { format!("target {}", num(&m["true_target"], 0)) },
-            num(&m["clean_accuracy"], 3),
-            num(&m["attack_success"], 3),
-            if det["trojaned"].as_bool().unwrap_or(false) { format!("Trojaned, target {}", num(&det["target"], 0)) } else { "clean".into() },
-            num(&det["anomaly_index"], 2),
-            num(&m["correct"], 0),
+            esc(&m.name),
+            m.true_target.map_or("clean".into(), |t| format!("target {t}")),
+            num(m.clean_accuracy, 3),
+            num(m.attack_success, 3),
+            if det.trojaned { format!("Trojaned, target {}", label(det.target)) } else { "clean".into() },
+            num(det.anomaly_index, 2),
+            yes_no(m.correct),
         ]);
     }
     s.push_str(&table(&["model", "truth", "clean acc.", "attack success (non-target)", "verdict", "anomaly index", "correct"], &rows));
-    let _ = write!(s, "<p>Reproduce: <code>{}</code> ({} s on {} threads).</p>", esc(demo["command"].as_str().unwrap_or("")), num(&demo["seconds"], 0), num(&demo["threads"], 0));
-    for m in demo["models"].as_array().map(|v| v.as_slice()).unwrap_or(&[]) {
-        let truth = Truth {
-            target: m["true_target"].as_u64().map(|t| t as u32),
-            trigger_png: m["train_dir"].as_str().map(|t| dir.join(t).join("trigger.png")).filter(|p| p.exists()),
-        };
-        let name = m["name"].as_str().unwrap_or("model");
-        s.push_str(&detect_section(&dir.join(m["detect_dir"].as_str().unwrap_or("")), &format!("{name}: detection"), Some(&truth))?);
+    let _ = write!(s, "<p>Reproduce: <code>{}</code> ({} s on {} threads).</p>", esc(&demo.command), num(Some(demo.seconds), 0), demo.threads);
+    for m in &demo.models {
+        let trigger = dir.join(&m.train_dir).join("trigger.png");
+        let truth = Truth { target: m.true_target, trigger_png: trigger.exists().then_some(trigger) };
+        s.push_str(&detect_section(&dir.join(&m.detect_dir), &format!("{}: detection", m.name), Some(&truth))?);
     }
     s.push_str(&details("demo config, seed, versions", demo));
     Ok(s)
@@ -277,16 +263,16 @@ fn demo_body(dir: &Path, demo: &Value) -> Result<String> {
 
 /// An experiment (`quarantine run`): the score's dynamics, then reverse engineering on the dense
 /// model and the winning ticket, whichever stages the config had.
-fn experiment_body(dir: &Path, e: &Value) -> Result<String> {
-    let mut s = format!("<p>{}</p>", esc(e["description"].as_str().unwrap_or("")));
-    if e["stages"]["score"].as_bool().unwrap_or(false) {
+fn experiment_body(dir: &Path, e: &ExperimentRecord) -> Result<String> {
+    let mut s = format!("<p>{}</p>", esc(&e.description));
+    if e.stages.score {
         s.push_str(&score_section(&dir.join("prune"))?);
     }
-    if e["stages"]["reverse"].as_bool().unwrap_or(false) {
+    if e.stages.reverse {
         s.push_str(&reverse_section(&dir.join("reverse-dense"), "Reverse engineering: dense model")?);
         s.push_str(&reverse_section(&dir.join("reverse-ticket"), "Reverse engineering: winning Trojan ticket")?);
     }
-    let _ = write!(s, "<p>Reproduce: <code>{}</code></p>", esc(e["command"].as_str().unwrap_or("")));
+    let _ = write!(s, "<p>Reproduce: <code>{}</code></p>", esc(&e.command));
     s.push_str(&details("experiment", e));
     Ok(s)
 }
@@ -294,9 +280,9 @@ fn experiment_body(dir: &Path, e: &Value) -> Result<String> {
 /// Writes `DIR/report.html` for whatever run `dir` holds; returns its path.
 pub fn write_report(dir: &Path) -> Result<PathBuf> {
     let (title, body) = if dir.join("experiment.json").exists() {
-        ("quarantine run", experiment_body(dir, &read_json(&dir.join("experiment.json"))?)?)
+        ("quarantine run", experiment_body(dir, &read_record(&dir.join("experiment.json"))?)?)
     } else if dir.join("demo.json").exists() {
-        ("quarantine demo", demo_body(dir, &read_json(&dir.join("demo.json"))?)?)
+        ("quarantine demo", demo_body(dir, &read_record(&dir.join("demo.json"))?)?)
     } else if dir.join("detect.json").exists() {
         ("quarantine detect", detect_section(dir, "Detection", None)?)
     } else if dir.join("reverse.json").exists() {
@@ -322,9 +308,10 @@ mod tests {
 
     #[test]
     fn numbers_render_nulls_and_infinities() {
-        assert_eq!(num(&serde_json::json!(0.12345), 2), "0.12");
-        assert_eq!(num(&Value::Null, 2), "–");
-        assert_eq!(num(&serde_json::json!(true), 2), "yes");
+        assert_eq!(num(Some(0.12345), 2), "0.12");
+        assert_eq!(num(None, 2), "–");
+        assert_eq!(num(Some(f64::INFINITY), 2), "inf");
+        assert_eq!(yes_no(true), "yes");
     }
 
     #[test]
@@ -342,9 +329,13 @@ mod tests {
         for t in 0..2 {
             std::fs::write(d.path().join(format!("label{t}_trigger.png")), &png).unwrap();
         }
-        let rev = serde_json::json!({"detected_target": 0, "anomaly_index": 3.5, "flagged": true,
-            "labels": [{"label": 0, "l1": 1.0, "attack_success": 1.0, "reached": true}, {"label": 1, "l1": 2.0, "attack_success": 1.0, "reached": true}]});
-        std::fs::write(d.path().join("reverse.json"), rev.to_string()).unwrap();
+        let line = |label: u32, l1: f64| crate::reverse::LabelSummary { label, l1, attack_success: 1.0, reached: true, recovered_asr: None, iou: None, anomaly_index: 0.0, epoch: 1, epoch_attack_success: 1.0, final_cost: [0.0; 5] };
+        let labels = vec![line(0, 1.0), line(1, 2.0)];
+        let mut v = crate::reverse::verdict(&labels, 2.0, crate::reverse::AnomalyScale::Log);
+        v.anomaly_index = Some(3.5);
+        let mut rev = ReverseReport::new(&[], &v, None, None);
+        rev.labels = labels;
+        std::fs::write(d.path().join("reverse.json"), serde_json::to_string(&rev).unwrap()).unwrap();
         let html = std::fs::read_to_string(write_report(d.path()).unwrap()).unwrap();
         assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
         assert!(!html.contains("http://") && !html.contains("https://"), "no network references");

@@ -4,9 +4,10 @@ mod detect;
 pub mod html;
 pub mod plot;
 pub mod png;
+pub mod records;
 mod reverse;
 mod score;
 
 pub use detect::{dynamics_points, write_detection};
-pub use reverse::{write_reverse, write_seed_grid};
+pub use reverse::{write_reverse, write_reverse_run, write_seed_grid};
 pub use score::write_scored_path;

@@ -11,7 +11,7 @@ use torchfile::{DType, RawTensor};
 use super::{plot, png};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::reverse::{LabelResult, ReverseReport};
+use crate::reverse::{LabelResult, ReverseReport, ReverseRun};
 use crate::util::{write_atomic, write_json};
 
 fn to_u8(v: f32) -> u8 {
@@ -72,4 +72,14 @@ pub fn write_seed_grid(dir: &Path, images: &ImageSet) -> Result<()> {
     let n = images.n.min(100);
     let cols = n.min(10);
     png::write_grid(&dir.join("seeds.png"), &images.subset(&(0..n).collect::<Vec<_>>()), n.div_ceil(cols), cols)
+}
+
+/// Writes a whole reverse-engineering run into `dir`: `seeds.png` for synthesized seeds, then
+/// [`write_reverse`].
+pub fn write_reverse_run(dir: &Path, run: &ReverseRun) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if let Some((images, _)) = &run.synthesized {
+        write_seed_grid(dir, images)?;
+    }
+    write_reverse(dir, &run.exam.results, &run.exam.report)
 }

@@ -3,13 +3,15 @@
 //! clean test images or the true trigger are known, each recovered trigger's attack success and
 //! overlap with the truth (docs/METHOD.md §6-7). The result is a value; the files are written by
 //! `crate::report::write_reverse`.
+use std::path::Path;
 use std::time::Instant;
 
 use super::{binarize_top_k, iou, recovered_asr, reverse_engineer_with, verdict, AnomalyScale, LabelResult, ReverseConfig, ReverseReport, SeedSpec, Seeds, TrueTrigger, Verdict};
+use super::{load_seeds, SynthSummary};
 use crate::control::Control;
-use crate::data::{ImageSet, Normalization};
-use crate::error::Result;
-use crate::model::Model;
+use crate::data::{DataSpec, ImageSet, Normalization};
+use crate::error::{Error, Result};
+use crate::model::{CheckpointInfo, Model, Versions};
 
 /// What to reverse-engineer and how to judge it. `Default` is `quarantine reverse`'s defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,4 +77,65 @@ pub fn examine(model: &Model, norm: &Normalization, seeds: &Seeds, job: &Reverse
     report.seed = job.config.seed;
     report.seconds = seconds;
     Ok(Examination { results, verdict, report })
+}
+
+/// Clean test images the recovered triggers are measured on, and where they came from.
+#[derive(Debug, Clone)]
+pub struct TestImages {
+    /// The data spec.
+    pub spec: DataSpec,
+    /// Its test split.
+    pub images: ImageSet,
+}
+
+impl TestImages {
+    /// Loads the test split of `spec`, checked against `model`'s input.
+    pub fn load(spec: &DataSpec, model: &Model) -> Result<Self> {
+        let split = spec.load()?;
+        let images = split.test.ok_or_else(|| Error::invalid("test data", format!("{spec} has no test split")))?;
+        model.meta.check_images(&images, "test images")?;
+        Ok(TestImages { spec: spec.clone(), images })
+    }
+}
+
+/// A whole reverse-engineering run on one checkpoint, with its record filled in.
+#[derive(Debug, Clone)]
+pub struct ReverseRun {
+    /// The examination (its report is the run's `reverse.json`).
+    pub exam: Examination,
+    /// Synthesized seed images and how their inversion went (synthesized seeds only).
+    pub synthesized: Option<(ImageSet, SynthSummary)>,
+}
+
+/// Reverse-engineers the checkpoint `path` (loaded as `model` with sidecar `info`) as `job` says:
+/// loads the seeds, examines, and fills the record's config, model and versions.
+pub fn run(path: &Path, model: &Model, info: &CheckpointInfo, job: &ReverseJob, test: Option<&TestImages>, ctl: &Control) -> Result<ReverseRun> {
+    let norm = &info.normalization;
+    let m = &model.meta;
+    if let Some(t) = &job.true_trigger {
+        t.mask(m.height, m.width)?;
+    }
+    let (seeds, synth) = load_seeds(&job.seeds, model, norm, job.config.seed, ctl)?;
+    let synthesized = match (&seeds, &synth) {
+        (Seeds::Images { images, .. }, Some(s)) => Some((images.clone(), s.clone())),
+        _ => None,
+    };
+    let mut exam = examine(model, norm, &seeds, job, test.map(|t| &t.images), ctl)?;
+    exam.report.config = serde_json::json!({
+        "command": "reverse",
+        "reverse": job.config,
+        "seeds": job.seeds,
+        "synthesized_seeds": synth,
+        "labels": exam.results.iter().map(|r| r.label).collect::<Vec<_>>(),
+        "test_data": test.map(|t| &t.spec),
+        "patch_area": job.patch_area,
+        "true_trigger": job.true_trigger.as_ref().map(|t| t.to_string()),
+        "space": job.config.space,
+        "normalization": norm,
+        "device": format!("{:?}", model.device()),
+        "threads": tch::get_num_threads(),
+    });
+    exam.report.versions = Versions::default();
+    exam.report.model = serde_json::json!({"path": path, "meta": info.meta, "imported_from": info.imported_from});
+    Ok(ReverseRun { exam, synthesized })
 }

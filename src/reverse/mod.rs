@@ -63,7 +63,7 @@ mod tests;
 
 pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
-pub use job::{examine, Examination, ReverseJob};
+pub use job::{examine, run, Examination, ReverseJob, ReverseRun, TestImages};
 pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{load_seeds, SeedSpec, Seeds};
 use crate::data::normals;
