@@ -3,8 +3,9 @@
     python3 tools/compare_outputs.py /tmp/snap-before /tmp/snap-after
 
 JSON files are compared as values (key order ignored), with timings (`seconds`, `images_per_second`)
-dropped; other files (CSV, JSONL) byte for byte, timing columns aside. Prints every difference; exit 1
-when any."""
+dropped; CSV and JSONL line by line, timing lines aside; every other file (checkpoints, masks, PNG,
+SVG, report.html) byte for byte. Files present on one side only are listed. Prints every
+difference; exit 1 when any."""
 import json, os, sys
 
 TIMING = {"seconds", "images_per_second", "wall_seconds", "elapsed"}
@@ -30,7 +31,7 @@ def diff(a, b, path, out):
 def files(root):
     for d, _, fs in os.walk(root):
         for f in fs:
-            if f.endswith((".json", ".csv", ".jsonl")) and f != "log.txt":
+            if f != "log.txt":
                 yield os.path.relpath(os.path.join(d, f), root)
 
 def main(before, after):
@@ -42,6 +43,8 @@ def main(before, after):
             d = []
             diff(strip(json.load(open(pa))), strip(json.load(open(pb))), f, d)
             out += d
+        elif not f.endswith((".csv", ".jsonl")):
+            if open(pa, "rb").read() != open(pb, "rb").read(): out.append(f"{f}: bytes differ")
         else:
             la = [l for l in open(pa) if "seconds" not in l]
             lb = [l for l in open(pb) if "seconds" not in l]

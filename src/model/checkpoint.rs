@@ -52,6 +52,14 @@ pub struct CheckpointInfo {
     pub imported_from: Option<String>,
 }
 
+impl CheckpointInfo {
+    /// The sidecar of a fresh model: classes named by their index, nothing else known.
+    pub fn new(meta: ModelMeta, normalization: Normalization) -> Self {
+        let classes = (0..meta.num_classes).map(|i| i.to_string()).collect();
+        CheckpointInfo { meta, classes, normalization, seed: None, versions: Versions::default(), data: None, config: None, metrics: None, batches_tracked: 0, imported_from: None }
+    }
+}
+
 /// How to read a foreign checkpoint (no sidecar), and overrides for a native one.
 #[derive(Debug, Clone, Default)]
 pub struct InputOverrides {
