@@ -1,37 +1,78 @@
 //! Library error type. Every variant that comes from a file names the file.
 use std::path::PathBuf;
 
+/// Every error the library returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An I/O error on a named file.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file being read or written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// An error loading an image data set (from the `imagesets` crate).
     #[error(transparent)]
     Data(#[from] imagesets::Error),
+    /// An error reading or writing a checkpoint (from the `torchfile` crate).
     #[error(transparent)]
     Checkpoint(#[from] torchfile::Error),
+    /// A file that exists but whose contents are malformed or unexpected.
     #[error("{path}: {msg}")]
-    BadFile { path: PathBuf, msg: String },
+    BadFile {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// An invalid argument, option or configuration value.
     #[error("invalid {what}: {msg}")]
-    Invalid { what: &'static str, msg: String },
+    Invalid {
+        /// What was invalid (e.g. "data spec").
+        what: &'static str,
+        /// Why it was rejected.
+        msg: String,
+    },
+    /// An error raised by libtorch through `tch`.
     #[error("{0}")]
     Torch(#[from] tch::TchError),
+    /// A training or optimisation loop produced a non-finite loss.
     #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}; {remedy}")]
-    Diverged { epoch: usize, step: usize, loss: f64, remedy: &'static str },
+    Diverged {
+        /// Epoch at which the loss diverged.
+        epoch: usize,
+        /// Step within that epoch.
+        step: usize,
+        /// The offending loss value.
+        loss: f64,
+        /// A suggested fix shown to the user.
+        remedy: &'static str,
+    },
+    /// The run was interrupted; its state was saved to the given path for `--resume`.
     #[error("interrupted; state saved to {0} (continue with --resume)")]
     Interrupted(PathBuf),
+    /// The output already exists and neither `--resume` nor `--force` was given.
     #[error("{path} already exists; pass --resume to continue that run or --force to overwrite it")]
-    WouldOverwrite { path: PathBuf },
+    WouldOverwrite {
+        /// The existing output path.
+        path: PathBuf,
+    },
 }
 
+/// Result with the library's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+    /// An [`Error::BadFile`] for `path` with message `msg`.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::BadFile { path: path.into(), msg: msg.into() }
     }
+    /// An [`Error::Invalid`]: `what` was invalid because of `msg`.
     pub fn invalid(what: &'static str, msg: impl Into<String>) -> Self {
         Error::Invalid { what, msg: msg.into() }
     }

@@ -4,10 +4,14 @@ use tch::Kind;
 use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::model::Model;
 
+/// Clean accuracy and mean loss of a model over a set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EvalResult {
+    /// Fraction of images classified correctly, in [0, 1].
     pub accuracy: f64,
+    /// Mean cross-entropy per image (nats).
     pub loss: f64,
+    /// Number of images evaluated.
     pub n: usize,
 }
 

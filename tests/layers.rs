@@ -57,7 +57,8 @@ const RANKS: &[(&str, u32)] = &[
     ("reverse", 6),
     ("detect", 7),
     ("report", 8),
-    ("cli", 9),
+    ("pipeline", 9), // demo and experiments: compose the pipelines and their writers
+    ("cli", 10),
 ];
 
 fn root() -> PathBuf {

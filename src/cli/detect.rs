@@ -119,22 +119,6 @@ impl TryFrom<&DetectArgs> for DetectConfig {
     }
 }
 
-/// The command line that reproduces a detection.
-fn command(a: &DetectArgs) -> String {
-    let mut command = format!(
-        "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --decide {} --seed {}",
-        a.model.model.display(), a.out.display(), a.method, a.steps, a.score_from, a.k, a.score_samples, a.select, a.seeds, a.reverse_epochs, a.threshold, a.anomaly_scale, a.decide, a.seed
-    );
-    match &a.data {
-        Some(d) => command.push_str(&format!(" --data {d}")),
-        None => command.push_str(&format!(" --free-score-data {}", a.free_score_data)),
-    }
-    if a.no_bn_recalibrate {
-        command.push_str(" --no-bn-recalibrate");
-    }
-    command
-}
-
 pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let cfg = DetectConfig::try_from(&a)?;
     let suspect = Suspect::load(&a.model.model, &a.model.overrides(), device)?;
@@ -146,7 +130,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     };
     let found = crate::detect::run(&suspect, data.as_ref(), &cfg, &a.out, a.resume, &super::common::control())?;
     let model = ModelRef { path: a.model.model.clone(), meta: suspect.info.meta.clone(), imported_from: suspect.info.imported_from.clone() };
-    let record = found.record(&cfg, model, command(&a));
+    let record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
     let report = write_detection(&a.out, &found, &record)?;
     if json {
         println!("{}", serde_json::to_string(&record)?);

@@ -15,7 +15,6 @@ use crate::data::DataSpec;
 use crate::model::load_checkpoint;
 use crate::report::write_reverse_run;
 use crate::reverse::{self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger};
-use crate::util::prepare_out_dir;
 
 /// The library's defaults, which clap shows and uses.
 static REVERSE: LazyLock<ReverseJob> = LazyLock::new(ReverseJob::default);
@@ -105,14 +104,6 @@ impl TryFrom<&ReverseArgs> for ReverseJob {
     }
 }
 
-/// Checks and clears `out` for a reverse-engineering run.
-pub fn prepare(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
-    let marker = out.join("reverse.json");
-    anyhow::ensure!(force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
-    prepare_out_dir(out, "reverse.json", false, true)?;
-    Ok(())
-}
-
 pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let job = ReverseJob::try_from(&a)?;
     let (model, info, _) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
@@ -120,7 +111,9 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
         Some(spec) => Some(TestImages::load(spec, &model).with_context(|| format!("loading {spec}"))?),
         None => None,
     };
-    prepare(&a.out, a.force)?;
+    let marker = a.out.join("reverse.json");
+    anyhow::ensure!(a.force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
+    reverse::prepare_out(&a.out, a.force)?;
     crate::reverse::retain_freed_memory();
     let done = reverse::run(&a.model.model, &model, &info, &job, test.as_ref(), &super::common::control())?;
     write_reverse_run(&a.out, &done)?;

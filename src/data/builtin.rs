@@ -11,6 +11,7 @@ const TRAIN_LABELS: &[u8] = include_bytes!("../../data/builtin/train-labels-idx1
 const TEST_IMAGES: &[u8] = include_bytes!("../../data/builtin/t10k-images-idx3-ubyte.gz");
 const TEST_LABELS: &[u8] = include_bytes!("../../data/builtin/t10k-labels-idx1-ubyte.gz");
 
+/// Decodes the embedded `builtin` train and test sets (Fashion-MNIST class names).
 pub fn builtin() -> Result<Split> {
     let classes = imagesets::FASHION_MNIST_CLASSES;
     let mut train = imagesets::idx_pair_from_bytes(TRAIN_IMAGES, TRAIN_LABELS, "builtin/train")?;

@@ -2,8 +2,8 @@
 //!
 //! Augmentation follows torchvision's `RandomCrop(size, padding=p)` (zero padding of the raw image,
 //! top-left corner uniform in [0, 2p]) then `RandomHorizontalFlip()`, fused with normalization into one
-//! pass over the bytes, so batching costs well under a millisecond per 128 CIFAR images (measured with
-//! `quarantine bench`; see BENCHMARKS.md) against hundreds of milliseconds for a training step.
+//! pass over the bytes, so batching is cheap next to a training step (timed by `quarantine bench`;
+//! see BENCHMARKS.md).
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,17 +14,22 @@ use super::{ImageSet, Normalization};
 /// Training-time augmentation. `crop_pad = 0` disables the random crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Augment {
+    /// Zero padding (pixels) on each side before a random crop back to the original size.
     pub crop_pad: usize,
+    /// Random horizontal flip with probability 1/2.
     pub flip: bool,
 }
 
 impl Augment {
+    /// No augmentation.
     pub const NONE: Augment = Augment { crop_pad: 0, flip: false };
+    /// Whether this is [`Augment::NONE`] (no crop, no flip).
     pub fn is_none(&self) -> bool {
         self.crop_pad == 0 && !self.flip
     }
 }
 
+/// One batch of normalized images with their labels.
 pub struct Batch {
     /// [N, C, H, W] float32, normalized.
     pub images: Tensor,
@@ -58,14 +63,17 @@ impl<'a> Batches<'a> {
         Self::with_order(set, order, batch_size, norm, augment, rng, device)
     }
 
+    /// Batches over `order` (indices into `set`) as given; `rng` drives augmentation only.
     pub fn with_order(set: &'a ImageSet, order: Vec<usize>, batch_size: usize, norm: &Normalization, augment: Augment, rng: ChaCha8Rng, device: Device) -> Self {
         Batches { set, order, pos: 0, batch_size: batch_size.max(1), lut: luts(norm, set.channels), augment, rng, device }
     }
 
+    /// Total number of batches in the epoch (the last may be short).
     pub fn len(&self) -> usize {
         self.order.len().div_ceil(self.batch_size)
     }
 
+    /// Whether the epoch has no images at all.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }

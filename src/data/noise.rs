@@ -6,6 +6,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::{ImageSet, Normalization};
 
+/// `n` seeded noise images of shape (h, w, c) with all labels 0 (to be relabelled by a model);
+/// `num_classes` only names the classes.
 pub fn noise_set(n: usize, (h, w, c): (usize, usize, usize), norm: &Normalization, num_classes: usize, seed: u64) -> ImageSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E4F_4953_45);
     let mut images = vec![0u8; n * h * w * c];

@@ -5,18 +5,26 @@ use std::str::FromStr;
 use super::{builtin, Normalization, Split};
 use crate::error::{Error, Result};
 
+/// A parsed `--data` spec; (de)serializes as its `KIND:DIR` string.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum DataSpec {
+    /// CIFAR-10, binary version (`cifar10:DIR`).
     Cifar10(PathBuf),
+    /// CIFAR-100, binary version, fine labels (`cifar100:DIR`).
     Cifar100(PathBuf),
+    /// MNIST from a directory of IDX files (`mnist:DIR`).
     Mnist(PathBuf),
+    /// Fashion-MNIST from a directory of IDX files (`fashion-mnist:DIR`).
     FashionMnist(PathBuf),
+    /// An `ImageFolder`-style directory, one sub-folder per class, optional train/test (`folder:DIR`).
     Folder(PathBuf),
+    /// The Fashion-MNIST subset embedded in the binary (`builtin`).
     Builtin,
 }
 
 impl DataSpec {
+    /// Loads the train split and, where the data set has one, the test split.
     pub fn load(&self) -> Result<Split> {
         Ok(match self {
             DataSpec::Cifar10(d) => imagesets::cifar10(d)?,
@@ -28,7 +36,7 @@ impl DataSpec {
         })
     }
 
-    /// The normalization a model trained on this data uses unless told otherwise (SPEC §2).
+    /// The normalization a model trained on this data uses unless told otherwise (docs/METHOD.md §2).
     pub fn default_normalization(&self, channels: usize) -> Normalization {
         match self {
             DataSpec::Cifar10(_) => Normalization::cifar10(),
@@ -45,8 +53,8 @@ impl DataSpec {
 
     /// Default training augmentation: the reference's crop (zero padding 4) + flip for CIFAR and image
     /// folders; none for the 28x28 grayscale sets (MNIST, Fashion-MNIST, builtin), where the usual
-    /// recipe does not augment and where, measured on builtin with the cnn at 12 epochs, crop + flip
-    /// kept a 1% BadNets attack from being learned (attack success 1.6% vs 94% without).
+    /// recipe does not augment and where crop + flip kept a small BadNets attack from being learned
+    /// (see README.md).
     pub fn default_augment(&self) -> super::Augment {
         match self {
             DataSpec::Cifar10(_) | DataSpec::Cifar100(_) | DataSpec::Folder(_) => super::Augment { crop_pad: 4, flip: true },

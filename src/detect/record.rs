@@ -1,9 +1,10 @@
 //! The records a detection leaves: `detect.json` ([`DetectRecord`]) and the detection's
 //! `dynamics.json` ([`DetectDynamics`]). Written by `crate::report::write_detection`, read back by
 //! the HTML report and by callers such as `demo`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Decision, DecisionRule, Detection, DetectConfig};
+use crate::data::DataSpec;
 use crate::model::{ModelMeta, Versions};
 use crate::prune::Method;
 use crate::reverse::{AnomalyScale, Examination, SeedSpec, SynthSummary};
@@ -173,6 +174,38 @@ pub struct DetectDynamics {
     pub data_free: bool,
     /// The score settings.
     pub config: ScoreConfig,
+}
+
+impl DetectConfig {
+    /// The `quarantine detect` command line that reproduces a detection of `model` into `out`
+    /// with these settings (and `data`, when given).
+    pub fn command_line(&self, model: &Path, out: &Path, data: Option<&DataSpec>) -> String {
+        let mut command = format!(
+            "quarantine detect --model {} --out {} --method {} --steps {} --score-from {} --k {} --score-samples {} --select {} --seeds {} --reverse-epochs {} --threshold {} --anomaly-scale {} --decide {} --seed {}",
+            model.display(),
+            out.display(),
+            self.method,
+            self.steps,
+            self.score_from,
+            self.k,
+            self.score_samples,
+            self.select,
+            self.seeds,
+            self.reverse_epochs,
+            self.threshold,
+            self.anomaly_scale,
+            self.decide,
+            self.seed
+        );
+        match data {
+            Some(d) => command.push_str(&format!(" --data {d}")),
+            None => command.push_str(&format!(" --free-score-data {}", self.free_score_data)),
+        }
+        if !self.bn_recalibrate {
+            command.push_str(" --no-bn-recalibrate");
+        }
+        command
+    }
 }
 
 impl Detection {

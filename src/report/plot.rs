@@ -44,9 +44,13 @@ pub fn write_svg_and_png(path: &Path, svg: &str) -> Result<()> {
 pub struct DynPoint {
     /// Percentage of conv weights removed.
     pub sparsity: f64,
+    /// Clean accuracy in [0, 1]; a non-finite value is not drawn.
     pub clean_accuracy: f64,
+    /// Attack success rate in [0, 1], if the attack is known.
     pub attack_success: Option<f64>,
+    /// Trojan score from the 0-1 error barrier (docs/METHOD.md §5).
     pub score_error: f64,
+    /// Trojan score from the cross-entropy barrier (docs/METHOD.md §5).
     pub score_loss: f64,
 }
 

@@ -139,3 +139,9 @@ pub fn run(path: &Path, model: &Model, info: &CheckpointInfo, job: &ReverseJob, 
     exam.report.model = serde_json::json!({"path": path, "meta": info.meta, "imported_from": info.imported_from});
     Ok(ReverseRun { exam, synthesized })
 }
+
+/// Makes `out` ready for a reverse-engineering run: refuses to replace a finished run
+/// (`reverse.json`) unless `force`.
+pub fn prepare_out(out: &Path, force: bool) -> Result<()> {
+    crate::util::prepare_out_dir(out, "reverse.json", false, force)
+}

@@ -1,4 +1,4 @@
-//! Trigger reverse engineering (SPEC §6; Neural Cleanse with TABOR's regularisers, as the reference's
+//! Trigger reverse engineering (docs/METHOD.md §6; Neural Cleanse with TABOR's regularisers, as the reference's
 //! `remask_tabor`), for every candidate target label at once.
 //!
 //! For a target `t` a trigger is a mask `m = (tanh a_m + 1)/2` (`H x W`, shared by the channels) and a
@@ -43,8 +43,8 @@
 //! the stacks is L independent Adams; costs and up/down counters are per label.
 //! Cost: a batched step does the same arithmetic as L single-label steps. On an idle 2-core CPU a
 //! 100-image batch already keeps both cores busy, so batching gains little there; it pays when the
-//! cores are shared (10x fewer parallel regions to synchronise: measured 2-2.5x faster than
-//! label-by-label on a loaded machine) and on GPUs, which one label's batch cannot fill. Large
+//! cores are shared (10x fewer parallel regions to synchronise; see BENCHMARKS.md) and on GPUs,
+//! which one label's batch cannot fill. Large
 //! batches make glibc page-fault their activations in on every step; [`retain_freed_memory`]
 //! avoids that (the CLI calls it).
 //!
@@ -63,7 +63,7 @@ mod tests;
 
 pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
 pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
-pub use job::{examine, run, Examination, ReverseJob, ReverseRun, TestImages};
+pub use job::{examine, prepare_out, run, Examination, ReverseJob, ReverseRun, TestImages};
 pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{load_seeds, SeedSpec, Seeds};
 use crate::data::normals;
@@ -108,7 +108,7 @@ crate::choices!(LossKind {
     Cw => "cw": "Carlini & Wagner margin (the paper's formula)",
 });
 
-/// Initial costs `[c1..c5]` (SPEC §6).
+/// Initial costs `[c1..c5]` (docs/METHOD.md §6).
 pub const INIT_COST: [f64; 5] = [1e-3, 1e-5, 2e-3, 1e-4, 1.0];
 
 /// Stream keys (xored into the seed) of the independent random streams.
@@ -116,27 +116,39 @@ const INIT_KEY: u64 = 0x5245_5645_5253_4530;
 const SEED_KEY: u64 = 0x5345_4544_5354_524D;
 const EVAL_KEY: u64 = 0x4556_414C_5345_4544;
 
+/// Settings of trigger reverse engineering; the default is the reference's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReverseConfig {
+    /// Passes over the seed set.
     pub epochs: usize,
     /// Seeds per step; `None` = all seeds in one batch (the reference with 100 seeds).
     pub batch_size: Option<usize>,
+    /// Adam learning rate.
     pub lr: f64,
+    /// Adam (β1, β2).
     pub betas: (f64, f64),
+    /// Adam ε.
     pub eps: f64,
+    /// Starting costs `[c1..c5]` of the loss terms (see [`INIT_COST`]).
     pub init_cost: [f64; 5],
     /// Epochs in a row before the costs change.
     pub patience: usize,
+    /// Factor applied to the costs after `patience` successful epochs.
     pub cost_up: f64,
+    /// Divisor applied to the costs after `patience` unsuccessful epochs.
     pub cost_down: f64,
     /// Epoch attack accuracy that counts as success.
     pub success_threshold: f64,
+    /// Classification term: cross-entropy or C&W margin.
     pub loss: LossKind,
+    /// Where the trigger is stamped: pixel or normalized space.
     pub space: Space,
+    /// Seed of the trigger initialisation, seed batching and noise draws.
     pub seed: u64,
     /// Labels optimised together in one batched computation; `None` = as many as keep
     /// `labels x batch` within the architecture's memory budget ([`Arch::reverse_images_per_pass`]:
-    /// 1,024 images for the cnn at 28x28, 256 for ResNet-20s at 32x32); `Some(1)` = one label at a time.
+    /// 1,024 images for the cnn, 256 for ResNet-20s at 32x32, scaled by input area); `Some(1)` = one
+    /// label at a time.
     ///
     /// [`Arch::reverse_images_per_pass`]: crate::model::Arch::reverse_images_per_pass
     pub label_chunk: Option<usize>,
@@ -164,6 +176,7 @@ impl Default for ReverseConfig {
 }
 
 impl ReverseConfig {
+    /// Rejects zero epochs, batch or chunk sizes, non-positive lr, betas outside [0, 1) and bad costs.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("reverse-engineering config", m));
         if self.epochs == 0 {
@@ -189,6 +202,7 @@ impl ReverseConfig {
 /// One epoch of one label.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochStat {
+    /// 1-based epoch number.
     pub epoch: usize,
     /// Mean total loss over the epoch's seeds.
     pub loss: f64,
@@ -203,6 +217,7 @@ pub struct EpochStat {
 /// The recovered trigger of one candidate label.
 #[derive(Debug, Clone)]
 pub struct LabelResult {
+    /// The candidate target label.
     pub label: u32,
     /// (C, H, W).
     pub shape: (usize, usize, usize),
@@ -224,7 +239,9 @@ pub struct LabelResult {
     /// Attack success of the kept trigger on a fresh pass over the seeds (fresh noise draw, or the
     /// seed images without augmentation).
     pub attack_success: f64,
+    /// Costs `[c1..c5]` after the last epoch.
     pub final_cost: [f64; 5],
+    /// Per-epoch statistics, in order.
     pub history: Vec<EpochStat>,
 }
 
@@ -439,10 +456,10 @@ fn seed_success(model: &Model, space: &InputSpace, seeds: &Seeds, cfg: &ReverseC
 /// Makes glibc keep freed memory for reuse instead of handing it back to the kernel: no `mmap` for
 /// large blocks (`M_MMAP_MAX = 0`) and no trimming of the heap below 2 GiB free (`M_TRIM_THRESHOLD`).
 ///
-/// Why: a batched step over 10 labels x 100 CIFAR seeds allocates activations of ~66 MB each; glibc
-/// serves every block above 32 MB with a fresh `mmap` and unmaps it on free, so each step page-faults
-/// its ~2-4 GB of activations in again (measured: 30-40% of the run time spent in the kernel). With
-/// this call the heap grows once and is reused. Process-wide and permanent (the process keeps its
+/// Why: a batched step over 10 labels x 100 CIFAR seeds allocates activations of tens of MB each;
+/// glibc serves every block above 32 MB with a fresh `mmap` and unmaps it on free, so each step
+/// page-faults its gigabytes of activations in again, a large share of the run time spent in the
+/// kernel (see BENCHMARKS.md). With this call the heap grows once and is reused. Process-wide and permanent (the process keeps its
 /// peak heap), so the library never calls it on its own: `quarantine reverse` does, and so should
 /// other long-running batched callers. No-op off glibc.
 pub fn retain_freed_memory() {

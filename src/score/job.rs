@@ -182,6 +182,16 @@ pub fn clear_scores(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes run `dir` ready for scoring: a scored run (`dynamics.json`) is only continued with
+/// `resume` or redone with `force` (which deletes the saved per-step scores unless resuming).
+pub fn prepare(dir: &Path, resume: bool, force: bool) -> Result<()> {
+    crate::util::prepare_out_dir(dir, "dynamics.json", resume, force)?;
+    if force && !resume {
+        clear_scores(dir)?;
+    }
+    Ok(())
+}
+
 /// Scores every ticket of the pruning run in `dir` (resuming saved steps with `resume`) and picks
 /// the winning ticket.
 pub fn run(dir: &Path, job: &ScoreJob, resume: bool, device: Device, ctl: &Control) -> Result<ScoredPath> {
