@@ -106,7 +106,7 @@ impl TrueTrigger {
     }
 }
 
-/// Recovered-trigger attack success (SPEC §6): `mask` (H·W) binarised to its top `patch_area`
+/// Recovered-trigger attack success (docs/METHOD.md §6): `mask` (H·W) binarised to its top `patch_area`
 /// pixels, `pattern` (C·H·W, in the stamping space of `space`) kept, stamped on every clean image
 /// of `test` whose true label is not `target`; the fraction classified as `target`.
 #[allow(clippy::too_many_arguments)]
@@ -177,18 +177,18 @@ pub fn anomaly_of(l1: &[f64], i: usize) -> f64 {
 ///
 /// - `linear`: Neural Cleanse's statistic on the l1 norms themselves (faithful).
 /// - `log`: the same statistic on ln(l1) (the default). Mask sizes vary multiplicatively between
-///   labels (on the built-in data clean labels' masks spread over 30-110 pixels), so on the linear
-///   scale the large masks inflate the MAD and a trigger 2-3x smaller than the typical label's mask
-///   can stay below 2; on the log scale "k times smaller" counts the same for every model. Measured
-///   on the built-in cnn (dense models): Trojaned 2.29 -> 3.27, 2.78 -> 4.47, 6.57 -> 10.8 (linear ->
-///   log), clean 1.24 -> 1.42, 1.30 -> 1.62, but also 2.06 -> 2.44 (both flag that clean model).
+///   labels, so on the linear scale the large masks inflate the MAD and a trigger a few times smaller
+///   than the typical label's mask can stay below 2; on the log scale "k times smaller" counts the
+///   same for every model. The indexes on both scales for the built-in models are in README.
 ///   Heavily pruned tickets of clean models can score high on either scale, which the detector's
 ///   consensus rule addresses (`decide.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AnomalyScale {
+    /// Median and MAD over ln(l1) (the default).
     #[default]
     Log,
+    /// Median and MAD over l1 itself (Neural Cleanse).
     Linear,
 }
 crate::choices!(AnomalyScale {

@@ -133,9 +133,9 @@ pub struct ReverseConfig {
     pub init_cost: [f64; 5],
     /// Epochs in a row before the costs change.
     pub patience: usize,
-    /// Factor applied to the costs after `patience` successful epochs.
+    /// Factor the costs are multiplied by after `patience` successful epochs in a row.
     pub cost_up: f64,
-    /// Divisor applied to the costs after `patience` unsuccessful epochs.
+    /// Divisor of the costs after `patience` unsuccessful epochs in a row.
     pub cost_down: f64,
     /// Epoch attack accuracy that counts as success.
     pub success_threshold: f64,
@@ -301,10 +301,14 @@ pub fn reverse_engineer_with(model: &Model, norm: &Normalization, seeds: &Seeds,
 
 /// The trigger variables of a chunk of labels, with their optimiser and schedules.
 pub(crate) struct TriggerVars {
+    /// Mask variables before squashing, [L, 1, H, W].
     pub a_m: Tensor,
+    /// Pattern variables before squashing, [L, C, H, W].
     pub a_p: Tensor,
     adam: Adam,
+    /// One cost schedule per label.
     pub schedules: Vec<CostSchedule>,
+    /// The labels as targets, [L] int64.
     pub targets: Tensor,
 }
 
@@ -319,6 +323,7 @@ impl TriggerVars {
         TriggerVars { a_m, a_p, adam, schedules, targets: Tensor::from_slice(&t).to_device(device) }
     }
 
+    /// The current costs of all labels as an [L, 5] float tensor on the variables' device.
     pub fn cost_tensor(&self) -> Tensor {
         let c: Vec<f32> = self.schedules.iter().flat_map(|s| s.cost.iter().map(|&v| v as f32)).collect();
         Tensor::from_slice(&c).view([self.schedules.len() as i64, 5]).to_device(self.a_m.device())

@@ -1,4 +1,4 @@
-//! The batched optimisation core: stamping, the loss of SPEC §6 for L labels at once, PyTorch's Adam
+//! The batched optimisation core: stamping, the loss of docs/METHOD.md §6 for L labels at once, PyTorch's Adam
 //! and the per-label cost schedule.
 //!
 //! Shapes: `L` labels, `B` seed images of `C x H x W`. Masks are `[L, 1, H, W]`, patterns
@@ -24,6 +24,7 @@ pub(crate) struct InputSpace {
 }
 
 impl InputSpace {
+    /// The input space for `space`; `norm` is kept (first `channels` entries) only for pixel space.
     pub fn new(space: Space, norm: &Normalization, channels: usize, device: tch::Device) -> Self {
         let normalize = match space {
             Space::Normalized => None,
@@ -90,11 +91,13 @@ pub const CW_KAPPA: f64 = 0.0;
 
 /// One forward pass for all labels: per-label total loss `[L]` and correct counts `[L]` (int64).
 pub(crate) struct Losses {
+    /// Total loss per label, [L] float.
     pub total: Tensor,
+    /// Stamped seeds classified as the label, per label, [L] int64.
     pub correct: Tensor,
 }
 
-/// The loss of SPEC §6 for every label: `class(f(x'), t) + Σ_k c_k · R_k` with
+/// The loss of docs/METHOD.md §6 for every label: `class(f(x'), t) + Σ_k c_k · R_k` with
 /// `R = [‖m‖₁+‖m‖₂², ‖(1−m)⊙p‖₁+‖(1−m)⊙p‖₂², TV²(m), Σ_ch TV²((1−m)⊙p), class(f(m⊙p), t)]`.
 /// `x` are the seeds in the stamping space, `cost` is `[L, 5]`, `targets` `[L]` int64.
 #[allow(clippy::too_many_arguments)]
@@ -120,8 +123,11 @@ pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tens
 /// tensors equals one Adam per label:
 /// `m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; p −= (lr/(1−β₁ᵗ)) · m / (√v/√(1−β₂ᵗ) + ε)`.
 pub(crate) struct Adam {
+    /// Learning rate (may be changed between steps).
     pub lr: f64,
+    /// (β1, β2).
     pub betas: (f64, f64),
+    /// ε added to the denominator.
     pub eps: f64,
     step: i32,
     m: Vec<Tensor>,
@@ -129,10 +135,12 @@ pub(crate) struct Adam {
 }
 
 impl Adam {
+    /// An Adam with zeroed moments shaped like `params`.
     pub fn new(params: &[&Tensor], lr: f64, betas: (f64, f64), eps: f64) -> Self {
         Adam { lr, betas, eps, step: 0, m: params.iter().map(|p| p.zeros_like()).collect(), v: params.iter().map(|p| p.zeros_like()).collect() }
     }
 
+    /// One update of `params` in place from `grads` (same order as at construction).
     pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) {
         self.step += 1;
         let (b1, b2) = self.betas;
@@ -154,15 +162,20 @@ impl Adam {
 /// multiplies every cost by `up` (or divides by `down`) and restarts that run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostSchedule {
+    /// Current costs `[c1..c5]`.
     pub cost: [f64; 5],
+    /// Epochs in a row (at least 1) before the costs change.
     pub patience: usize,
+    /// Multiplier after a run of successful epochs.
     pub up: f64,
+    /// Divisor after a run of unsuccessful epochs.
     pub down: f64,
     ups: usize,
     downs: usize,
 }
 
 impl CostSchedule {
+    /// A schedule starting at `init` with no epochs recorded; `patience` is raised to at least 1.
     pub fn new(init: [f64; 5], patience: usize, up: f64, down: f64) -> Self {
         CostSchedule { cost: init, patience: patience.max(1), up, down, ups: 0, downs: 0 }
     }

@@ -14,11 +14,15 @@ pub struct Verdict {
     pub detected_target: Option<u32>,
     /// Anomaly index of the detected target on `scale` (`null` in JSON when infinite, i.e. MAD = 0).
     pub anomaly_index: Option<f64>,
-    /// The same on the linear (Neural Cleanse) and log scales.
+    /// The same on the linear (Neural Cleanse) scale.
     pub anomaly_index_linear: Option<f64>,
+    /// The same on the log scale (over ln l1).
     pub anomaly_index_log: Option<f64>,
+    /// Scale the verdict's anomaly index and MAD are computed on.
     pub scale: AnomalyScale,
+    /// Whether the detected target's anomaly index exceeds `threshold`.
     pub flagged: bool,
+    /// Anomaly index above which the model is flagged.
     pub threshold: f64,
     /// Median of the labels' l1.
     pub median_l1: f64,
@@ -29,36 +33,60 @@ pub struct Verdict {
 /// One label's line of `reverse.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelSummary {
+    /// The candidate target label.
     pub label: u32,
+    /// Soft-mask l1 of its trigger.
     pub l1: f64,
+    /// Attack success of the kept trigger on a fresh pass over the seeds.
     pub attack_success: f64,
+    /// Whether some epoch reached the success threshold (otherwise it is no trigger).
     pub reached: bool,
+    /// Attack success of the binarised trigger on clean test images, when given.
     pub recovered_asr: Option<f64>,
+    /// IoU of the binarised mask with the true trigger's, when known.
     pub iou: Option<f64>,
     /// This label's own anomaly index (0 at or above the median).
     pub anomaly_index: f64,
+    /// 1-based epoch the kept trigger comes from.
     pub epoch: usize,
+    /// Attack accuracy of the kept epoch (over its batches).
     pub epoch_attack_success: f64,
+    /// Costs `[c1..c5]` after the last epoch.
     pub final_cost: [f64; 5],
 }
 
 /// `reverse.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReverseReport {
+    /// One line per candidate label, in the order they were run.
     pub labels: Vec<LabelSummary>,
+    /// See [`Verdict::detected_target`].
     pub detected_target: Option<u32>,
+    /// See [`Verdict::anomaly_index`].
     pub anomaly_index: Option<f64>,
+    /// See [`Verdict::anomaly_index_linear`].
     pub anomaly_index_linear: Option<f64>,
+    /// See [`Verdict::anomaly_index_log`].
     pub anomaly_index_log: Option<f64>,
+    /// See [`Verdict::scale`].
     pub anomaly_scale: AnomalyScale,
+    /// See [`Verdict::flagged`].
     pub flagged: bool,
+    /// See [`Verdict::threshold`].
     pub threshold: f64,
+    /// See [`Verdict::median_l1`].
     pub median_l1: f64,
+    /// See [`Verdict::mad_l1`].
     pub mad_l1: f64,
+    /// The command's settings (free-form JSON; `null` until the caller fills it in).
     pub config: serde_json::Value,
+    /// The run's random seed.
     pub seed: u64,
+    /// Versions of quarantine, tch and libtorch that produced the report.
     pub versions: Versions,
+    /// The examined model: path and metadata (free-form JSON; `null` until filled in).
     pub model: serde_json::Value,
+    /// Wall-clock time of the reverse engineering, in seconds.
     pub seconds: f64,
 }
 

@@ -1,4 +1,4 @@
-//! Seed images: data-free noise or a few clean training images (SPEC §6), batched per epoch in the
+//! Seed images: data-free noise or a few clean training images (docs/METHOD.md §6), batched per epoch in the
 //! stamping space.
 //!
 //! Noise: standard-normal images in NORMALIZED space, as the reference (`torch.randn_like` of a
@@ -31,9 +31,11 @@ use crate::model::Model;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum SeedSpec {
+    /// N standard-normal noise images, redrawn every step (data-free, the paper's).
     Noise(usize),
     /// N images synthesized from the model by inversion (data-free; src/reverse/synth.rs).
     Synth(usize),
+    /// The first N images of the training split of a data spec.
     Data(DataSpec, usize),
 }
 
@@ -119,12 +121,21 @@ pub fn load_seeds(spec: &SeedSpec, model: &Model, norm: &Normalization, seed: u6
 #[derive(Debug, Clone)]
 pub enum Seeds {
     /// `n` standard-normal noise images (normalized space), redrawn every step.
-    Noise { n: usize },
+    Noise {
+        /// Number of noise images per epoch.
+        n: usize,
+    },
     /// Fixed clean images, reshuffled and augmented every epoch.
-    Images { images: ImageSet, augment: Augment },
+    Images {
+        /// The seed images.
+        images: ImageSet,
+        /// Augmentation applied to them every epoch.
+        augment: Augment,
+    },
 }
 
 impl Seeds {
+    /// Number of seed images per epoch.
     pub fn len(&self) -> usize {
         match self {
             Seeds::Noise { n } => *n,
@@ -132,6 +143,7 @@ impl Seeds {
         }
     }
 
+    /// Whether there are no seed images.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,6 +1,6 @@
 //! Data-free seed images by model inversion (`--seeds synth:N`), after DeepInversion (Yin et al.,
 //! "Dreaming to Distill", CVPR 2020). Beyond the paper, whose data-free mode uses N(0,1) noise
-//! (SPEC §6).
+//! (docs/METHOD.md §6).
 //!
 //! Why: noise is far from every training image, and on the built-in cnn some clean labels ("sandal",
 //! "bag") take noise with masks as small as a real trigger's (README, "Detection on the built-in
@@ -17,10 +17,9 @@
 //! seed), the model frozen in eval mode. Images are optimised in batches of the architecture's
 //! reverse-engineering budget (each batch matches the statistics on its own). A model without batch
 //! norm gets only the class and smoothness terms. Defaults λ_bn = 1, λ_tv = 0.005, chosen on one
-//! built-in Trojaned cnn (paper-gray, seed 103) among 7 settings; measured there: 100 images in
-//! ~50 s on 2 cores, 84% classified as intended. Reverse engineering on them (80 epochs) put the
-//! true target at the smallest mask (37.1 vs 41.6 for the next label), where noise seeds put two
-//! clean labels first (25.0, 30.2 vs 34.3). Results over more models: README.
+//! built-in Trojaned cnn (paper-gray, seed 103) among a few settings: there, reverse engineering on
+//! the synthesized seeds put the true target at the smallest mask, where noise seeds put two clean
+//! labels first. Timings and results over more models: README.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
@@ -34,8 +33,11 @@ use crate::model::{with_bn_probe, Model};
 /// Settings of the inversion.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SynthConfig {
+    /// Number of images to synthesize (labels `i mod K`).
     pub n: usize,
+    /// Adam steps per batch of images.
     pub steps: usize,
+    /// Initial Adam learning rate (cosine-decayed to 0).
     pub lr: f64,
     /// λ_bn, the weight of the BN-statistics term.
     pub bn_weight: f64,
@@ -43,10 +45,12 @@ pub struct SynthConfig {
     pub tv_weight: f64,
     /// Largest roll in pixels.
     pub jitter: i64,
+    /// Seed of the initialisation and jitter draws.
     pub seed: u64,
 }
 
 impl SynthConfig {
+    /// The defaults (400 steps, lr 0.1, λ_bn = 1, λ_tv = 0.005, jitter 2) for `n` images.
     pub fn new(n: usize, seed: u64) -> Self {
         SynthConfig { n, steps: 400, lr: 0.1, bn_weight: 1.0, tv_weight: 0.005, jitter: 2, seed }
     }
@@ -59,7 +63,9 @@ pub struct SynthSummary {
     pub accuracy: f64,
     /// Mean BN-statistics distance per layer at the end (before weighting).
     pub bn_distance: f64,
+    /// Mean cross-entropy of the final images against their intended labels.
     pub cross_entropy: f64,
+    /// Wall-clock time of the inversion, in seconds.
     pub seconds: f64,
 }
 

@@ -1,4 +1,4 @@
-//! The Trojan score (SPEC §5, paper eq. 2): linear mode connectivity between a Trojan ticket φ and
+//! The Trojan score (docs/METHOD.md §5, paper eq. 2): linear mode connectivity between a Trojan ticket φ and
 //! φ_k, the same ticket finetuned k steps with its mask kept:
 //!
 //! `S(φ) = max_{α ∈ grid} E(α·φ + (1−α)·φ_k) − (E(φ) + E(φ_k)) / 2`
@@ -27,6 +27,7 @@ use crate::train::{epoch_seed, Sgd};
 /// The reference's effective α grid: its interpolation overwrites its own endpoint in place.
 pub const REFERENCE_ALPHAS: [f64; 11] = [0.0, 0.1, 0.28, 0.496, 0.6976, 0.8488, 0.9395, 0.9819, 0.9964, 0.9996, 1.0];
 
+/// The α values at which the interpolated network is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlphaGrid {
@@ -41,6 +42,7 @@ crate::choices!(AlphaGrid {
 });
 
 impl AlphaGrid {
+    /// The grid's α values, ascending from 0 to 1.
     pub fn alphas(&self) -> Vec<f64> {
         match self {
             AlphaGrid::Uniform => (0..=10).map(|i| i as f64 / 10.0).collect(),
@@ -49,20 +51,28 @@ impl AlphaGrid {
     }
 }
 
+/// Settings of the Trojan score: the finetuning that makes φ_k and the α grid.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreConfig {
     /// Finetuning steps for φ_k.
     pub k: usize,
+    /// SGD learning rate of the finetuning.
     pub lr: f64,
+    /// SGD momentum of the finetuning.
     pub momentum: f64,
+    /// SGD weight decay of the finetuning.
     pub weight_decay: f64,
+    /// Finetuning batch size.
     pub batch_size: usize,
     /// Shuffle the finetuning data (the reference does not).
     pub shuffle: bool,
+    /// Augmentation of the finetuning batches.
     pub augment: Augment,
+    /// α values of the interpolation.
     pub alpha_grid: AlphaGrid,
     /// Recompute BN running statistics of the ticket on the score samples before scoring.
     pub bn_recalibrate: bool,
+    /// Seed of the finetuning order and augmentation.
     pub seed: u64,
 }
 
@@ -78,20 +88,26 @@ impl ScoreConfig {
     }
 }
 
+/// The interpolation curve and the two barrier scores of one ticket.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreResult {
+    /// The α values evaluated (1 = φ, 0 = φ_k).
     pub alphas: Vec<f64>,
     /// 0-1 error of the interpolated network at each α.
     pub errors: Vec<f64>,
     /// Mean cross-entropy at each α.
     pub losses: Vec<f64>,
+    /// Barrier score of the 0-1 error curve.
     pub score_error: f64,
+    /// Barrier score of the cross-entropy curve.
     pub score_loss: f64,
 }
 
 /// Score samples as tensors: normalized images [N, C, H, W] and labels [N].
 pub struct ScoreData {
+    /// Normalized images, [N, C, H, W] float32.
     pub x: Tensor,
+    /// Labels, [N] int64.
     pub y: Tensor,
 }
 
