@@ -215,3 +215,76 @@ fn clear_run(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::control::Progress;
+
+    /// Two classes of 8x8 gray images: 64 to train on, 32 to test.
+    fn split() -> Split {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut set = |n: usize| {
+            let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+            let images = labels.iter().flat_map(|&l| [l as u8 * 200; 64]).map(|v| v.saturating_add(rng.gen_range(0..40))).collect();
+            ImageSet { images, labels, n, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] }
+        };
+        Split { train: set(64), test: Some(set(32)) }
+    }
+
+    /// Cancels its flag at the first note of a pruned round's training.
+    struct StopInRound1(Arc<AtomicBool>);
+    impl Progress for StopInRound1 {
+        fn note(&self, line: &str) {
+            if line.starts_with("IMP round 1") {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn imp_job_stops_when_cancelled_and_resumes_to_the_same_tickets() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = |name: &str| PruneJob {
+            method: Method::Imp,
+            arch: Some(Arch::Cnn),
+            data: DataSpec::Folder("unused".into()),
+            normalize: Some("none".into()),
+            out: dir.path().join(name),
+            epochs: 3,
+            rewind: Rewind::Epoch(1),
+            steps: 3,
+            batch_size: 16,
+            ..PruneJob::default()
+        };
+        let whole = run_with_data(&job("whole"), &split(), Device::Cpu, &Control::quiet()).unwrap();
+        assert_eq!(whole.densities.len(), 3);
+        assert!(whole.imp.is_some());
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctl = Control::new(stop.clone(), Arc::new(StopInRound1(stop)));
+        let cut = job("cut");
+        let e = run_with_data(&cut, &split(), Device::Cpu, &ctl).unwrap_err();
+        assert!(matches!(e, Error::Interrupted(ref p) if *p == cut.out.join("round-001/train-state.json")), "{e}");
+        assert!(!cut.out.join("prune.json").exists());
+        let resumed = run_with_data(&PruneJob { resume: true, ..cut.clone() }, &split(), Device::Cpu, &Control::quiet()).unwrap();
+        assert_eq!(resumed.densities, whole.densities);
+        for step in 1..=3 {
+            let f = format!("tickets/step-{step:03}.safetensors");
+            assert!(std::fs::read(cut.out.join(&f)).unwrap() == std::fs::read(job("whole").out.join(&f)).unwrap(), "{f}");
+        }
+    }
+
+    #[test]
+    fn jobs_that_cannot_run_are_refused_before_loading_anything() {
+        let base = PruneJob { out: "o".into(), ..PruneJob::default() };
+        assert!(base.validate().unwrap_err().to_string().contains("trained model"));
+        assert!(PruneJob { method: Method::Imp, model: Some("m".into()), ..base.clone() }.validate().is_err());
+        assert!(PruneJob { method: Method::Imp, ..base.clone() }.validate().is_err());
+        assert!(PruneJob { method: Method::Imp, arch: Some(Arch::Cnn), ..base.clone() }.validate().is_ok());
+        assert!(PruneJob { out: PathBuf::new(), model: Some("m".into()), ..base }.validate().is_err());
+    }
+}

@@ -230,3 +230,90 @@ fn write_config(job: &TrainJob, split: &Split, poisoned: Option<&Poisoned>, cfg:
     write_json(&job.out.join("config.json"), &serde_json::json!({"config": config, "data": data_info, "seed": job.seed, "versions": Versions::default()}))?;
     Ok((config, data_info))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::attack::{AttackSpec, Patch, TriggerSpec};
+    use crate::control::Progress;
+
+    /// Two classes of 8x8 gray images: 64 to train on, 32 to test.
+    fn split() -> Split {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut set = |n: usize| {
+            let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+            let images = labels.iter().flat_map(|&l| [l as u8 * 200; 64]).map(|v| v.saturating_add(rng.gen_range(0..40))).collect();
+            ImageSet { images, labels, n, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] }
+        };
+        Split { train: set(64), test: Some(set(32)) }
+    }
+
+    fn job(out: &std::path::Path) -> TrainJob {
+        let patch = Patch { trigger: TriggerSpec::Solid([255; 3]), trigger_size: Some(2), ..Patch::default() };
+        let attack = AttackConfig { spec: AttackSpec::Badnets(patch), target: Some(1), poison_ratio: 0.1, ..AttackConfig::default() };
+        TrainJob { data: DataSpec::Folder("unused".into()), epochs: 2, batch_size: 16, normalize: Some("none".into()), out: out.to_path_buf(), attack: Some(attack), ..TrainJob::default() }
+    }
+
+    /// Records stages, images and notes; cancels `stop` once it sees the note of epoch 1.
+    #[derive(Default)]
+    struct Record {
+        lines: Mutex<Vec<String>>,
+        images: Mutex<u64>,
+        stop: Option<Arc<AtomicBool>>,
+    }
+    impl Progress for Record {
+        fn start(&self, stage: &str, total: u64) {
+            self.lines.lock().unwrap().push(format!("{stage} ({total})"));
+        }
+        fn inc(&self, n: u64) {
+            *self.images.lock().unwrap() += n;
+        }
+        fn note(&self, line: &str) {
+            if let (Some(stop), true) = (&self.stop, line.starts_with("epoch   1")) {
+                stop.store(true, Ordering::SeqCst);
+            }
+            self.lines.lock().unwrap().push(line.to_string());
+        }
+    }
+
+    #[test]
+    fn a_job_writes_its_run_reports_progress_and_does_not_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = job(&dir.path().join("run"));
+        let rec = Arc::new(Record::default());
+        let ctl = Control::quiet().with_progress(rec.clone());
+        let r = run_with_data(&j, &split(), Device::Cpu, &ctl).unwrap();
+        let back: TrainResult = serde_json::from_slice(&std::fs::read(j.out.join("result.json")).unwrap()).unwrap();
+        assert_eq!(r, back);
+        assert_eq!((r.epochs, r.model.clone()), (2, j.out.join("model.safetensors")));
+        assert!(r.clean_accuracy.is_some() && r.attack_success_rate.is_some());
+        for f in ["model.safetensors", "config.json", "metrics.jsonl", "plan.json", "trigger.png", "poisoned-samples.png"] {
+            assert!(j.out.join(f).exists(), "{f}");
+        }
+        let lines = rec.lines.lock().unwrap().clone();
+        assert_eq!(lines[0], "epoch 1/2 lr 0.1000 (64)");
+        assert!(lines[1].starts_with("epoch   1  loss"), "{lines:?}");
+        assert_eq!(*rec.images.lock().unwrap(), 128);
+        let again = run_with_data(&j, &split(), Device::Cpu, &Control::quiet()).unwrap_err();
+        assert!(matches!(again, Error::WouldOverwrite { .. }), "{again}");
+    }
+
+    #[test]
+    fn a_cancelled_job_names_its_state_and_resumes_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = job(&dir.path().join("whole"));
+        run_with_data(&whole, &split(), Device::Cpu, &Control::quiet()).unwrap();
+        let cut = job(&dir.path().join("cut"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctl = Control::new(stop.clone(), Arc::new(Record { stop: Some(stop), ..Record::default() }));
+        let e = run_with_data(&cut, &split(), Device::Cpu, &ctl).unwrap_err();
+        assert!(matches!(e, Error::Interrupted(ref p) if *p == cut.out.join("train-state.json")), "{e}");
+        assert!(!cut.out.join("model.safetensors").exists());
+        run_with_data(&TrainJob { resume: true, ..cut.clone() }, &split(), Device::Cpu, &Control::quiet()).unwrap();
+        assert!(std::fs::read(whole.out.join("model.safetensors")).unwrap() == std::fs::read(cut.out.join("model.safetensors")).unwrap());
+    }
+}

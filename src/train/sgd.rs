@@ -1,7 +1,7 @@
 //! SGD with momentum and weight decay, exactly PyTorch's `torch.optim.SGD` (dampening 0, no Nesterov):
 //! `d = g + wd·p; buf = d` on the first step, else `buf = μ·buf + d`; `p -= lr·buf`.
 //! Written here rather than taken from tch so that (a) the momentum buffers can be checkpointed for
-//! bit-exact `--resume`, and (b) pruning masks are honoured: a masked entry's gradient is zeroed before
+//! bit-exact resumed runs, and (b) pruning masks are honoured: a masked entry's gradient is zeroed before
 //! the update and the weight is re-masked after it, so it gets no update, no momentum and stays 0.
 use std::collections::HashMap;
 
