@@ -15,7 +15,7 @@ pub struct WarpField {
     pub height: usize,
     /// Image columns.
     pub width: usize,
-    /// [H*W*2] (x, y) pairs, row-major.
+    /// `[H*W*2]` (x, y) pairs, row-major.
     pub grid: Vec<f32>,
 }
 
