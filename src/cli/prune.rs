@@ -11,8 +11,6 @@ use crate::data::DataSpec;
 use crate::model::Arch;
 use crate::prune::{Method, PruneJob, Rewind, Scope};
 
-pub use crate::prune::PruneRecord;
-
 /// `quarantine prune` flags.
 #[derive(Debug, Args)]
 pub struct PruneArgs {

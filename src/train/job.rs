@@ -272,6 +272,9 @@ mod tests {
         fn inc(&self, n: u64) {
             *self.images.lock().unwrap() += n;
         }
+        fn message(&self, msg: &str) {
+            self.lines.lock().unwrap().push(msg.to_string());
+        }
         fn note(&self, line: &str) {
             if let (Some(stop), true) = (&self.stop, line.starts_with("epoch   1")) {
                 stop.store(true, Ordering::SeqCst);
@@ -295,8 +298,8 @@ mod tests {
             assert!(j.out.join(f).exists(), "{f}");
         }
         let lines = rec.lines.lock().unwrap().clone();
-        assert_eq!(lines[0], "epoch 1/2 lr 0.1000 (64)");
-        assert!(lines[1].starts_with("epoch   1  loss"), "{lines:?}");
+        assert_eq!(lines[..2], ["img (128)", "epoch 1/2 lr 0.1000"]);
+        assert!(lines[2].starts_with("epoch   1  loss"), "{lines:?}");
         assert_eq!(*rec.images.lock().unwrap(), 128);
         let again = run_with_data(&j, &split(), Device::Cpu, &Control::quiet()).unwrap_err();
         assert!(matches!(again, Error::WouldOverwrite { .. }), "{again}");

@@ -199,6 +199,8 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
             ctl.progress().note(&format!("resuming {} at epoch {}", run.dir.display(), start + 1));
         }
     }
+    // One bar over every epoch left, in images (the stage is named by its unit).
+    ctl.progress().start("img", (cfg.epochs.saturating_sub(start) * data.train.n) as u64);
     for epoch in start..cfg.epochs {
         let m = fit_epoch(model, &mut opt, data, cfg, epoch, &ctl).map_err(|e| match (e, run) {
             // The epoch in progress is dropped; the last completed epoch's state is on disk.
@@ -214,6 +216,7 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
             write_atomic(&run.metrics(), lines.as_bytes())?;
         }
     }
+    ctl.progress().finish();
     Ok(history)
 }
 
@@ -221,12 +224,11 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
 fn fit_epoch(model: &Model, opt: &mut Sgd, data: &TrainData, cfg: &TrainConfig, epoch: usize, ctl: &Control) -> Result<EpochMetrics> {
     let lr = cfg.lr_at(epoch);
     let progress = ctl.progress();
-    progress.start(&format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs), data.train.n as u64);
+    progress.message(&format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs));
     let t0 = std::time::Instant::now();
     let batches = Batches::new(data.train, cfg.batch_size, data.norm, cfg.augment, Some(epoch_seed(cfg.seed, epoch)), model.device());
     let (train_loss, train_accuracy) = train_epoch(model, opt, batches, lr, epoch, ctl)?;
     let seconds = t0.elapsed().as_secs_f64();
-    progress.finish();
     let test = data.test.map(|t| evaluate(model, t, data.norm, 500));
     let m = EpochMetrics {
         epoch: epoch + 1,
