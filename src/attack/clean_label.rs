@@ -1,4 +1,4 @@
-//! Clean-label poisoning (Turner et al. 2019; SPEC §2): target-class training images are perturbed by
+//! Clean-label poisoning (Turner et al. 2019; docs/METHOD.md §2): target-class training images are perturbed by
 //! untargeted L-inf PGD against a surrogate model (random start, `eps`, `step`, `steps`; the paper uses
 //! 10 steps, the reference code 7), so their own features become hard to learn and the trigger stamped
 //! afterwards carries the label. Labels are unchanged. PGD runs in pixel space [0, 1] and the result is
@@ -11,10 +11,14 @@ use crate::data::{to_tensor, ImageSet, Normalization};
 use crate::error::Result;
 use crate::model::Model;
 
+/// An untargeted L-inf PGD attack in pixel space [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pgd {
+    /// Radius.
     pub eps: f64,
+    /// Step size.
     pub step: f64,
+    /// Number of steps.
     pub steps: usize,
 }
 

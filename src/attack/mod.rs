@@ -1,16 +1,21 @@
-//! Backdoor attacks (SPEC §2). An attack = an image transform (patch stamp, blend, warp, or PGD +
-//! stamp), a label transform (all-to-one target, or all-to-all `y -> y+1 mod K`) and a choice of
-//! poisoned samples (the reference's first `int(N*ratio)` in dataset order, or a seeded random subset).
-//! The chosen indices are saved with the run (`plan.json`), with the trigger as PNG and numbers.
+//! Backdoor attacks (docs/METHOD.md §2). An attack = an image transform (patch stamp, blend, warp,
+//! or PGD + stamp), a label transform (all-to-one target, or all-to-all `y -> y+1 mod K`) and a
+//! choice of poisoned samples (the reference's first `int(N*ratio)` in dataset order, or a seeded
+//! random subset). The chosen indices are saved with the run (`plan.json`), with the trigger as PNG
+//! and numbers ([`poison_and_record`]).
 //!
 //! Attack success rate (ASR) follows the reference: every test image stamped and relabelled, the
 //! fraction classified as the target, target-class images included (so it has a ~1/K floor); the
 //! non-target ASR leaves the target class out.
 mod clean_label;
+mod record;
+mod spec;
 mod trigger;
 mod wanet;
 
 pub use clean_label::{pgd_perturb, Pgd};
+pub use record::{load_surrogate, poison_and_record, Poisoned};
+pub use spec::{AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Patch, Select, Warp};
 pub use trigger::{Location, Trigger, TriggerSpec, PAPER_GRAY, PAPER_RGB};
 pub use wanet::WarpField;
 
@@ -23,102 +28,10 @@ use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttackKind {
-    /// A patch trigger stamped on the image (Gu et al. 2017).
-    Badnets,
-    /// The trigger image blended over the whole image: x' = (1-a)x + a t (Chen et al. 2017).
-    Blended,
-    /// Warping trigger (Nguyen & Tran 2021).
-    Wanet,
-    /// Clean-label: PGD on target-class images against a surrogate, then the patch; labels kept.
-    CleanLabel,
-}
-crate::choices!(AttackKind {
-    Badnets => "badnets": "a patch trigger stamped on the image",
-    Blended => "blended": "the trigger image blended over the whole image",
-    Wanet => "wanet": "warping trigger",
-    CleanLabel => "clean-label": "PGD on target-class images, then the patch; labels kept",
-});
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Select {
-    /// The reference: the first int(N*ratio) samples in dataset order, target-class samples included.
-    First,
-    /// A seeded random subset.
-    Random,
-}
-crate::choices!(Select {
-    First => "first": "the first int(N*ratio) samples in dataset order (the reference)",
-    Random => "random": "a seeded random subset",
-});
-
-/// A fully described attack (what `--attack ...` options become).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AttackConfig {
-    pub kind: AttackKind,
-    pub trigger: TriggerSpec,
-    pub trigger_size: Option<usize>,
-    pub location: Location,
-    /// All-to-one target; `None` = all-to-all (y -> y+1 mod K).
-    pub target: Option<u32>,
-    pub poison_ratio: f64,
-    pub select: Select,
-    pub blend_alpha: f64,
-    pub wanet_k: usize,
-    pub wanet_strength: f64,
-    pub wanet_noise: bool,
-    /// Fraction of the training set used as WaNet noise-mode "cross" samples (labels kept).
-    pub wanet_cross_ratio: f64,
-    pub pgd: Pgd,
-    pub seed: u64,
-}
-
-impl AttackConfig {
-    /// BadNets with the paper's defaults (SPEC §2): 1% poison, first samples, reference location.
-    pub fn badnets(trigger: TriggerSpec, target: u32, seed: u64) -> Self {
-        AttackConfig {
-            kind: AttackKind::Badnets,
-            trigger,
-            trigger_size: None,
-            location: Location::ReferenceUpperRight,
-            target: Some(target),
-            poison_ratio: 0.01,
-            select: Select::First,
-            blend_alpha: 0.1,
-            wanet_k: 4,
-            wanet_strength: 0.5,
-            wanet_noise: false,
-            wanet_cross_ratio: 0.2,
-            pgd: Pgd::default(),
-            seed,
-        }
-    }
-
-    pub fn validate(&self, num_classes: usize) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.poison_ratio) {
-            return Err(Error::invalid("--poison-ratio", format!("must be in [0, 1], got {}", self.poison_ratio)));
-        }
-        if let Some(t) = self.target {
-            if t as usize >= num_classes {
-                return Err(Error::invalid("--target", format!("label {t} does not exist ({num_classes} classes)")));
-            }
-        }
-        if self.kind == AttackKind::CleanLabel && self.target.is_none() {
-            return Err(Error::invalid("--all-to-all", "a clean-label attack needs one --target"));
-        }
-        if !(0.0..=1.0).contains(&self.blend_alpha) {
-            return Err(Error::invalid("--blend-alpha", format!("must be in [0, 1], got {}", self.blend_alpha)));
-        }
-        Ok(())
-    }
-}
-
 /// Which samples were poisoned, saved with the run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoisonPlan {
+    /// The attack.
     pub attack: AttackConfig,
     /// Indices (into the training set) of the poisoned samples.
     pub indices: Vec<usize>,
@@ -131,8 +44,10 @@ pub struct PoisonPlan {
 /// An attack resolved for images of one shape.
 #[derive(Debug, Clone)]
 pub struct Attack {
+    /// The attack as configured.
     pub cfg: AttackConfig,
-    pub trigger: Trigger,
+    /// The resolved trigger image (`None` for WaNet, whose trigger is a warp).
+    pub trigger: Option<Trigger>,
     shape: (usize, usize, usize),
     num_classes: usize,
     blend: Option<Vec<u8>>,
@@ -140,18 +55,25 @@ pub struct Attack {
 }
 
 impl Attack {
+    /// Resolves `cfg` for `h x w x c` images of a data set with `num_classes` classes.
     pub fn new(cfg: AttackConfig, (h, w, c): (usize, usize, usize), num_classes: usize) -> Result<Self> {
         cfg.validate(num_classes)?;
-        let patch = matches!(cfg.kind, AttackKind::Badnets | AttackKind::CleanLabel);
-        // A blended trigger covers the whole image: resolve it at image size unless told otherwise.
-        let size = if patch { cfg.trigger_size } else { Some(cfg.trigger_size.unwrap_or(h.max(w))) };
-        let trigger = Trigger::new(&cfg.trigger, size, c)?;
-        if patch {
-            // Fail early if the trigger does not fit.
-            cfg.location.place((h, w), (trigger.height, trigger.width), |_, _| (0, 0))?;
+        let (mut trigger, mut blend, mut warp) = (None, None, None);
+        match &cfg.spec {
+            AttackSpec::Badnets(p) | AttackSpec::CleanLabel(CleanLabel { patch: p, .. }) => {
+                let t = Trigger::new(&p.trigger, p.trigger_size, c)?;
+                // Fail early if the trigger does not fit.
+                p.location.place((h, w), (t.height, t.width), |_, _| (0, 0))?;
+                trigger = Some(t);
+            }
+            AttackSpec::Blended(b) => {
+                // A blended trigger covers the whole image: resolve it at image size unless told otherwise.
+                let t = Trigger::new(&b.trigger, Some(b.trigger_size.unwrap_or(h.max(w))), c)?;
+                blend = Some(t.full_image(h, w));
+                trigger = Some(t);
+            }
+            AttackSpec::Wanet(p) => warp = Some(WarpField::new(h, w, p.k, p.strength, cfg.seed ^ 0x5741_4E45)),
         }
-        let blend = (cfg.kind == AttackKind::Blended).then(|| trigger.full_image(h, w));
-        let warp = (cfg.kind == AttackKind::Wanet).then(|| WarpField::new(h, w, cfg.wanet_k, cfg.wanet_strength, cfg.seed ^ 0x5741_4E45));
         Ok(Attack { cfg, trigger, shape: (h, w, c), num_classes, blend, warp })
     }
 
@@ -167,42 +89,39 @@ impl Attack {
     /// location). Returns where a patch went.
     pub fn apply(&self, img: &mut [u8], key: u64) -> Option<(usize, usize)> {
         let (h, w, c) = self.shape;
-        match self.cfg.kind {
-            AttackKind::Badnets | AttackKind::CleanLabel => {
+        match &self.cfg.spec {
+            AttackSpec::Badnets(p) | AttackSpec::CleanLabel(CleanLabel { patch: p, .. }) => {
+                let t = self.trigger.as_ref().expect("patch attacks resolve a trigger");
                 let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let at = self
-                    .cfg
-                    .location
-                    .place((h, w), (self.trigger.height, self.trigger.width), |mh, mw| (rng.gen_range(0..=mh), rng.gen_range(0..=mw)))
-                    .expect("checked in Attack::new");
-                self.trigger.stamp(img, (h, w, c), at.0, at.1);
+                let at = p.location.place((h, w), (t.height, t.width), |mh, mw| (rng.gen_range(0..=mh), rng.gen_range(0..=mw))).expect("checked in Attack::new");
+                t.stamp(img, (h, w, c), at.0, at.1);
                 Some(at)
             }
-            AttackKind::Blended => {
-                let a = self.cfg.blend_alpha as f32;
+            AttackSpec::Blended(b) => {
+                let a = b.alpha as f32;
                 for (p, t) in img.iter_mut().zip(self.blend.as_ref().expect("blend image")) {
                     *p = ((1.0 - a) * *p as f32 + a * *t as f32).round() as u8;
                 }
                 None
             }
-            AttackKind::Wanet => {
+            AttackSpec::Wanet(_) => {
                 self.warp.as_ref().expect("warp field").warp(img, c, None);
                 None
             }
         }
     }
 
-    /// Poisons a training set: chosen samples get the image transform and (except clean-label) the
-    /// target label. `surrogate` is needed for clean-label (PGD before the trigger).
-    pub fn poison_training_set(&self, set: &ImageSet, surrogate: Option<(&Model, &Normalization)>) -> Result<(ImageSet, PoisonPlan)> {
-        let mut out = set.clone();
-        let eligible: Vec<usize> = match self.cfg.kind {
-            AttackKind::CleanLabel => (0..set.n).filter(|&i| Some(set.labels[i]) == self.cfg.target).collect(),
+    /// The indices of `set` that get poisoned: the eligible samples (clean-label: the target
+    /// class), the first or a seeded random `int(N*ratio)` of them. Also returns the random stream,
+    /// which goes on to draw WaNet's cross samples.
+    fn choose(&self, set: &ImageSet) -> (Vec<usize>, ChaCha8Rng) {
+        let eligible: Vec<usize> = match self.cfg.spec {
+            AttackSpec::CleanLabel(_) => (0..set.n).filter(|&i| Some(set.labels[i]) == self.cfg.target).collect(),
             _ => (0..set.n).collect(),
         };
         let count = ((set.n as f64 * self.cfg.poison_ratio) as usize).min(eligible.len());
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x504F_4953);
-        let indices: Vec<usize> = match self.cfg.select {
+        let indices = match self.cfg.select {
             Select::First => eligible[..count].to_vec(),
             Select::Random => {
                 let mut v: Vec<usize> = eligible.choose_multiple(&mut rng, count).copied().collect();
@@ -210,9 +129,18 @@ impl Attack {
                 v
             }
         };
-        if self.cfg.kind == AttackKind::CleanLabel {
-            let (model, norm) = surrogate.ok_or_else(|| Error::invalid("--surrogate", "a clean-label attack needs a surrogate model (--surrogate CKPT)"))?;
-            pgd_perturb(model, norm, &mut out, &indices, &self.cfg.pgd, self.cfg.seed)?;
+        (indices, rng)
+    }
+
+    /// Poisons a training set: chosen samples get the image transform and (except clean-label) the
+    /// target label. `surrogate` is needed for clean-label (PGD before the trigger).
+    pub fn poison_training_set(&self, set: &ImageSet, surrogate: Option<(&Model, &Normalization)>) -> Result<(ImageSet, PoisonPlan)> {
+        let mut out = set.clone();
+        let (indices, mut rng) = self.choose(set);
+        let clean_label = matches!(self.cfg.spec, AttackSpec::CleanLabel(_));
+        if let AttackSpec::CleanLabel(c) = &self.cfg.spec {
+            let (model, norm) = surrogate.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model"))?;
+            pgd_perturb(model, norm, &mut out, &indices, &c.pgd, self.cfg.seed)?;
         }
         let len = set.image_len();
         let mut locations = vec![];
@@ -220,24 +148,32 @@ impl Attack {
             if let Some(at) = self.apply(&mut out.images[i * len..(i + 1) * len], i as u64) {
                 locations.push(at);
             }
-            if self.cfg.kind != AttackKind::CleanLabel {
+            if !clean_label {
                 out.labels[i] = self.target_of(set.labels[i]);
             }
         }
-        let mut cross_indices = vec![];
-        if self.cfg.kind == AttackKind::Wanet && self.cfg.wanet_noise {
-            let poisoned: std::collections::HashSet<usize> = indices.iter().copied().collect();
-            let rest: Vec<usize> = (0..set.n).filter(|i| !poisoned.contains(i)).collect();
-            let n_cross = ((set.n as f64 * self.cfg.wanet_cross_ratio) as usize).min(rest.len());
-            cross_indices = rest.choose_multiple(&mut rng, n_cross).copied().collect();
-            cross_indices.sort_unstable();
-            let warp = self.warp.as_ref().expect("warp field");
-            let mut noise = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x4E4F_4953);
-            for &i in &cross_indices {
-                warp.warp(&mut out.images[i * len..(i + 1) * len], set.channels, Some(&mut noise));
-            }
-        }
+        let cross_indices = match &self.cfg.spec {
+            AttackSpec::Wanet(p) if p.noise => self.warp_cross(set, &mut out, &indices, p.cross_ratio, &mut rng),
+            _ => vec![],
+        };
         Ok((out, PoisonPlan { attack: self.cfg.clone(), indices, cross_indices, locations }))
+    }
+
+    /// WaNet's noise mode: warps a random `cross_ratio` of the samples not poisoned, with fresh noise
+    /// each, labels kept. Returns their indices.
+    fn warp_cross(&self, set: &ImageSet, out: &mut ImageSet, poisoned: &[usize], cross_ratio: f64, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        let poisoned: std::collections::HashSet<usize> = poisoned.iter().copied().collect();
+        let rest: Vec<usize> = (0..set.n).filter(|i| !poisoned.contains(i)).collect();
+        let n_cross = ((set.n as f64 * cross_ratio) as usize).min(rest.len());
+        let mut cross: Vec<usize> = rest.choose_multiple(rng, n_cross).copied().collect();
+        cross.sort_unstable();
+        let warp = self.warp.as_ref().expect("warp field");
+        let mut noise = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ 0x4E4F_4953);
+        let len = set.image_len();
+        for &i in &cross {
+            warp.warp(&mut out.images[i * len..(i + 1) * len], set.channels, Some(&mut noise));
+        }
+        cross
     }
 
     /// Every test image with the trigger and its poisoned label, plus the indices of the images whose
@@ -255,6 +191,7 @@ impl Attack {
     }
 }
 
+/// How often a model follows the trigger.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct AttackSuccess {
     /// Fraction of all stamped test images classified as their poisoned label (the reference's ASR).
@@ -298,11 +235,22 @@ mod tests {
     }
 
     fn cfg(kind: AttackKind) -> AttackConfig {
-        let mut c = AttackConfig::badnets(TriggerSpec::Solid([255, 255, 255]), 2, 7);
-        c.kind = kind;
-        c.trigger_size = Some(2);
-        c.poison_ratio = 0.1;
-        c
+        let trigger = TriggerSpec::Solid([255, 255, 255]);
+        let patch = Patch { trigger: trigger.clone(), trigger_size: Some(2), ..Patch::default() };
+        let spec = match kind {
+            AttackKind::Badnets => AttackSpec::Badnets(patch),
+            AttackKind::Blended => AttackSpec::Blended(Blend { trigger, trigger_size: Some(2), ..Blend::default() }),
+            AttackKind::Wanet => AttackSpec::Wanet(Warp::default()),
+            AttackKind::CleanLabel => AttackSpec::CleanLabel(CleanLabel { patch, pgd: Pgd::default() }),
+        };
+        AttackConfig { spec, poison_ratio: 0.1, ..AttackConfig::badnets(TriggerSpec::PaperGray, 2, 7) }
+    }
+
+    fn patch(c: &mut AttackConfig) -> &mut Patch {
+        match &mut c.spec {
+            AttackSpec::Badnets(p) | AttackSpec::CleanLabel(CleanLabel { patch: p, .. }) => p,
+            _ => panic!("not a patch attack"),
+        }
     }
 
     #[test]
@@ -325,7 +273,7 @@ mod tests {
         let s = set(200);
         let mut c = cfg(AttackKind::Badnets);
         c.select = Select::Random;
-        c.location = Location::Random;
+        patch(&mut c).location = Location::Random;
         let a = Attack::new(c.clone(), (8, 8, 1), 4).unwrap();
         let (p1, plan1) = a.poison_training_set(&s, None).unwrap();
         let (p2, plan2) = a.poison_training_set(&s, None).unwrap();
@@ -339,7 +287,9 @@ mod tests {
     #[test]
     fn blend_formula() {
         let mut c = cfg(AttackKind::Blended);
-        c.blend_alpha = 0.2;
+        if let AttackSpec::Blended(b) = &mut c.spec {
+            b.alpha = 0.2;
+        }
         let a = Attack::new(c, (8, 8, 1), 4).unwrap();
         let mut img = vec![100u8; 64];
         a.apply(&mut img, 0);
@@ -368,10 +318,10 @@ mod tests {
         c.target = Some(9);
         assert!(Attack::new(c, (8, 8, 1), 4).unwrap_err().to_string().contains("label 9"));
         let mut c = cfg(AttackKind::Badnets);
-        c.trigger_size = Some(9);
+        patch(&mut c).trigger_size = Some(9);
         assert!(Attack::new(c, (8, 8, 1), 4).is_err());
         let c = cfg(AttackKind::CleanLabel);
         let a = Attack::new(c, (8, 8, 1), 4).unwrap();
-        assert!(a.poison_training_set(&set(20), None).unwrap_err().to_string().contains("--surrogate"));
+        assert!(a.poison_training_set(&set(20), None).unwrap_err().to_string().contains("surrogate"));
     }
 }

@@ -1,25 +1,32 @@
-//! Trigger patterns (SPEC §2) and where they are stamped.
+//! Trigger patterns (docs/METHOD.md §2) and where they are stamped.
 //!
 //! A trigger is a small uint8 HWC image. `paper-gray` ("clbd") and `paper-rgb` ("htbd") are the
-//! reference's 5x5 triggers with the exact values of SPEC §2. Stamping replaces the pixels of the raw
+//! reference's 5x5 triggers with the exact values of docs/METHOD.md §2. Stamping replaces the pixels of the raw
 //! uint8 image (before augmentation and normalization, as the reference does).
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// `--trigger` values.
+/// A trigger pattern, spelled `paper-gray`, `paper-rgb`, `checkerboard`, `solid:R,G,B` or `image:PATH`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum TriggerSpec {
+    /// The reference's gray 5x5 trigger ("clbd").
     PaperGray,
+    /// The reference's color 5x5 trigger ("htbd").
     PaperRgb,
+    /// A black-and-white checkerboard.
     Checkerboard,
+    /// One color.
     Solid([u8; 3]),
+    /// An image file, resized to the trigger size.
     Image(PathBuf),
 }
 
+/// The gray trigger's values (rows, columns).
 pub const PAPER_GRAY: [[u8; 5]; 5] = [[0, 0, 0, 171, 255], [0, 33, 101, 141, 154], [0, 101, 255, 101, 0], [166, 140, 101, 133, 154], [255, 158, 0, 158, 255]];
+/// The color trigger's values (channel, rows, columns).
 pub const PAPER_RGB: [[[u8; 5]; 5]; 3] = [
     [[234, 93, 8, 6, 21], [244, 200, 78, 52, 161], [128, 218, 195, 170, 244], [82, 142, 218, 230, 178], [212, 83, 136, 183, 40]],
     [[214, 77, 12, 26, 26], [72, 25, 87, 179, 180], [119, 37, 62, 138, 138], [172, 113, 40, 9, 8], [43, 173, 128, 7, 0]],
@@ -37,14 +44,14 @@ impl FromStr for TriggerSpec {
                 if let Some(p) = s.strip_prefix("image:") {
                     TriggerSpec::Image(PathBuf::from(p))
                 } else if let Some(v) = s.strip_prefix("solid:") {
-                    let c: Vec<u8> = v.split(',').map(|x| x.trim().parse::<u8>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("--trigger", format!("`{s}`: solid:R,G,B needs three values 0-255")))?;
+                    let c: Vec<u8> = v.split(',').map(|x| x.trim().parse::<u8>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("trigger", format!("`{s}`: solid:R,G,B needs three values 0-255")))?;
                     match c.as_slice() {
                         [r, g, b] => TriggerSpec::Solid([*r, *g, *b]),
                         [v] => TriggerSpec::Solid([*v; 3]),
-                        _ => return Err(Error::invalid("--trigger", format!("`{s}`: solid:R,G,B needs three values 0-255"))),
+                        _ => return Err(Error::invalid("trigger", format!("`{s}`: solid:R,G,B needs three values 0-255"))),
                     }
                 } else {
-                    return Err(Error::invalid("--trigger", format!("unknown trigger `{s}` (paper-gray, paper-rgb, checkerboard, solid:R,G,B, image:PATH)")));
+                    return Err(Error::invalid("trigger", format!("unknown trigger `{s}` (paper-gray, paper-rgb, checkerboard, solid:R,G,B, image:PATH)")));
                 }
             }
         })
@@ -79,9 +86,13 @@ impl TryFrom<String> for TriggerSpec {
 /// A resolved trigger: `height x width x channels` uint8, HWC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
+    /// Rows.
     pub height: usize,
+    /// Columns.
     pub width: usize,
+    /// Channels (1 or 3).
     pub channels: usize,
+    /// The pixels, HWC.
     pub pixels: Vec<u8>,
 }
 
@@ -118,7 +129,7 @@ impl Trigger {
         };
         let side = if matches!(spec, TriggerSpec::Image(_)) { size.unwrap_or(5) } else { size.unwrap_or(side) };
         if side == 0 {
-            return Err(Error::invalid("--trigger-size", "must be at least 1"));
+            return Err(Error::invalid("trigger size", "must be at least 1"));
         }
         let pixels = match channels {
             3 => rgb,
@@ -185,7 +196,7 @@ fn resize_nearest(rgb: &[u8], from: usize, to: usize) -> Vec<u8> {
     out
 }
 
-/// `--trigger-location` values.
+/// Where a patch trigger is stamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Location {
@@ -194,13 +205,21 @@ pub enum Location {
     ReferenceUpperRight,
     /// The reference's "bottom left": rows/cols 3 .. 3+t (visually the top-left corner).
     BottomLeft,
-    /// Visual corners with a 1-pixel margin.
+    /// The visual top-left corner with a 1-pixel margin.
     CornerTopLeft,
+    /// The visual top-right corner with a 1-pixel margin.
     CornerTopRight,
+    /// The visual bottom-left corner with a 1-pixel margin.
     CornerBottomLeft,
+    /// The visual bottom-right corner with a 1-pixel margin.
     CornerBottomRight,
     /// Column `x`, row `y` of the top-left trigger pixel.
-    At { x: usize, y: usize },
+    At {
+        /// Column.
+        x: usize,
+        /// Row.
+        y: usize,
+    },
     /// Uniform over all positions, drawn per image from the seed.
     Random,
 }
@@ -212,9 +231,9 @@ impl Location {
     /// (row, column) for `Random`.
     pub fn place(&self, (h, w): (usize, usize), (th, tw): (usize, usize), draw: impl FnOnce(usize, usize) -> (usize, usize)) -> Result<(usize, usize)> {
         if th > h || tw > w {
-            return Err(Error::invalid("--trigger-size", format!("a {th}x{tw} trigger does not fit {h}x{w} images")));
+            return Err(Error::invalid("trigger size", format!("a {th}x{tw} trigger does not fit {h}x{w} images")));
         }
-        let far = |size: usize, t: usize, m: usize| size.checked_sub(t + m).ok_or_else(|| Error::invalid("--trigger-location", format!("a {t}-pixel trigger with a {m}-pixel margin does not fit {size} pixels")));
+        let far = |size: usize, t: usize, m: usize| size.checked_sub(t + m).ok_or_else(|| Error::invalid("trigger location", format!("a {t}-pixel trigger with a {m}-pixel margin does not fit {size} pixels")));
         Ok(match *self {
             Location::ReferenceUpperRight => (far(h, th, 3)?, far(w, tw, 3)?),
             Location::BottomLeft => {
@@ -228,7 +247,7 @@ impl Location {
             Location::CornerBottomRight => (far(h, th, MARGIN)?, far(w, tw, MARGIN)?),
             Location::At { x, y } => {
                 if y + th > h || x + tw > w {
-                    return Err(Error::invalid("--trigger-location", format!("{x},{y}: a {th}x{tw} trigger there leaves the {h}x{w} image")));
+                    return Err(Error::invalid("trigger location", format!("{x},{y}: a {th}x{tw} trigger there leaves the {h}x{w} image")));
                 }
                 (y, x)
             }
@@ -249,7 +268,7 @@ impl FromStr for Location {
             "corner-bottom-right" => Location::CornerBottomRight,
             "random" => Location::Random,
             _ => {
-                let bad = || Error::invalid("--trigger-location", format!("`{s}`: expected reference-upper-right, bottom-left, corner-{{top,bottom}}-{{left,right}}, X,Y or random"));
+                let bad = || Error::invalid("trigger location", format!("`{s}`: expected reference-upper-right, bottom-left, corner-{{top,bottom}}-{{left,right}}, X,Y or random"));
                 let (x, y) = s.split_once(',').ok_or_else(bad)?;
                 Location::At { x: x.trim().parse().map_err(|_| bad())?, y: y.trim().parse().map_err(|_| bad())? }
             }

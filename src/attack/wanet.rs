@@ -11,13 +11,16 @@ use tch::{Device, Kind, Tensor};
 /// A warping field: for each output pixel, the normalized (x, y) source coordinate in [-1, 1].
 #[derive(Debug, Clone)]
 pub struct WarpField {
+    /// Image rows.
     pub height: usize,
+    /// Image columns.
     pub width: usize,
-    /// [H*W*2] (x, y) pairs, row-major.
+    /// `[H*W*2]` (x, y) pairs, row-major.
     pub grid: Vec<f32>,
 }
 
 impl WarpField {
+    /// A random field for `height x width` images from a `k x k` grid, scaled by `strength`.
     pub fn new(height: usize, width: usize, k: usize, strength: f64, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let k = k.max(2);

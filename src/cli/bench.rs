@@ -10,7 +10,7 @@ use crate::choice::Choice;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::ProgressBar;
+use crate::control::Control;
 use rand::{Rng, SeedableRng};
 use tch::Device;
 
@@ -62,7 +62,7 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let model = Model::new(meta, device)?;
     let aug = Augment { crop_pad: 4, flip: true };
     let mut opt = Sgd::new(model.named_parameters(), 0.9, 5e-4);
-    let hidden = ProgressBar::hidden();
+    let hidden = Control::quiet();
 
     // Batching alone.
     let t = Instant::now();

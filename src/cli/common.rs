@@ -7,6 +7,7 @@ use tch::Device;
 
 use crate::model::{Arch, InputOverrides};
 
+/// `--device`: cpu (`None`) or a CUDA device index.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceArg(Option<usize>);
 
@@ -26,6 +27,7 @@ impl FromStr for DeviceArg {
 }
 
 impl DeviceArg {
+    /// The device, checked against what libtorch sees.
     pub fn resolve(self) -> anyhow::Result<Device> {
         match self.0 {
             None => Ok(Device::Cpu),
@@ -66,6 +68,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The flags as checkpoint-loading overrides.
     pub fn overrides(&self) -> InputOverrides {
         InputOverrides { arch: self.arch, image_size: self.image_size, channels: self.channels, classes: self.classes, normalize: self.normalize.clone() }
     }

@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::Args;
 use tch::Device;
 
-use super::attack_args::{poison_and_record, AttackArgs};
+use super::attack_args::AttackArgs;
+use crate::attack::{load_surrogate, poison_and_record};
 use crate::data::{DataSpec, ImageSet};
 use crate::util::prepare_out_dir;
 
+/// `quarantine poison` flags.
 #[derive(Debug, Args)]
 pub struct PoisonArgs {
     #[arg(long)]
@@ -25,12 +27,14 @@ pub struct PoisonArgs {
     pub attack: AttackArgs,
 }
 
+/// Runs `quarantine poison`.
 pub fn run(a: PoisonArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let cfg = a.attack.config(a.seed).context("poison needs --attack (badnets, blended, wanet, clean-label)")?;
     let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
     prepare_out_dir(&a.out, "plan.json", false, a.force)?;
-    let surrogate = a.attack.surrogate(device)?;
-    let (poisoned, _, plan) = poison_and_record(cfg, &split.train, surrogate.as_ref(), &a.out)?;
+    let surrogate = load_surrogate(&cfg, a.attack.surrogate.as_deref(), device)?;
+    let p = poison_and_record(cfg, &split.train, surrogate.as_ref(), &a.out)?;
+    let (poisoned, plan) = (p.set, p.plan);
     let written = write_like(&a.data, &a.out, &poisoned, split.test.as_ref())?;
     let v = serde_json::json!({"out": a.out, "format": written, "poisoned": plan.indices.len(), "cross": plan.cross_indices.len(), "n": poisoned.n});
     if json {

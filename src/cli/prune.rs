@@ -1,178 +1,161 @@
-//! `quarantine prune`: a pruning path (IMP, OMP or random) saved as tickets for `quarantine score`.
-//! Writes `DIR/prune.json` (everything `score` needs: data, attack, normalization, method, seed).
+//! `quarantine prune`: flags → [`PruneJob`] → [`crate::prune::run_with_data`] → a line on stderr
+//! (or the record as JSON on stdout). The run folder's `prune.json` is what `score` reads.
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use tch::Device;
 
-pub use crate::prune::PruneRecord;
-
 use super::attack_args::AttackArgs;
-use super::common::ModelArgs;
-use crate::data::{data_hash, DataSpec, Normalization};
-use crate::model::{load_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, Versions};
-use crate::prune::{one_shot_path, run_imp, Criterion, ImpConfig, Masks, Method, Rewind, Scope};
-use crate::train::{TrainConfig, TrainData};
-use crate::util::{prepare_out_dir, write_json};
+use crate::data::DataSpec;
+use crate::model::Arch;
+use crate::prune::{Method, PruneJob, Rewind, Scope};
 
+/// `quarantine prune` flags.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Trained model to prune (OMP/random). IMP trains its own dense model from --arch.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Architecture: IMP's dense model, or of a checkpoint without sidecar.
     #[arg(long, value_parser = super::common::choice::<Arch>())]
     pub arch: Option<Arch>,
+    /// Input image size (square) of a checkpoint without sidecar.
     #[arg(long)]
     pub image_size: Option<usize>,
+    /// Input normalization: cifar10, cifar100, mnist, none, MEAN,STD or M1,M2,M3,S1,S2,S3.
     #[arg(long)]
     pub normalize: Option<String>,
     /// The (possibly poisoned) training data: IMP trains on it, `score` finetunes and scores on it.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value_t = PruneJob::default().data)]
     pub data: DataSpec,
     /// Output run folder.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, value_parser = super::common::choice::<Method>(), default_value = "omp")]
+    /// How the path is made.
+    #[arg(long, value_parser = super::common::choice::<Method>(), default_value_t = PruneJob::default().method)]
     pub method: Method,
     /// Fraction of the alive weights removed per step.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = PruneJob::default().rate)]
     pub rate: f64,
     /// Number of pruning steps / tickets (density 0.8^s, s = 1..steps).
-    #[arg(long, alias = "rounds", default_value_t = 15)]
+    #[arg(long, alias = "rounds", default_value_t = PruneJob::default().steps)]
     pub steps: usize,
-    #[arg(long, value_parser = super::common::choice::<Scope>(), default_value = "global")]
+    /// Global or per-layer thresholds.
+    #[arg(long, value_parser = super::common::choice::<Scope>(), default_value_t = PruneJob::default().scope)]
     pub scope: Scope,
     /// IMP: rewind to the state after this many dense epochs (the reference: 3).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = default_rewind_epoch())]
     pub rewind_epoch: usize,
     /// IMP: rewind to `epoch` (--rewind-epoch), `init`, or `none` (finetune).
-    #[arg(long, default_value = "epoch", value_parser = ["epoch", "init", "none"])]
+    #[arg(long, default_value_t = rewind_name(PruneJob::default().rewind).to_string(), value_parser = ["epoch", "init", "none"])]
     pub rewind: String,
     /// IMP: epochs of the dense run.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = PruneJob::default().epochs)]
     pub epochs: usize,
     /// IMP: epochs per pruned round (default: from the rewind epoch to the end).
     #[arg(long)]
     pub epochs_per_round: Option<usize>,
-    #[arg(long, default_value_t = 0.1)]
+    /// IMP: initial learning rate.
+    #[arg(long, default_value_t = PruneJob::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 128)]
+    /// IMP: images per batch.
+    #[arg(long, default_value_t = PruneJob::default().batch_size)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of IMP's training and of random pruning.
+    #[arg(long, default_value_t = PruneJob::default().seed)]
     pub seed: u64,
+    /// Continue an interrupted run in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Replace a finished run in --out.
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
     pub attack: AttackArgs,
 }
 
-pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {
-    let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
-    prepare_out_dir(&a.out, "prune.json", a.resume, a.force)?;
-    if a.force && !a.resume {
-        clear_run(&a.out)?;
+/// `--rewind`'s spelling of a rewind.
+fn rewind_name(r: Rewind) -> &'static str {
+    match r {
+        Rewind::Epoch(_) => "epoch",
+        Rewind::Init => "init",
+        Rewind::None => "none",
     }
-    let attack_cfg = a.attack.config(a.seed);
-    let surrogate = a.attack.surrogate(device)?;
-    let train = match &attack_cfg {
-        Some(cfg) => super::attack_args::poison_and_record(cfg.clone(), &split.train, surrogate.as_ref(), &a.out.clone())?.0,
-        None => split.train.clone(),
-    };
-    let augment = super::train::augment_of(&a.data, None, false, false);
-    let (model, info) = match (a.method, &a.model) {
-        (Method::Imp, Some(_)) => anyhow::bail!("--method imp trains its own dense model (it needs the rewind point): drop --model and give --arch"),
-        (Method::Imp, None) => {
-            let arch = a.arch.context("--method imp needs --arch")?;
-            let norm = match &a.normalize {
-                Some(n) => Normalization::parse(n, train.channels)?,
-                None => a.data.default_normalization(train.channels).for_channels(train.channels)?,
-            };
-            let meta = ModelMeta { arch, in_channels: train.channels, height: train.height, width: train.width, num_classes: train.num_classes() };
-            tch::manual_seed(a.seed as i64);
-            let info = CheckpointInfo {
-                meta: meta.clone(),
-                classes: train.classes.clone(),
-                normalization: norm,
-                seed: Some(a.seed),
-                versions: Versions::default(),
-                data: Some(serde_json::json!({"spec": a.data.to_string(), "train_sha256": data_hash(&train)})),
-                config: Some(serde_json::json!({"command": "prune", "attack": attack_cfg})),
-                metrics: None,
-                batches_tracked: 0,
-                imported_from: None,
-            };
-            (Model::new(meta, device)?, info)
-        }
-        (_, None) => anyhow::bail!("--method {:?} prunes a trained model: give --model CKPT", a.method),
-        (_, Some(p)) => {
-            let ma = ModelArgs { model: p.clone(), arch: a.arch, image_size: a.image_size, channels: None, classes: None, normalize: a.normalize.clone() };
-            let (m, info, _) = load_checkpoint(p, &ma.overrides(), device)?;
-            (m, info)
-        }
-    };
-    let dir = a.out.clone();
-    let mut imp_cfg = None;
-    let densities = match a.method {
-        Method::Imp => {
-            let mut train_cfg = TrainConfig::reference(a.epochs, a.seed, augment);
-            train_cfg.lr = a.lr;
-            train_cfg.batch_size = a.batch_size;
-            let rewind = match a.rewind.as_str() {
-                "init" => Rewind::Init,
-                "none" => Rewind::None,
-                _ => Rewind::Epoch(a.rewind_epoch),
-            };
-            let cfg = ImpConfig { train: train_cfg, steps: a.steps, rate: a.rate, scope: a.scope, rewind, epochs_per_round: a.epochs_per_round, random: false };
-            imp_cfg = Some(cfg.clone());
-            let data = TrainData { train: &train, test: split.test.as_ref(), norm: &info.normalization };
-            run_imp(&dir, &model, &data, &cfg, &info, a.resume)?
-        }
-        Method::Omp | Method::Random => {
-            let crit = if a.method == Method::Random { Criterion::Random(a.seed) } else { Criterion::Magnitude };
-            one_shot_path(&dir, &model, &info, a.steps, a.rate, a.scope, crit, Masks::dense(&model))?
-        }
-    };
-    let record = PruneRecord {
-        method: a.method,
-        steps: a.steps,
-        rate: a.rate,
-        scope: a.scope,
-        data: a.data.clone(),
-        normalization: info.normalization.clone(),
-        augment,
-        attack: attack_cfg,
-        seed: a.seed,
-        source_model: a.model.clone(),
-        imp: imp_cfg,
-        densities: densities.iter().map(|d| d.total).collect(),
-        versions: Versions::default(),
-        data_sha256: data_hash(&train),
-    };
-    write_json(&dir.join("prune.json"), &record)?;
+}
+
+/// `--rewind-epoch`'s default: the library's default rewind epoch.
+fn default_rewind_epoch() -> usize {
+    match PruneJob::default().rewind {
+        Rewind::Epoch(e) => e,
+        Rewind::Init | Rewind::None => 0,
+    }
+}
+
+impl TryFrom<PruneArgs> for PruneJob {
+    type Error = crate::Error;
+
+    fn try_from(a: PruneArgs) -> crate::Result<Self> {
+        let rewind = match a.rewind.as_str() {
+            "init" => Rewind::Init,
+            "none" => Rewind::None,
+            _ => Rewind::Epoch(a.rewind_epoch),
+        };
+        let job = PruneJob {
+            attack: a.attack.config(a.seed),
+            surrogate: a.attack.surrogate,
+            model: a.model,
+            arch: a.arch,
+            image_size: a.image_size,
+            normalize: a.normalize,
+            data: a.data,
+            out: a.out,
+            method: a.method,
+            rate: a.rate,
+            steps: a.steps,
+            scope: a.scope,
+            rewind,
+            epochs: a.epochs,
+            epochs_per_round: a.epochs_per_round,
+            lr: a.lr,
+            batch_size: a.batch_size,
+            seed: a.seed,
+            resume: a.resume,
+            force: a.force,
+        };
+        job.validate()?;
+        Ok(job)
+    }
+}
+
+/// Runs `quarantine prune`.
+pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {
+    let job = PruneJob::try_from(a)?;
+    let split = job.data.load().with_context(|| format!("loading {}", job.data))?;
+    let record = crate::prune::run_with_data(&job, &split, device, &super::common::control())?;
     if json {
         println!("{}", serde_json::to_string(&record)?);
     } else {
-        eprintln!("{} tickets in {} (densities {:.4} .. {:.4}); next: quarantine score --run {}", densities.len(), dir.join("tickets").display(), record.densities.first().unwrap_or(&1.0), record.densities.last().unwrap_or(&1.0), dir.display());
+        let (first, last) = (record.densities.first().unwrap_or(&1.0), record.densities.last().unwrap_or(&1.0));
+        let (tickets, dir) = (job.out.join("tickets"), job.out.display());
+        eprintln!("{} tickets in {} (densities {first:.4} .. {last:.4}); next: quarantine score --run {dir}", record.densities.len(), tickets.display());
     }
     Ok(())
 }
 
-/// `--force`: removes what an earlier pruning run left (tickets, rounds, scores), nothing else.
-fn clear_run(dir: &std::path::Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = entry?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ours = name == "tickets" || name == "score" || name.starts_with("round-") || name == "rewind.safetensors" || name.starts_with("winning-ticket") || name.starts_with("dynamics.");
-        if ours {
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)?;
-            } else {
-                std::fs::remove_file(&p)?;
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_jobs() {
+        let argv: Vec<String> = ["--out", "o", "--model", "m"].map(String::from).to_vec();
+        let a: PruneArgs = super::super::demo::parse(&argv).unwrap();
+        assert_eq!(PruneJob::try_from(a).unwrap(), PruneJob { out: "o".into(), model: Some("m".into()), ..PruneJob::default() });
+        let argv: Vec<String> = ["--out", "o", "--method", "imp", "--arch", "cnn", "--rewind-epoch", "2"].map(String::from).to_vec();
+        let job = PruneJob::try_from(super::super::demo::parse::<PruneArgs>(&argv).unwrap()).unwrap();
+        assert_eq!(job.rewind, Rewind::Epoch(2));
+        let argv: Vec<String> = ["--out", "o", "--method", "imp", "--model", "m"].map(String::from).to_vec();
+        assert!(PruneJob::try_from(super::super::demo::parse::<PruneArgs>(&argv).unwrap()).is_err());
     }
-    Ok(())
 }

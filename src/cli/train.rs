@@ -1,45 +1,51 @@
-//! `quarantine train`: train a model and write `DIR/model.safetensors` + sidecar, `DIR/metrics.jsonl`,
-//! `DIR/config.json`; per-epoch atomic training state for `--resume`.
+//! `quarantine train`: flags → [`TrainJob`] → [`crate::train::run_with_data`] → a line on stderr
+//! (or the result as JSON on stdout).
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use tch::Device;
 
-use super::attack_args::{poison_and_record, AttackArgs};
-use crate::attack::attack_success;
-use crate::data::{data_hash, Augment, DataSpec, Normalization};
-use crate::model::{save_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, Versions};
-use crate::train::{fit, FitOptions, RunFiles, TrainConfig, TrainData};
-use crate::util::{prepare_out_dir, write_json};
+use super::attack_args::AttackArgs;
+use crate::data::DataSpec;
+use crate::model::Arch;
+use crate::train::{TrainJob, TrainResult};
 
+/// `quarantine train` flags.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Data set: builtin, cifar10:DIR, cifar100:DIR, mnist:DIR, fashion-mnist:DIR, folder:DIR.
-    #[arg(long, default_value = "builtin")]
+    #[arg(long, default_value_t = TrainJob::default().data)]
     pub data: DataSpec,
-    #[arg(long, value_parser = super::common::choice::<Arch>(), default_value = "cnn")]
+    /// Architecture.
+    #[arg(long, value_parser = super::common::choice::<Arch>(), default_value_t = TrainJob::default().arch)]
     pub arch: Arch,
-    #[arg(long, default_value_t = 15)]
+    /// Training epochs.
+    #[arg(long, default_value_t = TrainJob::default().epochs)]
     pub epochs: usize,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 0.1)]
+    /// Initial learning rate.
+    #[arg(long, default_value_t = TrainJob::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 0.9)]
+    /// SGD momentum.
+    #[arg(long, default_value_t = TrainJob::default().momentum)]
     pub momentum: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    /// L2 weight decay.
+    #[arg(long, default_value_t = TrainJob::default().weight_decay)]
     pub weight_decay: f64,
-    #[arg(long, default_value_t = 128)]
+    /// Images per batch.
+    #[arg(long, default_value_t = TrainJob::default().batch_size)]
     pub batch_size: usize,
     /// Epochs where the learning rate drops by --gamma, comma-separated (default: 50% and 75%).
     #[arg(long, value_delimiter = ',')]
     pub milestones: Option<Vec<usize>>,
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning-rate factor at each milestone.
+    #[arg(long, default_value_t = TrainJob::default().gamma)]
     pub gamma: f64,
     /// One seed for everything: weights, shuffling, augmentation.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainJob::default().seed)]
     pub seed: u64,
     /// Input normalization (default: the data set's constants).
     #[arg(long)]
@@ -63,90 +69,73 @@ pub struct TrainArgs {
     pub attack: AttackArgs,
 }
 
+impl TryFrom<TrainArgs> for TrainJob {
+    type Error = crate::Error;
+
+    fn try_from(a: TrainArgs) -> crate::Result<Self> {
+        let flip = match (a.flip, a.no_flip) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        let job = TrainJob {
+            attack: a.attack.config(a.seed),
+            surrogate: a.attack.surrogate,
+            data: a.data,
+            arch: a.arch,
+            epochs: a.epochs,
+            out: a.out,
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            batch_size: a.batch_size,
+            milestones: a.milestones,
+            gamma: a.gamma,
+            seed: a.seed,
+            normalize: a.normalize,
+            crop_pad: a.crop_pad,
+            flip,
+            resume: a.resume,
+            force: a.force,
+        };
+        job.validate()?;
+        Ok(job)
+    }
+}
+
+/// Runs `quarantine train`.
 pub fn run(a: TrainArgs, device: Device, json: bool) -> anyhow::Result<()> {
-    let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
-    let test = split.test.as_ref();
-    prepare_out_dir(&a.out, "model.safetensors", a.resume, a.force)?;
-    let attack_cfg = a.attack.config(a.seed);
-    let surrogate = a.attack.surrogate(device)?;
-    let poisoned = match &attack_cfg {
-        Some(cfg) => Some(poison_and_record(cfg.clone(), &split.train, surrogate.as_ref(), &a.out)?),
-        None => None,
-    };
-    let train = poisoned.as_ref().map(|p| &p.0).unwrap_or(&split.train);
-    let norm = match &a.normalize {
-        Some(n) => Normalization::parse(n, train.channels)?,
-        None => a.data.default_normalization(train.channels).for_channels(train.channels)?,
-    };
-    norm.validate()?;
-    let augment = augment_of(&a.data, a.crop_pad, a.flip, a.no_flip);
-    let cfg = TrainConfig {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        milestones: a.milestones.clone().unwrap_or_else(|| vec![a.epochs / 2, a.epochs * 3 / 4]),
-        gamma: a.gamma,
-        seed: a.seed,
-        augment,
-    };
-    cfg.validate()?;
-    let run = RunFiles { dir: a.out.clone() };
-    if !a.resume {
-        for p in [run.metrics(), run.state(), run.state_json()] {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-    let meta = ModelMeta { arch: a.arch, in_channels: train.channels, height: train.height, width: train.width, num_classes: train.num_classes() };
-    tch::manual_seed(a.seed as i64);
-    let model = Model::new(meta.clone(), device)?;
-    let data_info = serde_json::json!({
-        "spec": a.data.to_string(),
-        "train": {"n": split.train.n, "sha256": data_hash(&split.train), "poisoned_sha256": poisoned.as_ref().map(|p| data_hash(&p.0))},
-        "test": test.map(|t| serde_json::json!({"n": t.n, "sha256": data_hash(t)})),
-    });
-    let config = serde_json::json!({ "command": "train", "arch": a.arch, "train": cfg, "attack": attack_cfg, "normalization": norm, "device": format!("{device:?}"), "threads": tch::get_num_threads() });
-    write_json(&a.out.join("config.json"), &serde_json::json!({"config": config, "data": data_info, "seed": a.seed, "versions": Versions::default()}))?;
-    let history = fit(&model, &TrainData { train, test, norm: &norm }, &cfg, FitOptions { run: Some(&run), resume: a.resume, ..Default::default() }, |_, _| Ok(()))?;
-    let last = history.last().cloned();
-    let asr = match (&poisoned, test) {
-        (Some((_, attack, _)), Some(t)) => Some(attack_success(&model, t, attack, &norm)),
-        _ => None,
-    };
-    let steps = (cfg.epochs * train.n.div_ceil(cfg.batch_size)) as i64;
-    let info = CheckpointInfo {
-        meta,
-        classes: train.classes.clone(),
-        normalization: norm,
-        seed: Some(a.seed),
-        versions: Versions::default(),
-        data: Some(data_info),
-        config: Some(config),
-        metrics: last.as_ref().map(|m| serde_json::json!({"clean_accuracy": m.test_accuracy, "train_accuracy": m.train_accuracy, "epochs": m.epoch, "attack": asr})),
-        batches_tracked: steps,
-        imported_from: None,
-    };
-    let path = a.out.join("model.safetensors");
-    save_checkpoint(&path, &model, &info)?;
-    let mut result = serde_json::json!({"model": path, "clean_accuracy": last.as_ref().and_then(|m| m.test_accuracy), "epochs": cfg.epochs});
-    if let Some(s) = &asr {
-        result["attack_success_rate"] = s.attack_success_rate.into();
-        result["attack_success_rate_nontarget"] = s.attack_success_rate_nontarget.into();
-    }
-    write_json(&a.out.join("result.json"), &result)?;
+    let job = TrainJob::try_from(a)?;
+    let split = job.data.load().with_context(|| format!("loading {}", job.data))?;
+    let result = crate::train::run_with_data(&job, &split, device, &super::common::control())?;
+    print(&result, json)
+}
+
+fn print(r: &TrainResult, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{result}");
+        println!("{}", serde_json::to_string(r)?);
     } else {
-        let acc = last.and_then(|m| m.test_accuracy).map(|a| format!("{a:.4}")).unwrap_or("n/a".into());
-        let asr = asr.map(|s| format!(", attack success {:.4} (non-target {:.4})", s.attack_success_rate, s.attack_success_rate_nontarget)).unwrap_or_default();
-        eprintln!("saved {} (test accuracy {acc}{asr})", path.display());
+        let acc = r.clean_accuracy.map(|a| format!("{a:.4}")).unwrap_or("n/a".into());
+        let asr = match (r.attack_success_rate, r.attack_success_rate_nontarget) {
+            (Some(all), Some(nt)) => format!(", attack success {all:.4} (non-target {nt:.4})"),
+            _ => String::new(),
+        };
+        eprintln!("saved {} (test accuracy {acc}{asr})", r.model.display());
     }
     Ok(())
 }
 
-/// The augmentation from `--crop-pad/--flip/--no-flip` over the data set's default.
-pub fn augment_of(data: &DataSpec, crop_pad: Option<usize>, flip: bool, no_flip: bool) -> Augment {
-    let d = data.default_augment();
-    Augment { crop_pad: crop_pad.unwrap_or(d.crop_pad), flip: if flip { data.flip_ok() } else if no_flip { false } else { d.flip } }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_jobs() {
+        let a: TrainArgs = super::super::demo::parse(&["--out".into(), "o".into()]).unwrap();
+        assert_eq!(TrainJob::try_from(a).unwrap(), TrainJob { out: "o".into(), ..TrainJob::default() });
+        let argv: Vec<String> = ["--out", "o", "--attack", "badnets", "--seed", "4", "--no-flip"].map(String::from).to_vec();
+        let job = TrainJob::try_from(super::super::demo::parse::<TrainArgs>(&argv).unwrap()).unwrap();
+        assert_eq!(job.attack, Some(crate::attack::AttackConfig { seed: 4, ..Default::default() }));
+        assert_eq!(job.flip, Some(false));
+    }
 }

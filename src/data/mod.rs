@@ -7,6 +7,7 @@ mod builtin;
 mod loader;
 mod noise;
 mod normalize;
+pub mod png;
 mod spec;
 
 pub use builtin::builtin;

@@ -1,4 +1,4 @@
-//! Iterative magnitude pruning with rewinding (SPEC §4), resumable round by round.
+//! Iterative magnitude pruning with rewinding (docs/METHOD.md §4), resumable round by round.
 //!
 //! Layout under the run folder: `round-000/` (dense training: train state, metrics, `trained.*`),
 //! `rewind.safetensors` (full state at the rewind epoch, or at init), `round-RRR/` for each pruned
@@ -6,12 +6,14 @@
 //! is never retrained; an interrupted one resumes from its last epoch.
 use std::path::Path;
 
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::model::{load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::train::{fit, FitOptions, RunFiles, TrainConfig, TrainData};
 
 use super::{save_ticket, ticket_path, Criterion, Density, Masks, Scope};
 
+/// The state each pruned IMP round starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rewind {
@@ -23,14 +25,18 @@ pub enum Rewind {
     None,
 }
 
+/// An IMP run: the dense schedule, the pruning and the rewinding.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImpConfig {
     /// The dense run's schedule; `train.epochs` is the dense length E.
     pub train: TrainConfig,
     /// Number of tickets (pruning steps); rounds 0..steps-1 are trained.
     pub steps: usize,
+    /// Fraction of the alive weights removed per step.
     pub rate: f64,
+    /// Global or per-layer thresholds.
     pub scope: Scope,
+    /// The state each pruned round starts from.
     pub rewind: Rewind,
     /// Epochs each pruned round trains: from the rewind epoch on (default: up to E), or for
     /// `Rewind::None` the last `epochs_per_round` epochs of the schedule (default E/2).
@@ -53,18 +59,19 @@ impl ImpConfig {
         }
     }
 
+    /// Checks the rewind epoch, the rate and the rounds' length.
     pub fn validate(&self) -> Result<()> {
         if let Rewind::Epoch(r) = self.rewind {
             if r > self.train.epochs {
-                return Err(Error::invalid("--rewind-epoch", format!("{r} is past the dense run's {} epochs", self.train.epochs)));
+                return Err(Error::invalid("rewind epoch", format!("{r} is past the dense run's {} epochs", self.train.epochs)));
             }
         }
         if !(0.0 < self.rate && self.rate < 1.0) {
-            return Err(Error::invalid("--rate", format!("must be in (0, 1), got {}", self.rate)));
+            return Err(Error::invalid("pruning rate", format!("must be in (0, 1), got {}", self.rate)));
         }
         let (s, e) = self.round_epochs();
         if e <= s {
-            return Err(Error::invalid("--epochs-per-round", "rounds must train at least one epoch"));
+            return Err(Error::invalid("epochs per round", "rounds must train at least one epoch"));
         }
         Ok(())
     }
@@ -84,8 +91,9 @@ fn load_state(path: &Path, model: &Model) -> Result<()> {
 }
 
 /// Runs (or resumes) IMP. `model` is freshly initialised (seeded); `info` describes it for the saved
-/// checkpoints. Returns the tickets' densities.
-pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, info: &CheckpointInfo, resume: bool) -> Result<Vec<Density>> {
+/// checkpoints. Returns the tickets' densities. Training stops with `Error::Interrupted` when `ctl`
+/// is cancelled; progress and the rounds go to its progress sink.
+pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, info: &CheckpointInfo, resume: bool, ctl: &Control) -> Result<Vec<Density>> {
     cfg.validate()?;
     let rewind_path = dir.join("rewind.safetensors");
     let trained = |r: usize| round_dir(dir, r).join("trained.safetensors");
@@ -96,14 +104,14 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         if cfg.rewind == Rewind::Init && !rewind_path.exists() {
             save_state(&rewind_path, model)?;
         }
-        eprintln!("IMP round 0: dense training, {} epochs", cfg.train.epochs);
+        ctl.progress().note(&format!("IMP round 0: dense training, {} epochs", cfg.train.epochs));
         let run = RunFiles { dir: r0.clone() };
-        fit(model, data, &cfg.train, FitOptions { run: Some(&run), resume, ..Default::default() }, |epoch, m| match cfg.rewind {
+        fit(model, data, &cfg.train, FitOptions { run: Some(&run), resume, ctl: ctl.clone(), ..Default::default() }, |epoch, m| match cfg.rewind {
             Rewind::Epoch(r) if epoch == r => save_state(&rewind_path, m),
             _ => Ok(()),
         })?;
         if let Rewind::Epoch(0) = cfg.rewind {
-            return Err(Error::invalid("--rewind-epoch", "0 means the initialisation: use --rewind init"));
+            return Err(Error::invalid("rewind epoch", "epoch 0 is the initialisation: rewind to init instead"));
         }
         save_checkpoint(&trained(0), model, info)?;
     }
@@ -141,11 +149,11 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
             Rewind::None => {}
         }
         next.apply(model);
-        eprintln!("IMP round {step}: density {:.4}, epochs {start}..{end}", next.density().total);
+        ctl.progress().note(&format!("IMP round {step}: density {:.4}, epochs {start}..{end}", next.density().total));
         let mut round_cfg = cfg.train.clone();
         round_cfg.epochs = end;
         let run = RunFiles { dir: rd.clone() };
-        fit(model, data, &round_cfg, FitOptions { run: Some(&run), resume: true, masks: next.to_map(), start_epoch: start }, |_, _| Ok(()))?;
+        fit(model, data, &round_cfg, FitOptions { run: Some(&run), resume: true, masks: next.to_map(), start_epoch: start, ctl: ctl.clone() }, |_, _| Ok(()))?;
         save_checkpoint(&trained(step), model, info)?;
     }
     Ok(densities)

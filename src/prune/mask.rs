@@ -1,4 +1,4 @@
-//! Pruning masks over conv weights (SPEC §4): global unstructured L1 magnitude pruning over all conv
+//! Pruning masks over conv weights (docs/METHOD.md §4): global unstructured L1 magnitude pruning over all conv
 //! layers jointly (first conv and 1x1 shortcut convs included), or layer by layer; random pruning as
 //! the control. Linear layers, BN parameters and biases are never pruned.
 //!
@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::Model;
 
+/// Where the pruning threshold applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
@@ -26,9 +27,11 @@ crate::choices!(Scope {
     Layer => "layer": "the same fraction removed from every conv layer",
 });
 
+/// Which alive weights are removed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Criterion {
+    /// The smallest by absolute value.
     Magnitude,
     /// Uniformly random among the alive weights (the control), seeded.
     Random(u64),
@@ -37,6 +40,7 @@ pub enum Criterion {
 /// A 0/1 float mask per conv weight, by parameter name.
 #[derive(Debug)]
 pub struct Masks {
+    /// Mask per conv weight name.
     pub masks: BTreeMap<String, Tensor>,
 }
 
@@ -46,11 +50,16 @@ impl Clone for Masks {
     }
 }
 
+/// How much of the masked weights is left.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Density {
+    /// Alive fraction over all masked weights.
     pub total: f64,
+    /// Alive weights.
     pub alive: i64,
+    /// All masked weights.
     pub size: i64,
+    /// Alive fraction per layer.
     pub layers: BTreeMap<String, f64>,
 }
 
@@ -76,6 +85,7 @@ impl Masks {
         m
     }
 
+    /// The density of these masks.
     pub fn density(&self) -> Density {
         let mut layers = BTreeMap::new();
         let (mut alive, mut size) = (0i64, 0i64);

@@ -1,4 +1,4 @@
-//! Pruning paths (SPEC §4-5): iterative magnitude pruning with rewinding (IMP), one-shot magnitude
+//! Pruning paths (docs/METHOD.md §4-5): iterative magnitude pruning with rewinding (IMP), one-shot magnitude
 //! pruning of a trained model (OMP), and random pruning (the control). Each produces a sequence of
 //! Trojan tickets φ_s with masks, saved as `tickets/step-SSS.safetensors` (+ sidecar) and
 //! `tickets/step-SSS.mask.safetensors`, which `quarantine score` scores.
@@ -10,11 +10,15 @@
 //! - OMP: step s is the given trained model pruned to density 0.8^s (s rounds of 20% of the alive
 //!   weights by magnitude of the same weights), no retraining: the path an auditor can afford.
 //! - Random: like OMP, with random scores instead of magnitudes.
+//!
+//! [`run`] is the whole `prune` command as a library call: a [`PruneJob`] in, a [`PruneRecord`] out.
 mod imp;
+mod job;
 mod mask;
 mod record;
 
 pub use imp::{run_imp, ImpConfig, Rewind};
+pub use job::{run, run_with_data, PruneJob};
 pub use mask::{Criterion, Density, Masks, Scope};
 pub use record::PruneRecord;
 
@@ -25,6 +29,7 @@ use tch::Device;
 use crate::error::Result;
 use crate::model::{load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Model};
 
+/// How a pruning path is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -52,11 +57,12 @@ impl Method {
     }
 }
 
-/// Paths of a pruning run's tickets.
+/// Path of ticket `step` of a pruning run.
 pub fn ticket_path(dir: &Path, step: usize) -> PathBuf {
     dir.join("tickets").join(format!("step-{step:03}.safetensors"))
 }
 
+/// Path of ticket `step`'s mask.
 pub fn mask_path(dir: &Path, step: usize) -> PathBuf {
     dir.join("tickets").join(format!("step-{step:03}.mask.safetensors"))
 }
@@ -161,7 +167,8 @@ mod tests {
         let cfg = ImpConfig { train, steps: 3, rate: 0.2, scope: Scope::Global, rewind: Rewind::Epoch(1), epochs_per_round: None, random: false };
         let norm = Normalization::none(1);
         let data = TrainData { train: &set, test: None, norm: &norm };
-        let d = run_imp(dir.path(), &model, &data, &cfg, &info, false).unwrap();
+        let ctl = crate::control::Control::quiet();
+        let d = run_imp(dir.path(), &model, &data, &cfg, &info, false, &ctl).unwrap();
         let total = d[0].size as f64;
         let mut alive = total as i64;
         for (i, den) in d.iter().enumerate() {
@@ -175,7 +182,7 @@ mod tests {
         // Resuming a finished run retrains nothing and gives the same tickets.
         let before = std::fs::read(ticket_path(dir.path(), 3)).unwrap();
         let stamp = std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap();
-        let d2 = run_imp(dir.path(), &model, &data, &cfg, &info, true).unwrap();
+        let d2 = run_imp(dir.path(), &model, &data, &cfg, &info, true, &ctl).unwrap();
         assert_eq!(d2.iter().map(|x| x.alive).collect::<Vec<_>>(), d.iter().map(|x| x.alive).collect::<Vec<_>>());
         assert_eq!(std::fs::read(ticket_path(dir.path(), 3)).unwrap(), before);
         assert_eq!(std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap(), stamp);

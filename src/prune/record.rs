@@ -34,6 +34,7 @@ pub struct PruneRecord {
     pub densities: Vec<f64>,
     /// Versions of quarantine and libtorch.
     pub versions: Versions,
+    /// SHA-256 of the (poisoned) training set.
     pub data_sha256: String,
 }
 

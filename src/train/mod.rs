@@ -1,60 +1,77 @@
-//! Supervised training (SPEC §3): SGD with momentum and weight decay, multi-step learning rate, seeded
-//! shuffling and augmentation, per-epoch metrics and atomic per-epoch checkpoints with `--resume`.
+//! Supervised training (docs/METHOD.md §3): SGD with momentum and weight decay, multi-step learning
+//! rate, seeded shuffling and augmentation, per-epoch metrics and atomic per-epoch checkpoints that a
+//! resumed run continues from. [`run`] is the whole `train` command as a library call: a
+//! [`TrainJob`] in, a [`TrainResult`] out.
 //!
 //! Reproducibility: the weights are initialised after `tch::manual_seed(seed)`; epoch `e` shuffles and
 //! augments with a stream derived from `(seed, e)` alone, so a run resumed after epoch `e` replays the
 //! same batches as an uninterrupted one. The checkpoint holds weights, BN statistics and momentum.
+mod job;
 mod sgd;
+mod state;
 
+pub use job::{run, run_with_data, TrainJob, TrainResult};
 pub use sgd::Sgd;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Kind, Tensor};
 
+use crate::control::Control;
 use crate::data::{Augment, Batches, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
-use crate::model::{from_raw, Model};
-use crate::util::{write_atomic, write_json};
+use crate::model::Model;
+use crate::util::write_atomic;
+use state::{load_state, save_state};
 
+/// The schedule and recipe of one training run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
+    /// Epochs to train.
     pub epochs: usize,
+    /// Images per batch.
     pub batch_size: usize,
+    /// Initial learning rate.
     pub lr: f64,
+    /// SGD momentum.
     pub momentum: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
     /// Epochs at which the learning rate is multiplied by `gamma`.
     pub milestones: Vec<usize>,
+    /// Learning-rate factor at each milestone.
     pub gamma: f64,
+    /// Seed of the shuffling and augmentation.
     pub seed: u64,
+    /// Training augmentation.
     pub augment: Augment,
 }
 
 impl TrainConfig {
-    /// The reference's schedule (SPEC §3): lr 0.1, momentum 0.9, wd 5e-4, batch 128, x0.1 at 50%/75%.
+    /// The reference's schedule (docs/METHOD.md §3): lr 0.1, momentum 0.9, wd 5e-4, batch 128, x0.1 at 50%/75%.
     pub fn reference(epochs: usize, seed: u64, augment: Augment) -> Self {
         TrainConfig { epochs, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5e-4, milestones: vec![epochs / 2, epochs * 3 / 4], gamma: 0.1, seed, augment }
     }
 
+    /// The learning rate of epoch `epoch` (0-based).
     pub fn lr_at(&self, epoch: usize) -> f64 {
         let k = self.milestones.iter().filter(|&&m| m <= epoch).count();
         self.lr * self.gamma.powi(k as i32)
     }
 
+    /// Checks batch size, learning rate, momentum and weight decay.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid("training config", m));
         if self.batch_size == 0 {
-            return bad("--batch-size must be at least 1".into());
+            return bad("the batch size must be at least 1".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!("--lr must be positive, got {}", self.lr));
+            return bad(format!("the learning rate must be positive, got {}", self.lr));
         }
         if !(0.0..1.0).contains(&self.momentum) || !(self.weight_decay >= 0.0) {
-            return bad(format!("--momentum must be in [0, 1) and --weight-decay >= 0, got {} and {}", self.momentum, self.weight_decay));
+            return bad(format!("the momentum must be in [0, 1) and the weight decay >= 0, got {} and {}", self.momentum, self.weight_decay));
         }
         Ok(())
     }
@@ -68,20 +85,31 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One line of `metrics.jsonl`: a finished epoch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
+    /// The epoch, 1-based.
     pub epoch: usize,
+    /// Its learning rate.
     pub lr: f64,
+    /// Mean training loss over the epoch.
     pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented, in training mode).
     pub train_accuracy: f64,
+    /// Clean test accuracy after the epoch, with a test set.
     pub test_accuracy: Option<f64>,
+    /// Clean test loss after the epoch, with a test set.
     pub test_loss: Option<f64>,
+    /// Wall time of the training part of the epoch.
     pub seconds: f64,
+    /// Training throughput.
     pub images_per_second: f64,
 }
 
-/// One epoch of training; returns mean loss and accuracy over the epoch's samples.
-pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoch: usize, bar: &ProgressBar) -> Result<(f64, f64)> {
+/// One epoch of training; returns mean loss and accuracy over the epoch's samples. Reports each
+/// batch's images to `ctl`'s progress, and stops with `Error::Interrupted` (naming no state: the
+/// caller knows it) after the batch during which `ctl` was cancelled.
+pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoch: usize, ctl: &Control) -> Result<(f64, f64)> {
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
     for (step, b) in batches.enumerate() {
         let logits = model.forward_t(&b.images, true);
@@ -90,15 +118,15 @@ pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoc
         loss.backward();
         let l = loss.double_value(&[]);
         if !l.is_finite() {
-            return Err(Error::Diverged { epoch, step, loss: l, remedy: "lower --lr (e.g. 10x), check --normalize, or resume from the last good checkpoint" });
+            return Err(Error::Diverged { epoch, step, loss: l, remedy: "lower the learning rate (e.g. 10x), check the input normalization, or resume from the last good checkpoint" });
         }
         opt.step(lr);
         let n = b.indices.len();
         loss_sum += l * n as f64;
         correct += logits.argmax(-1, false).eq_tensor(&b.labels).sum(Kind::Int64).int64_value(&[]);
         seen += n;
-        bar.inc(n as u64);
-        if crate::interrupt::requested() {
+        ctl.progress().inc(n as u64);
+        if ctl.cancelled() {
             // The caller names the last saved state (see `fit`).
             return Err(Error::Interrupted(PathBuf::new()));
         }
@@ -108,33 +136,33 @@ pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoc
 
 /// The data a run trains and evaluates on.
 pub struct TrainData<'a> {
+    /// The (possibly poisoned) training set.
     pub train: &'a ImageSet,
+    /// The clean test set evaluated after each epoch.
     pub test: Option<&'a ImageSet>,
+    /// The model's input normalization.
     pub norm: &'a Normalization,
 }
 
 /// Files of a training run folder.
 pub struct RunFiles {
+    /// The run folder.
     pub dir: PathBuf,
 }
 
 impl RunFiles {
+    /// The per-epoch tensors (weights, BN statistics, momentum).
     pub fn state(&self) -> PathBuf {
         self.dir.join("train-state.safetensors")
     }
+    /// The per-epoch record (config, next epoch, history).
     pub fn state_json(&self) -> PathBuf {
         self.dir.join("train-state.json")
     }
+    /// One JSON line of [`EpochMetrics`] per finished epoch.
     pub fn metrics(&self) -> PathBuf {
         self.dir.join("metrics.jsonl")
     }
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StateJson {
-    next_epoch: usize,
-    config: TrainConfig,
-    history: Vec<EpochMetrics>,
 }
 
 /// How a `fit` call runs beyond its config.
@@ -148,14 +176,17 @@ pub struct FitOptions<'a> {
     pub masks: HashMap<String, Tensor>,
     /// First epoch (IMP's rounds start at the rewind epoch, with the schedule advanced).
     pub start_epoch: usize,
+    /// Cancellation (checked after every batch) and progress (per epoch, in images).
+    pub ctl: Control,
 }
 
 /// Trains `model` over epochs `opts.start_epoch..cfg.epochs`. With a run folder, writes metrics and an
 /// atomic checkpoint after every epoch, and with `resume` continues from the last one. `on_epoch` sees
-/// each finished epoch (IMP saves its rewind point there).
+/// each finished epoch (IMP saves its rewind point there). Stops with `Error::Interrupted` naming the
+/// last saved state when `opts.ctl` is cancelled.
 pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions, mut on_epoch: impl FnMut(usize, &Model) -> Result<()>) -> Result<Vec<EpochMetrics>> {
     cfg.validate()?;
-    let FitOptions { run, resume, masks, start_epoch } = opts;
+    let FitOptions { run, resume, masks, start_epoch, ctl } = opts;
     let mut opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
     opt.set_masks(masks);
     let mut start = start_epoch;
@@ -165,42 +196,18 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
             let (next, hist) = load_state(run, model, &mut opt, cfg)?;
             start = next;
             history = hist;
-            eprintln!("resuming {} at epoch {}", run.dir.display(), start + 1);
+            ctl.progress().note(&format!("resuming {} at epoch {}", run.dir.display(), start + 1));
         }
     }
-    let total = (cfg.epochs.saturating_sub(start) * data.train.n) as u64;
-    let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} img {per_sec} eta {eta}").expect("valid template").progress_chars("=> "));
+    // One bar over every epoch left, in images (the stage is named by its unit).
+    ctl.progress().start("img", (cfg.epochs.saturating_sub(start) * data.train.n) as u64);
     for epoch in start..cfg.epochs {
-        let lr = cfg.lr_at(epoch);
-        bar.set_message(format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs));
-        let t0 = std::time::Instant::now();
-        let batches = Batches::new(data.train, cfg.batch_size, data.norm, cfg.augment, Some(epoch_seed(cfg.seed, epoch)), model.device());
-        let (train_loss, train_accuracy) = train_epoch(model, &mut opt, batches, lr, epoch, &bar).map_err(|e| match (e, run) {
+        let m = fit_epoch(model, &mut opt, data, cfg, epoch, &ctl).map_err(|e| match (e, run) {
             // The epoch in progress is dropped; the last completed epoch's state is on disk.
             (Error::Interrupted(_), Some(run)) => Error::Interrupted(run.state_json()),
             (e, _) => e,
         })?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let test = data.test.map(|t| evaluate(model, t, data.norm, 500));
-        let m = EpochMetrics {
-            epoch: epoch + 1,
-            lr,
-            train_loss,
-            train_accuracy,
-            test_accuracy: test.as_ref().map(|t| t.accuracy),
-            test_loss: test.as_ref().map(|t| t.loss),
-            seconds,
-            images_per_second: data.train.n as f64 / seconds,
-        };
-        bar.suspend(|| eprintln!(
-            "epoch {:>3}  loss {:.4}  train acc {:.4}{}  {:.1}s",
-            m.epoch,
-            m.train_loss,
-            m.train_accuracy,
-            m.test_accuracy.map(|a| format!("  test acc {a:.4}")).unwrap_or_default(),
-            seconds
-        ));
-        history.push(m.clone());
+        history.push(m);
         on_epoch(epoch + 1, model)?;
         if let Some(run) = run {
             save_state(run, model, &opt, cfg, epoch + 1, &history)?;
@@ -209,57 +216,33 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
             write_atomic(&run.metrics(), lines.as_bytes())?;
         }
     }
-    bar.finish_and_clear();
+    ctl.progress().finish();
     Ok(history)
 }
 
-fn save_state(run: &RunFiles, model: &Model, opt: &Sgd, cfg: &TrainConfig, next_epoch: usize, history: &[EpochMetrics]) -> Result<()> {
-    let mut tensors: Vec<(String, torchfile::RawTensor)> = model.state_dict(0).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
-    tensors.extend(opt.buffers().into_iter().map(|(n, b)| (format!("momentum.{n}"), crate::model::to_raw(&b))));
-    // Two files cannot be renamed at once, so the JSON (config and history up to `next_epoch`) is
-    // written first and the tensors, labelled with their epoch, last: after a kill between the two the
-    // JSON is one epoch ahead and [`load_state`] keeps the tensors' epoch and that much history. (With
-    // the JSON written last and the tensors unlabelled, a kill between the writes left epoch e+1's
-    // tensors under an epoch-e record, and the resumed run trained that epoch twice: caught by the
-    // IMP SIGKILL test.)
-    write_json(&run.state_json(), &StateJson { next_epoch, config: cfg.clone(), history: history.to_vec() })?;
-    let meta = std::collections::BTreeMap::from([(EPOCH_KEY.to_string(), next_epoch.to_string())]);
-    torchfile::save_safetensors(&run.state(), &tensors, &meta)?;
-    Ok(())
-}
-
-/// Metadata key of `train-state.safetensors`: the `next_epoch` its tensors belong to.
-const EPOCH_KEY: &str = "quarantine.next_epoch";
-
-fn load_state(run: &RunFiles, model: &Model, opt: &mut Sgd, cfg: &TrainConfig) -> Result<(usize, Vec<EpochMetrics>)> {
-    let path = run.state_json();
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let st: StateJson = serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&path, format!("corrupt training state: {e}")))?;
-    if st.config != *cfg {
-        return Err(Error::bad_file(&path, "was written with a different training configuration; --resume needs the same options (or start a new --out)"));
-    }
-    let sd = torchfile::load(&run.state())?;
-    let next_epoch = match sd.metadata.get(EPOCH_KEY) {
-        Some(e) => e.parse::<usize>().map_err(|_| Error::bad_file(run.state(), format!("corrupt {EPOCH_KEY} `{e}`")))?,
-        None => st.next_epoch,
+/// Epoch `epoch` of [`fit`]: trains, evaluates on the test set, reports the metrics line.
+fn fit_epoch(model: &Model, opt: &mut Sgd, data: &TrainData, cfg: &TrainConfig, epoch: usize, ctl: &Control) -> Result<EpochMetrics> {
+    let lr = cfg.lr_at(epoch);
+    let progress = ctl.progress();
+    progress.message(&format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs));
+    let t0 = std::time::Instant::now();
+    let batches = Batches::new(data.train, cfg.batch_size, data.norm, cfg.augment, Some(epoch_seed(cfg.seed, epoch)), model.device());
+    let (train_loss, train_accuracy) = train_epoch(model, opt, batches, lr, epoch, ctl)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let test = data.test.map(|t| evaluate(model, t, data.norm, 500));
+    let m = EpochMetrics {
+        epoch: epoch + 1,
+        lr,
+        train_loss,
+        train_accuracy,
+        test_accuracy: test.as_ref().map(|t| t.accuracy),
+        test_loss: test.as_ref().map(|t| t.loss),
+        seconds,
+        images_per_second: data.train.n as f64 / seconds,
     };
-    if next_epoch > st.next_epoch {
-        return Err(Error::bad_file(&path, format!("records epoch {} but {} holds the later epoch {next_epoch}", st.next_epoch, run.state().display())));
-    }
-    let mut history = st.history;
-    history.retain(|h| h.epoch <= next_epoch);
-    let mut model_sd = vec![];
-    let mut bufs = HashMap::new();
-    for (name, raw) in sd.tensors {
-        if let Some(n) = name.strip_prefix("model.") {
-            model_sd.push((n.to_string(), raw));
-        } else if let Some(n) = name.strip_prefix("momentum.") {
-            bufs.insert(n.to_string(), from_raw(&raw, &run.state(), &name)?);
-        }
-    }
-    model.load_state_dict(&model_sd, &run.state())?;
-    opt.load_buffers(bufs);
-    Ok((next_epoch, history))
+    let test = m.test_accuracy.map(|a| format!("  test acc {a:.4}")).unwrap_or_default();
+    progress.note(&format!("epoch {:>3}  loss {:.4}  train acc {:.4}{test}  {seconds:.1}s", m.epoch, m.train_loss, m.train_accuracy));
+    Ok(m)
 }
 
 #[cfg(test)]

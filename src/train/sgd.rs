@@ -1,16 +1,19 @@
 //! SGD with momentum and weight decay, exactly PyTorch's `torch.optim.SGD` (dampening 0, no Nesterov):
 //! `d = g + wd·p; buf = d` on the first step, else `buf = μ·buf + d`; `p -= lr·buf`.
 //! Written here rather than taken from tch so that (a) the momentum buffers can be checkpointed for
-//! bit-exact `--resume`, and (b) pruning masks are honoured: a masked entry's gradient is zeroed before
+//! bit-exact resumed runs, and (b) pruning masks are honoured: a masked entry's gradient is zeroed before
 //! the update and the weight is re-masked after it, so it gets no update, no momentum and stays 0.
 use std::collections::HashMap;
 
 use tch::Tensor;
 
+/// The optimizer: named parameters, their momentum buffers and masks.
 pub struct Sgd {
     params: Vec<(String, Tensor)>,
     bufs: Vec<Option<Tensor>>,
+    /// Momentum μ.
     pub momentum: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
     masks: HashMap<String, Tensor>,
 }
@@ -27,6 +30,7 @@ impl Sgd {
         self.masks = masks;
     }
 
+    /// Zeroes every parameter's gradient.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             let mut g = p.grad();
@@ -36,6 +40,7 @@ impl Sgd {
         }
     }
 
+    /// One update with learning rate `lr` from the current gradients.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
             for ((name, p), buf) in self.params.iter_mut().zip(self.bufs.iter_mut()) {
