@@ -12,6 +12,7 @@
 //! Readers convert the planes to HWC (pixel by pixel, R G B), the layout of [`ImageSet`]; writers
 //! convert back. There is no header, so a file's length must be a whole number of records.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::{create_dir_all, write_atomic, write_atomic_with};

@@ -14,9 +14,10 @@
 //!
 //! Readers never panic on bad input and never trust a size declared in a header before checking it
 //! against the data actually there; every error names the file and says what is wrong
-//! (see [`Error`]). Writers are atomic per file (see [`atomic`]).
+//! (see [`Error`]). Writers are atomic per file: each file is written to a temporary beside it,
+//! fsynced and renamed into place (crate `atomicfile`); [`write_folder`] renames a whole folder.
 
-pub mod atomic;
+mod atomic;
 pub mod cifar;
 mod error;
 pub mod folder;

@@ -31,7 +31,8 @@
 //! # What it writes
 //! [`save_pt`] writes the zip layout of `torch.save(OrderedDict)` (protocol-2 pickle,
 //! 64-byte-aligned storages), which `torch.load(path, weights_only=True)` accepts;
-//! [`save_safetensors`] writes safetensors. Both write `<path>.tmp`, fsync, then rename.
+//! [`save_safetensors`] writes safetensors. Both write a temporary beside the target, fsync it,
+//! then rename it into place (crate `atomicfile`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
