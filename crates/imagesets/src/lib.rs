@@ -22,6 +22,7 @@ pub mod cifar;
 mod error;
 pub mod folder;
 pub mod idx;
+mod layout;
 
 pub use cifar::{
     cifar10, cifar100, write_cifar100_bin, write_cifar10_bin, write_cifar10_test, Cifar100Label,
@@ -32,6 +33,7 @@ pub use folder::{folder, folder_class_names, write_folder};
 pub use idx::{
     idx_pair, idx_pair_from_bytes, mnist_dir, write_idx_pair, FASHION_MNIST_CLASSES, MNIST_CLASSES,
 };
+pub use layout::chw_to_hwc;
 
 /// The most elements (bytes) a declared size may have; larger headers are refused before anything
 /// is allocated.
