@@ -13,6 +13,9 @@ pub enum Error {
     BadFile { path: PathBuf, msg: String },
     #[error("invalid {what}: {msg}")]
     Invalid { what: &'static str, msg: String },
+    /// Images whose shape `(channels, height, width)` is not the model's input shape.
+    #[error("{what} are {}x{}x{} but the model takes {}x{}x{}", .images.0, .images.1, .images.2, .model.0, .model.1, .model.2)]
+    ImageShape { what: String, images: (usize, usize, usize), model: (usize, usize, usize) },
     #[error("{0}")]
     Torch(#[from] tch::TchError),
     #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}; {remedy}")]

@@ -212,6 +212,7 @@ impl Attack {
         };
         if self.cfg.kind == AttackKind::CleanLabel {
             let (model, norm) = surrogate.ok_or_else(|| Error::invalid("--surrogate", "a clean-label attack needs a surrogate model (--surrogate CKPT)"))?;
+            model.meta.check_images((set.channels, set.height, set.width), "training images")?;
             pgd_perturb(model, norm, &mut out, &indices, &self.cfg.pgd, self.cfg.seed)?;
         }
         let len = set.image_len();

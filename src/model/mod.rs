@@ -63,6 +63,23 @@ pub struct ModelMeta {
     pub num_classes: usize,
 }
 
+impl ModelMeta {
+    /// The input shape `(channels, height, width)`.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        (self.in_channels, self.height, self.width)
+    }
+
+    /// Checks that images of shape `(channels, height, width)` fit the model's input; the error
+    /// reads "{what} are CxHxW but the model takes CxHxW" (`what` e.g. "seed images",
+    /// "cifar10:data: test images").
+    pub fn check_images(&self, images: (usize, usize, usize), what: &str) -> Result<()> {
+        if images == self.input_shape() {
+            return Ok(());
+        }
+        Err(Error::ImageShape { what: what.to_string(), images, model: self.input_shape() })
+    }
+}
+
 /// A network with its state: the variables (PyTorch names) in one `VarStore` and the forward pass.
 pub struct Model {
     /// Architecture and shapes.
@@ -316,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn registry_names_match_serde() {
+    fn registry_names_match_serde_and_image_shapes_are_checked() {
         for &arch in Arch::ALL {
             assert_eq!(serde_json::to_value(arch).unwrap(), arch.name());
             assert_eq!(serde_json::from_value::<Arch>(arch.name().into()).unwrap(), arch);
@@ -325,6 +342,10 @@ mod tests {
         assert_eq!(Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(), ["resnet20s", "resnet18", "vgg16bn", "cnn"]);
         assert_eq!((Arch::Resnet18.head(), Arch::Vgg16bn.stem()), ("fc.weight", "features.0.weight"));
         assert_eq!((Arch::Cnn.reverse_images_per_pass(28, 28), Arch::Resnet20s.reverse_images_per_pass(64, 64)), (1337, 64));
+        let m = meta(Arch::Cnn, 1, 28);
+        m.check_images((1, 28, 28), "test images").unwrap();
+        let e = m.check_images((3, 32, 32), "builtin: test images").unwrap_err().to_string();
+        assert_eq!(e, "builtin: test images are 3x32x32 but the model takes 1x28x28");
     }
 
     #[test]
