@@ -1,4 +1,4 @@
-//! Backdoor attacks (SPEC §2). An attack = an image transform (patch stamp, blend, warp, or PGD +
+//! Backdoor attacks (docs/METHOD.md §2). An attack = an image transform (patch stamp, blend, warp, or PGD +
 //! stamp), a label transform (all-to-one target, or all-to-all `y -> y+1 mod K`) and a choice of
 //! poisoned samples (the reference's first `int(N*ratio)` in dataset order, or a seeded random subset).
 //! The chosen indices are saved with the run (`plan.json`), with the trigger as PNG and numbers.
@@ -77,7 +77,7 @@ pub struct AttackConfig {
 }
 
 impl AttackConfig {
-    /// BadNets with the paper's defaults (SPEC §2): 1% poison, first samples, reference location.
+    /// BadNets with the paper's defaults (docs/METHOD.md §2): 1% poison, first samples, reference location.
     pub fn badnets(trigger: TriggerSpec, target: u32, seed: u64) -> Self {
         AttackConfig {
             kind: AttackKind::Badnets,

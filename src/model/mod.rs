@@ -2,6 +2,7 @@
 //! state-dict names, and conversion between the store and flat state dicts (import/export in
 //! `checkpoint`). Each architecture's facts live in its own file behind `arch::ArchSpec`; the
 //! registry below lists them.
+#![warn(missing_docs)]
 mod arch;
 mod checkpoint;
 mod cnn;

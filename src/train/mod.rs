@@ -1,4 +1,4 @@
-//! Supervised training (SPEC §3): SGD with momentum and weight decay, multi-step learning rate, seeded
+//! Supervised training (docs/METHOD.md §3): SGD with momentum and weight decay, multi-step learning rate, seeded
 //! shuffling and augmentation, per-epoch metrics and atomic per-epoch checkpoints with `--resume`.
 //!
 //! Reproducibility: the weights are initialised after `tch::manual_seed(seed)`; epoch `e` shuffles and
@@ -35,7 +35,7 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The reference's schedule (SPEC §3): lr 0.1, momentum 0.9, wd 5e-4, batch 128, x0.1 at 50%/75%.
+    /// The reference's schedule (docs/METHOD.md §3): lr 0.1, momentum 0.9, wd 5e-4, batch 128, x0.1 at 50%/75%.
     pub fn reference(epochs: usize, seed: u64, augment: Augment) -> Self {
         TrainConfig { epochs, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5e-4, milestones: vec![epochs / 2, epochs * 3 / 4], gamma: 0.1, seed, augment }
     }

@@ -10,6 +10,8 @@
 //! Errors are an [`Error`]: the [`Step`] that failed, the file it concerned and the OS error, so
 //! that each caller can map it into its own error type.
 
+#![warn(missing_docs)]
+
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;

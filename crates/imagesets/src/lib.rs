@@ -17,6 +17,8 @@
 //! (see [`Error`]). Writers are atomic per file: each file is written to a temporary beside it,
 //! fsynced and renamed into place (crate `atomicfile`); [`write_folder`] renames a whole folder.
 
+#![warn(missing_docs)]
+
 mod atomic;
 pub mod cifar;
 mod error;

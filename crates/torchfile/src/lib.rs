@@ -78,6 +78,7 @@ pub struct StateDict {
     pub tensors: Vec<(String, RawTensor)>,
     /// Pruning masks keyed by the parameter they mask (e.g. `"conv1.weight"`), as stored.
     pub masks: Vec<(String, RawTensor)>,
+    /// The file format it was read from.
     pub format: Format,
     /// Keys of entries that were skipped because they are not tensors: top-level keys next to a
     /// nested state dict (`"epoch"`, `"optimizer"`...) and non-tensor values inside it.
