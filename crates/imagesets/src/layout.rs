@@ -38,6 +38,21 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_index_formula() {
+        for (c, h, w) in [(1, 4, 5), (3, 7, 2), (4, 3, 3)] {
+            let chw: Vec<f32> = (0..c * h * w).map(|i| (i as f32 * 0.37) % 1.0).collect();
+            let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            let mut want = vec![0u8; c * h * w];
+            for ch in 0..c {
+                for i in 0..h * w {
+                    want[i * c + ch] = to_u8(chw[ch * h * w + i]);
+                }
+            }
+            assert_eq!(chw_to_hwc(&chw, c, to_u8), want, "{c}x{h}x{w}");
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "cannot be 4 equal channel planes")]
     fn unequal_planes_panic() {
         chw_to_hwc(&[0u8; 6], 4, |v| v);
