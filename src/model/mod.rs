@@ -72,7 +72,7 @@ impl ModelMeta {
 
     /// Checks that images of shape `(channels, height, width)` fit the model's input; the error
     /// reads "{what} are CxHxW but the model takes CxHxW" (`what` e.g. "seed images",
-    /// "cifar10:data: test images").
+    /// "builtin: test images").
     pub fn check_images(&self, images: (usize, usize, usize), what: &str) -> Result<()> {
         if images == self.input_shape() {
             return Ok(());
