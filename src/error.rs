@@ -34,6 +34,16 @@ pub enum Error {
         /// Why it was rejected.
         msg: String,
     },
+    /// Images whose shape `(channels, height, width)` is not the model's input shape.
+    #[error("{what} are {}x{}x{} but the model takes {}x{}x{}", .images.0, .images.1, .images.2, .model.0, .model.1, .model.2)]
+    ImageShape {
+        /// What the images are (e.g. "test images").
+        what: String,
+        /// Their shape (C, H, W).
+        images: (usize, usize, usize),
+        /// The model's input shape (C, H, W).
+        model: (usize, usize, usize),
+    },
     /// An error raised by libtorch through `tch`.
     #[error("{0}")]
     Torch(#[from] tch::TchError),

@@ -1,20 +1,12 @@
 //! Small shared helpers: atomic writes, run folders.
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// A reader never sees a half-written file under the final name.
+/// Writes `bytes` to `path` atomically (`atomicfile`: a uniquely named temporary in the same
+/// folder, fsync, rename). A reader never sees a half-written file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    let io = |e| Error::io(path, e);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    atomicfile::write_atomic(path, bytes).map_err(|e| Error::io(path, e.source))
 }
 
 /// Creates an output folder for a new run. An existing folder that already holds `marker` is refused
@@ -33,6 +25,7 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
 }
 
+/// Writes `value` as pretty JSON plus a newline, atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("serializable");
     bytes.push(b'\n');

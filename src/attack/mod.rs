@@ -140,6 +140,7 @@ impl Attack {
         let clean_label = matches!(self.cfg.spec, AttackSpec::CleanLabel(_));
         if let AttackSpec::CleanLabel(c) = &self.cfg.spec {
             let (model, norm) = surrogate.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model"))?;
+            model.meta.check_images((set.channels, set.height, set.width), "training images")?;
             pgd_perturb(model, norm, &mut out, &indices, &c.pgd, self.cfg.seed)?;
         }
         let len = set.image_len();

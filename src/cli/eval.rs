@@ -33,11 +33,7 @@ pub fn run(a: EvalArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
     let set = if a.train_split { &split.train } else { split.test.as_ref().with_context(|| format!("{} has no test split", a.data))? };
     let m = &model.meta;
-    anyhow::ensure!(
-        (set.channels, set.height, set.width) == (m.in_channels, m.height, m.width),
-        "{}: data are {}x{}x{} images but the model takes {}x{}x{}",
-        a.data, set.channels, set.height, set.width, m.in_channels, m.height, m.width
-    );
+    m.check_images((set.channels, set.height, set.width), &format!("{}: images", a.data))?;
     anyhow::ensure!(set.num_classes() <= m.num_classes, "{}: {} classes but the model has {} outputs", a.data, set.num_classes(), m.num_classes);
     let r = evaluate(&model, set, &info.normalization, a.batch_size.max(1));
     let mut out = serde_json::json!({"clean_accuracy": r.accuracy, "loss": r.loss, "n": r.n});

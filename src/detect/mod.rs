@@ -241,7 +241,7 @@ pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work
     cfg.validate()?;
     let model = &suspect.model;
     if let Some(d) = data {
-        model.meta.check_images(&d.train, "audit data")?;
+        model.meta.check_images((d.train.channels, d.train.height, d.train.width), "audit data")?;
     }
     let norm = &suspect.info.normalization;
     // Seeds first: synthesized seeds are also the data-free score data.

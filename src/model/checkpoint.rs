@@ -16,10 +16,14 @@ use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
+/// The versions a checkpoint was written with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Versions {
+    /// This crate's version.
     pub quarantine: String,
+    /// The `tch` crate's version.
     pub tch: String,
+    /// The libtorch (PyTorch) version.
     pub torch: String,
 }
 
@@ -32,11 +36,16 @@ impl Default for Versions {
 /// The sidecar of a native checkpoint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointInfo {
+    /// Architecture and shapes (flattened into the sidecar's top level).
     #[serde(flatten)]
     pub meta: ModelMeta,
+    /// Class names, by label.
     pub classes: Vec<String>,
+    /// The input normalization the model was trained with.
     pub normalization: Normalization,
+    /// The training seed, when known.
     pub seed: Option<u64>,
+    /// Versions it was written with.
     pub versions: Versions,
     /// Data spec and SHA-256 of the training/test sets, when known.
     pub data: Option<serde_json::Value>,
@@ -63,13 +72,19 @@ impl CheckpointInfo {
 /// How to read a foreign checkpoint (no sidecar), and overrides for a native one.
 #[derive(Debug, Clone, Default)]
 pub struct InputOverrides {
+    /// The architecture (needed for a foreign checkpoint; checked against a sidecar).
     pub arch: Option<Arch>,
+    /// Input side (height = width) of a foreign checkpoint.
     pub image_size: Option<usize>,
+    /// Input channels of a foreign checkpoint.
     pub channels: Option<usize>,
+    /// Number of classes of a foreign checkpoint.
     pub classes: Option<usize>,
+    /// Normalization spec (see `Normalization::parse`), replacing the stored or default one.
     pub normalize: Option<String>,
 }
 
+/// The sidecar of the checkpoint `path`: the same name with extension `.json`.
 pub fn sidecar_path(path: &Path) -> PathBuf {
     path.with_extension("json")
 }
@@ -123,31 +138,25 @@ pub fn load_checkpoint(path: &Path, ov: &InputOverrides, device: Device) -> Resu
     Ok((model, info, sd.masks))
 }
 
-fn shape_of<'a>(tensors: &'a [(String, RawTensor)], names: &[&str]) -> Option<&'a [usize]> {
-    names.iter().find_map(|n| tensors.iter().find(|(k, _)| k == n).map(|(_, t)| t.shape.as_slice()))
+/// The shape of the tensor `arch` names `name`, found under that name or any of its import aliases.
+fn shape_of<'a>(tensors: &'a [(String, RawTensor)], arch: Arch, name: &str) -> Option<&'a [usize]> {
+    let aliases = arch.spec().import_aliases().iter().filter_map(|(theirs, ours)| name.strip_prefix(ours).map(|rest| format!("{theirs}{rest}")));
+    std::iter::once(name.to_string()).chain(aliases).find_map(|n| tensors.iter().find(|(k, _)| *k == n).map(|(_, t)| t.shape.as_slice()))
 }
 
 /// Describes a checkpoint without sidecar from `--arch` and its tensor shapes: channels from the first
-/// conv, classes from the head, image size from `--image-size` (the cnn's is read off `fc1`), else
-/// 32 for 3 channels and 28 for 1.
+/// conv, classes from the head, image size from `--image-size`, else from the tensors where the
+/// architecture's shapes depend on it (the cnn's `fc1`), else 32 for 3 channels and 28 for 1.
 fn foreign_info(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverrides, format: &str) -> Result<CheckpointInfo> {
     let arch = ov.arch.ok_or_else(|| Error::bad_file(path, "no quarantine sidecar (.json) beside it: pass --arch to say what network it holds"))?;
-    let stem = shape_of(tensors, &[arch.stem()]).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name())))?;
-    let head_alias = arch.head().replace("fc.", "linear.");
-    let head = shape_of(tensors, &[arch.head(), &head_alias]).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.head(), arch.name())))?;
+    let stem = shape_of(tensors, arch, arch.stem()).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name())))?;
+    let head = shape_of(tensors, arch, arch.head()).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.head(), arch.name())))?;
     if stem.len() != 4 || head.len() != 2 {
         return Err(Error::bad_file(path, format!("`{}` has shape {stem:?} and `{}` {head:?}; expected a 4-D conv and a 2-D linear weight", arch.stem(), arch.head())));
     }
     let channels = ov.channels.unwrap_or(stem[1]);
     let num_classes = ov.classes.unwrap_or(head[0]);
-    let size = match (ov.image_size, arch) {
-        (Some(s), _) => s,
-        (None, Arch::Cnn) => {
-            let flat = shape_of(tensors, &["fc1.weight"]).map(|s| s.get(1).copied().unwrap_or(0)).unwrap_or(0);
-            4 * ((flat / 32) as f64).sqrt().round() as usize
-        }
-        (None, _) => if channels == 1 { 28 } else { 32 },
-    };
+    let size = ov.image_size.or_else(|| arch.spec().image_size(tensors)).unwrap_or(if channels == 1 { 28 } else { 32 });
     let normalization = match &ov.normalize {
         Some(n) => Normalization::parse(n, channels)?,
         None if channels == 1 => Normalization::mnist(),
@@ -165,4 +174,46 @@ fn foreign_info(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverride
         batches_tracked: 0,
         imported_from: Some(format!("{} ({format})", path.display())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exported(dir: &Path, meta: ModelMeta, rename: impl Fn(&str) -> String) -> PathBuf {
+        let model = Model::new(meta, Device::Cpu).unwrap();
+        let sd: Vec<(String, RawTensor)> = model.state_dict(0).into_iter().map(|(n, t)| (rename(&n), t)).collect();
+        let path = dir.join("foreign.pt");
+        torchfile::save_pt(&path, &sd).unwrap();
+        path
+    }
+
+    #[test]
+    fn foreign_cnn_image_size_is_read_off_fc1() {
+        let d = tempfile::tempdir().unwrap();
+        for (c, side) in [(1, 28), (3, 32), (3, 20)] {
+            let meta = ModelMeta { arch: Arch::Cnn, in_channels: c, height: side, width: side, num_classes: 10 };
+            let path = exported(d.path(), meta.clone(), str::to_string);
+            let ov = InputOverrides { arch: Some(Arch::Cnn), ..Default::default() };
+            let (_, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();
+            assert_eq!(info.meta, meta);
+        }
+    }
+
+    #[test]
+    fn foreign_resnet_head_named_linear_is_accepted() {
+        let d = tempfile::tempdir().unwrap();
+        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 7 };
+        let path = exported(d.path(), meta.clone(), |n| n.replace("fc.", "linear."));
+        let ov = InputOverrides { arch: Some(Arch::Resnet20s), ..Default::default() };
+        let (model, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();
+        assert_eq!(info.meta, meta);
+        assert!(model.named_tensors().iter().any(|(n, _)| n == "fc.weight"));
+        // the alias is the ResNets': a cnn has no `fc`, so `linear.*` stays an unexpected name
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+        let path = exported(d.path(), meta, |n| n.replace("fc1.", "linear."));
+        let ov = InputOverrides { arch: Some(Arch::Cnn), image_size: Some(28), ..Default::default() };
+        let e = load_checkpoint(&path, &ov, Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("unexpected tensor `linear."), "{e}");
+    }
 }

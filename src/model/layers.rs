@@ -1,9 +1,10 @@
-//! Layer constructors with the reference's initialization (SPEC §3): Kaiming-normal (fan-in, ReLU gain)
-//! for conv and linear weights, PyTorch's default uniform(±1/sqrt(fan_in)) for biases, BN weight 1 and
+//! Layer constructors with the reference's initialization (docs/METHOD.md §3): Kaiming-normal (fan-in,
+//! ReLU gain) for conv and linear weights, PyTorch's default uniform(±1/sqrt(fan_in)) for biases, BN weight 1 and
 //! bias 0, eps 1e-5, momentum 0.1. Names follow PyTorch (`weight`, `bias`, `running_mean`, ...).
 use tch::nn::{self, init::DEFAULT_KAIMING_NORMAL, Init};
 use tch::{Kind, Tensor};
 
+/// A conv layer (`weight` `[cout, cin, k, k]`, optional `bias`) under `p`.
 pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> nn::Conv2D {
     let bound = 1.0 / ((cin * k * k) as f64).sqrt();
     nn::conv2d(
@@ -15,10 +16,12 @@ pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64,
     )
 }
 
+/// A 2-D batch norm over `c` channels under `p`.
 pub fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, c, Default::default())
 }
 
+/// A linear layer (`weight` `[cout, cin]`, `bias`) under `p`.
 pub fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     let bound = 1.0 / (cin as f64).sqrt();
     nn::linear(p, cin, cout, nn::LinearConfig { ws_init: DEFAULT_KAIMING_NORMAL, bs_init: Some(Init::Uniform { lo: -bound, up: bound }), bias: true })
@@ -30,16 +33,19 @@ pub fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
 /// weights are recomputed from the current state at each call, outside autograd), so each conv+BN
 /// pair is one convolution. Gradients still flow to the input but never to the weights: it is
 /// for frozen models (trigger reverse engineering, scoring). Logits agree with `Eval` to float
-/// rounding (unit test below). Measured on ResNet-20s, 200 images at 3x32x32, forward + input
-/// gradient on 2 cores: see BENCHMARKS.md.
+/// rounding (unit test in `model`). Its speed against `Eval`: BENCHMARKS.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Batch statistics, running statistics updated.
     Train,
+    /// Running statistics.
     Eval,
+    /// Running statistics folded into the convolutions; no gradients to the weights.
     Frozen,
 }
 
 impl Mode {
+    /// `Train` or `Eval`.
     pub fn from_train(train: bool) -> Mode {
         if train {
             Mode::Train
@@ -52,7 +58,9 @@ impl Mode {
 /// A convolution followed by batch norm (PyTorch names `{conv}.weight`, `{bn}.running_mean`, ...).
 #[derive(Debug)]
 pub struct ConvBn {
+    /// The convolution.
     pub conv: nn::Conv2D,
+    /// The batch norm after it.
     pub bn: nn::BatchNorm,
     stride: i64,
     padding: i64,
@@ -61,9 +69,13 @@ pub struct ConvBn {
 /// The batch statistics of one BN layer's input next to the layer's running statistics.
 #[derive(Debug)]
 pub struct BnStat {
+    /// Per-channel mean of the batch.
     pub mean: Tensor,
+    /// Per-channel (biased) variance of the batch.
     pub var: Tensor,
+    /// The layer's running mean.
     pub running_mean: Tensor,
+    /// The layer's running variance.
     pub running_var: Tensor,
 }
 
@@ -99,6 +111,7 @@ impl ConvBn {
         ConvBn { conv: conv(cp, cin, cout, k, stride, padding, bias), bn: bn(bp, cout), stride, padding }
     }
 
+    /// `[N, Cin, H, W]` -> `[N, Cout, H', W']` in `mode`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         match mode {
             Mode::Eval if BN_PROBE.with(|p| p.borrow().is_some()) => {

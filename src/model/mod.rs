@@ -1,9 +1,13 @@
-//! Architectures (SPEC §3) over one `VarStore` whose variable names are PyTorch's state-dict names,
-//! and conversion between the store and flat state dicts (import/export in `checkpoint`).
+//! Architectures (docs/METHOD.md §3) over one `VarStore` whose variable names are PyTorch's
+//! state-dict names, and conversion between the store and flat state dicts (import/export in
+//! `checkpoint`). Each architecture's facts live in its own file behind `arch::ArchSpec`; the
+//! registry below lists them.
+#![warn(missing_docs)]
+mod arch;
 mod checkpoint;
-mod input;
 mod cnn;
 mod layers;
+mod resnet;
 mod resnet18;
 mod resnet20s;
 mod vgg;
@@ -11,74 +15,77 @@ mod vgg;
 pub use checkpoint::{export, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Versions};
 pub use layers::{with_bn_probe, BnStat, Mode};
 
-use crate::choice::Choice;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 use torchfile::{DType, RawTensor};
 
+use crate::choice::Choice;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// ResNet-20s with option-A shortcuts (the paper's main model).
-    Resnet20s,
-    /// ResNet-18, CIFAR variant (3x3 stem, no max-pool).
-    Resnet18,
-    /// VGG-16 with batch norm, one linear layer.
-    Vgg16bn,
-    /// Small 4-conv CNN for 28x28 inputs.
-    Cnn,
+// The registry: `Variant => file::Spec, "name": "help";` (the name and help are the command line's
+// and JSON's, see `crate::choice`).
+arch::architectures! {
+    Resnet20s => resnet20s::ResNet20sSpec, "resnet20s": "ResNet-20s with option-A shortcuts (the paper's main model)";
+    Resnet18 => resnet18::ResNet18Spec, "resnet18": "ResNet-18, CIFAR variant (3x3 stem, no max-pool)";
+    Vgg16bn => vgg::Vgg16BnSpec, "vgg16bn": "VGG-16 with batch norm, one linear layer";
+    Cnn => cnn::SmallCnnSpec, "cnn": "small 4-conv CNN for 28x28 inputs";
 }
-crate::choices!(Arch {
-    Resnet20s => "resnet20s": "ResNet-20s with option-A shortcuts (the paper's main model)",
-    Resnet18 => "resnet18": "ResNet-18, CIFAR variant (3x3 stem, no max-pool)",
-    Vgg16bn => "vgg16bn": "VGG-16 with batch norm, one linear layer",
-    Cnn => "cnn": "small 4-conv CNN for 28x28 inputs",
-});
 
 impl Arch {
-    /// Images per forward pass that keep trigger reverse engineering's activations (kept for the
-    /// backward pass) around 0.5-1 GB at CIFAR size (32x32); scaled by input area elsewhere. Measured
-    /// peak RSS of `detect` with these budgets: BENCHMARKS.md.
+    /// Images per forward pass of trigger reverse engineering at `height x width`: the
+    /// architecture's budget at 32x32 scaled by input area, within 1..=4096. The budgets keep the
+    /// activations held for the backward pass within a fixed memory budget; measured peak memory of
+    /// `detect` with them: BENCHMARKS.md.
     pub fn reverse_images_per_pass(&self, height: usize, width: usize) -> usize {
-        let base = match self {
-            Arch::Cnn => 1024,
-            Arch::Resnet20s => 256,
-            Arch::Resnet18 | Arch::Vgg16bn => 64,
-        };
-        (base * 1024 / (height * width).max(1)).clamp(1, 4096)
+        (self.spec().reverse_images_at_32x32() * 1024 / (height * width).max(1)).clamp(1, 4096)
     }
     /// Name of the classification head's weight.
     pub fn head(&self) -> &'static str {
-        match self {
-            Arch::Resnet20s | Arch::Resnet18 => "fc.weight",
-            Arch::Vgg16bn => "classifier.weight",
-            Arch::Cnn => "fc2.weight",
-        }
+        self.spec().head()
     }
     /// Name of the first conv weight (its shape gives the input channels).
     pub fn stem(&self) -> &'static str {
-        match self {
-            Arch::Resnet20s | Arch::Resnet18 => "conv1.weight",
-            Arch::Vgg16bn => "features.0.weight",
-            Arch::Cnn => "conv1.weight",
-        }
+        self.spec().stem()
     }
 }
 
 /// What a network needs to be built: architecture and input/output shape.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelMeta {
+    /// The architecture.
     pub arch: Arch,
+    /// Input channels (1 or 3 for image data; 1-4 accepted).
     pub in_channels: usize,
+    /// Input height in pixels.
     pub height: usize,
+    /// Input width in pixels.
     pub width: usize,
+    /// Number of outputs (classes).
     pub num_classes: usize,
 }
 
+impl ModelMeta {
+    /// The input shape `(channels, height, width)`.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        (self.in_channels, self.height, self.width)
+    }
+
+    /// Checks that images of shape `(channels, height, width)` fit the model's input; the error
+    /// reads "{what} are CxHxW but the model takes CxHxW" (`what` e.g. "seed images",
+    /// "builtin: test images").
+    pub fn check_images(&self, images: (usize, usize, usize), what: &str) -> Result<()> {
+        if images == self.input_shape() {
+            return Ok(());
+        }
+        Err(Error::ImageShape { what: what.to_string(), images, model: self.input_shape() })
+    }
+}
+
+/// A network with its state: the variables (PyTorch names) in one `VarStore` and the forward pass.
 pub struct Model {
+    /// Architecture and shapes.
     pub meta: ModelMeta,
+    /// Every parameter and BN buffer, by PyTorch state-dict name.
     pub vs: nn::VarStore,
     net: Box<dyn Net>,
 }
@@ -102,13 +109,7 @@ impl Model {
             return Err(Error::invalid("model shape", format!("{meta:?}: need 1-4 channels, images of at least 4x4, 2+ classes")));
         }
         let vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let net: Box<dyn Net> = match meta.arch {
-            Arch::Resnet20s => Box::new(resnet20s::ResNet20s::new(&root, c, k)),
-            Arch::Resnet18 => Box::new(resnet18::ResNet18::new(&root, c, k)),
-            Arch::Vgg16bn => Box::new(vgg::Vgg16Bn::new(&root, c, k)),
-            Arch::Cnn => Box::new(cnn::SmallCnn::new(&root, c, h, w, k)),
-        };
+        let net = meta.arch.spec().build(&vs.root(), &meta);
         Ok(Model { meta, vs, net })
     }
 
@@ -124,6 +125,7 @@ impl Model {
         self.net.forward(x, Mode::Frozen)
     }
 
+    /// The device the model's variables are on.
     pub fn device(&self) -> Device {
         self.vs.device()
     }
@@ -140,7 +142,7 @@ impl Model {
         self.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).collect()
     }
 
-    /// Names of the conv weights (4-D parameters): what pruning masks cover (SPEC §4).
+    /// Names of the conv weights (4-D parameters): what pruning masks cover (docs/METHOD.md §4).
     pub fn conv_weight_names(&self) -> Vec<String> {
         self.named_tensors().into_iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).map(|(n, _)| n).collect()
     }
@@ -160,15 +162,17 @@ impl Model {
     }
 
     /// Loads a state dict strictly: every model tensor must be present with its shape; extra keys
-    /// other than `num_batches_tracked` are an error. A head named `linear` is accepted for `fc`.
+    /// other than `num_batches_tracked` are an error. Names other code bases give the
+    /// architecture's tensors are accepted (e.g. the ResNets' head as `linear` for `fc`).
     pub fn load_state_dict(&self, tensors: &[(String, RawTensor)], source: &std::path::Path) -> Result<()> {
         let mut vars = self.vs.variables();
         let mut seen = std::collections::BTreeSet::new();
+        let aliases = self.meta.arch.spec().import_aliases();
         for (key, raw) in tensors {
             if key.ends_with("num_batches_tracked") {
                 continue;
             }
-            let name = canonical_name(key, &vars);
+            let name = canonical_name(key, &vars, aliases);
             let Some(var) = vars.get_mut(&name) else {
                 return Err(Error::bad_file(source, format!("unexpected tensor `{key}` for a {} model (is --arch right?)", self.meta.arch.name())));
             };
@@ -206,15 +210,18 @@ impl Model {
     }
 }
 
-fn canonical_name(key: &str, vars: &std::collections::HashMap<String, Tensor>) -> String {
+/// The model's name for a state-dict key: the key itself, or its alias (`(theirs, ours)` prefixes)
+/// where the model has no variable of that name.
+fn canonical_name(key: &str, vars: &std::collections::HashMap<String, Tensor>, aliases: &[(&str, &str)]) -> String {
     if !vars.contains_key(key) {
-        if let Some(rest) = key.strip_prefix("linear.") {
-            return format!("fc.{rest}");
+        if let Some(name) = aliases.iter().find_map(|(theirs, ours)| key.strip_prefix(theirs).map(|rest| format!("{ours}{rest}"))) {
+            return name;
         }
     }
     key.to_string()
 }
 
+/// The libtorch kind of a checkpoint dtype.
 pub fn kind_of(d: DType) -> Kind {
     match d {
         DType::F64 => Kind::Double,
@@ -324,6 +331,22 @@ mod tests {
             let gd = (&g_eval - &g_frozen).norm().double_value(&[]);
             assert!(gd < 1e-10 * gs, "{arch:?}: input gradients differ by {gd} (l2; the gradient's l2 is {gs})");
         }
+    }
+
+    #[test]
+    fn registry_names_match_serde_and_image_shapes_are_checked() {
+        for &arch in Arch::ALL {
+            assert_eq!(serde_json::to_value(arch).unwrap(), arch.name());
+            assert_eq!(serde_json::from_value::<Arch>(arch.name().into()).unwrap(), arch);
+            assert!(arch.reverse_images_per_pass(32, 32) >= 1);
+        }
+        assert_eq!(Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(), ["resnet20s", "resnet18", "vgg16bn", "cnn"]);
+        assert_eq!((Arch::Resnet18.head(), Arch::Vgg16bn.stem()), ("fc.weight", "features.0.weight"));
+        assert_eq!((Arch::Cnn.reverse_images_per_pass(28, 28), Arch::Resnet20s.reverse_images_per_pass(64, 64)), (1337, 64));
+        let m = meta(Arch::Cnn, 1, 28);
+        m.check_images((1, 28, 28), "test images").unwrap();
+        let e = m.check_images((3, 32, 32), "builtin: test images").unwrap_err().to_string();
+        assert_eq!(e, "builtin: test images are 3x32x32 but the model takes 1x28x28");
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn examine(model: &Model, norm: &Normalization, seeds: &Seeds, job: &Reverse
     let m = &model.meta;
     let true_mask = job.true_trigger.as_ref().map(|t| t.mask(m.height, m.width)).transpose()?;
     if let Some(t) = test {
-        model.meta.check_images(t, "test images")?;
+        model.meta.check_images((t.channels, t.height, t.width), "test images")?;
     }
     let t0 = Instant::now();
     let results = reverse_engineer_with(model, norm, seeds, &job.config, &job.labels, ctl)?;
@@ -93,7 +93,7 @@ impl TestImages {
     pub fn load(spec: &DataSpec, model: &Model) -> Result<Self> {
         let split = spec.load()?;
         let images = split.test.ok_or_else(|| Error::invalid("test data", format!("{spec} has no test split")))?;
-        model.meta.check_images(&images, "test images")?;
+        model.meta.check_images((images.channels, images.height, images.width), "test images")?;
         Ok(TestImages { spec: spec.clone(), images })
     }
 }

@@ -282,7 +282,7 @@ pub fn reverse_engineer_with(model: &Model, norm: &Normalization, seeds: &Seeds,
     }
     let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
     if let Seeds::Images { images, .. } = seeds {
-        model.meta.check_images(images, "seed images")?;
+        model.meta.check_images((images.channels, images.height, images.width), "seed images")?;
     }
     let norm = norm.clone().for_channels(shape.0)?;
     let batch = cfg.batch_size.unwrap_or(seeds.len()).min(seeds.len());

@@ -186,6 +186,9 @@ pub struct FitOptions<'a> {
 /// last saved state when `opts.ctl` is cancelled.
 pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions, mut on_epoch: impl FnMut(usize, &Model) -> Result<()>) -> Result<Vec<EpochMetrics>> {
     cfg.validate()?;
+    for (set, what) in std::iter::once((data.train, "training images")).chain(data.test.map(|t| (t, "test images"))) {
+        model.meta.check_images((set.channels, set.height, set.width), what)?;
+    }
     let FitOptions { run, resume, masks, start_epoch, ctl } = opts;
     let mut opt = Sgd::new(model.named_parameters(), cfg.momentum, cfg.weight_decay);
     opt.set_masks(masks);

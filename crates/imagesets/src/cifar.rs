@@ -12,12 +12,13 @@
 //! Readers convert the planes to HWC (pixel by pixel, R G B), the layout of [`ImageSet`]; writers
 //! convert back. There is no header, so a file's length must be a whole number of records.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::{create_dir_all, write_atomic, write_atomic_with};
 use crate::error::{Error, Result};
 use crate::idx::require_dir;
-use crate::{to_strings, ImageSet, Split};
+use crate::{chw_to_hwc, to_strings, ImageSet, Split};
 
 /// CIFAR-10 class names, in label order (as in `batches.meta.txt`).
 pub const CIFAR10_CLASSES: [&str; 10] = [
@@ -184,15 +185,6 @@ const IMAGE_BYTES: usize = 3 * PLANE;
 /// Records per `data_batch_*.bin` file written.
 const BATCH_RECORDS: usize = 10_000;
 
-/// Appends one image given as CHW planes to `dst` in HWC order.
-fn chw_to_hwc(src: &[u8], dst: &mut Vec<u8>) {
-    let (r, rest) = src.split_at(PLANE);
-    let (g, b) = rest.split_at(PLANE);
-    for p in 0..PLANE {
-        dst.extend_from_slice(&[r[p], g[p], b[p]]);
-    }
-}
-
 /// Appends one HWC image to `dst` as CHW planes.
 fn hwc_to_chw(src: &[u8], dst: &mut Vec<u8>) {
     for c in 0..3 {
@@ -260,7 +252,7 @@ fn read_records(
             ));
         }
         labels.push(label as u32);
-        chw_to_hwc(&r[layout.label_bytes..], images);
+        images.extend(chw_to_hwc(&r[layout.label_bytes..], 3, |v| v));
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageFormat};
 use rayon::prelude::*;
 
-use crate::atomic::tmp_path;
+use crate::atomic::{rename_durable, tmp_path};
 use crate::error::{Error, Result};
 use crate::idx::require_dir;
 use crate::{ImageSet, Split, MAX_ELEMENTS};
@@ -407,7 +407,8 @@ fn fill_tmp_dir(tmp: &Path, set: &ImageSet) -> Result<()> {
 /// Writes `set` as an image folder: `dir/<class>/<index>.png` for every image, plus an (empty)
 /// folder for every class without images. Class names must be usable folder names in strictly
 /// increasing order (see [`folder_class_names`]). `dir` must be absent or empty; everything is
-/// written into `<dir>.tmp` first (a leftover one is removed), which is then renamed to `dir`.
+/// written into a temporary folder beside it first (`<dir>.<pid>-<n>.tmp`, removed on failure),
+/// which is then renamed to `dir`.
 pub fn write_folder(dir: impl AsRef<Path>, set: &ImageSet) -> Result<()> {
     let dir = dir.as_ref();
     set.validate()?;
@@ -429,16 +430,13 @@ pub fn write_folder(dir: impl AsRef<Path>, set: &ImageSet) -> Result<()> {
         return Err(Error::format(dir, "exists and is not a folder"));
     }
     let tmp = tmp_path(dir);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, "cannot remove old", e))?;
-    }
     let result = fill_tmp_dir(&tmp, set).and_then(|()| {
         if existing {
             std::fs::remove_dir(dir)
                 .map_err(|e| Error::io(dir, "cannot replace empty folder", e))?;
         }
-        std::fs::rename(&tmp, dir)
-            .map_err(|e| Error::io(dir, "cannot rename the .tmp folder to", e))
+        rename_durable(&tmp, dir)
+            .map_err(|e| Error::io(dir, "cannot rename the temporary folder to", e))
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -622,7 +620,7 @@ mod tests {
             &named(s.clone(), &["T-shirt/top", "x"]),
         ));
         assert!(e.contains("\"T-shirt/top\" cannot be a folder name"), "{e}");
-        assert!(!d.path().join("o").exists() && !d.path().join("o.tmp").exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
         // the helper makes any names writable, keeping label order
         let fm = folder_class_names(&crate::FASHION_MNIST_CLASSES);
         assert_eq!(fm[0], "0_T-shirt_top");
@@ -639,5 +637,16 @@ mod tests {
             e.ends_with("o: exists and is not empty; refusing to write into it"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn writer_takes_a_folder_name_with_a_trailing_slash() {
+        let d = tempfile::tempdir().unwrap();
+        let s = named(tiny(3, 2, 2, 1, 2), &["a", "b"]);
+        let target = format!("{}/", d.path().join("out").display());
+        write_folder(&target, &s).unwrap();
+        assert_eq!(folder(d.path().join("out")).unwrap().train, grouped(&s));
+        // only the folder itself: no temporary left beside or inside it
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }

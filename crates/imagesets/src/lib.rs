@@ -14,13 +14,17 @@
 //!
 //! Readers never panic on bad input and never trust a size declared in a header before checking it
 //! against the data actually there; every error names the file and says what is wrong
-//! (see [`Error`]). Writers are atomic per file (see [`atomic`]).
+//! (see [`Error`]). Writers are atomic per file: each file is written to a temporary beside it,
+//! fsynced and renamed into place (crate `atomicfile`); [`write_folder`] renames a whole folder.
 
-pub mod atomic;
+#![warn(missing_docs)]
+
+mod atomic;
 pub mod cifar;
 mod error;
 pub mod folder;
 pub mod idx;
+mod layout;
 
 pub use cifar::{
     cifar10, cifar100, write_cifar100_bin, write_cifar10_bin, write_cifar10_test, Cifar100Label,
@@ -31,6 +35,7 @@ pub use folder::{folder, folder_class_names, write_folder};
 pub use idx::{
     idx_pair, idx_pair_from_bytes, mnist_dir, write_idx_pair, FASHION_MNIST_CLASSES, MNIST_CLASSES,
 };
+pub use layout::chw_to_hwc;
 
 /// The most elements (bytes) a declared size may have; larger headers are refused before anything
 /// is allocated.

@@ -31,7 +31,8 @@
 //! # What it writes
 //! [`save_pt`] writes the zip layout of `torch.save(OrderedDict)` (protocol-2 pickle,
 //! 64-byte-aligned storages), which `torch.load(path, weights_only=True)` accepts;
-//! [`save_safetensors`] writes safetensors. Both write `<path>.tmp`, fsync, then rename.
+//! [`save_safetensors`] writes safetensors. Both write a temporary beside the target, fsync it,
+//! then rename it into place (crate `atomicfile`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,6 +78,7 @@ pub struct StateDict {
     pub tensors: Vec<(String, RawTensor)>,
     /// Pruning masks keyed by the parameter they mask (e.g. `"conv1.weight"`), as stored.
     pub masks: Vec<(String, RawTensor)>,
+    /// The file format it was read from.
     pub format: Format,
     /// Keys of entries that were skipped because they are not tensors: top-level keys next to a
     /// nested state dict (`"epoch"`, `"optimizer"`...) and non-tensor values inside it.

@@ -6,12 +6,11 @@
 //! hostile offsets, so [`precheck`] bounds them before the crate sees the header.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorInfo};
 
 use crate::dtype::{DType, RawTensor};
-use crate::error::{malformed, truncated, unsupported, Error, Fault};
+use crate::error::{malformed, truncated, unsupported, Fault};
 
 /// Tensors in file (offset) order and the `__metadata__` map.
 pub(crate) struct Loaded {
@@ -161,23 +160,21 @@ fn to_st(d: DType) -> Dtype {
     }
 }
 
-/// Serialises to `tmp` (the caller renames it into place). Tensors must already be validated.
+/// Serialises into `out` (the caller makes the file appear atomically). Tensors must already be
+/// validated: lengths match shapes and names are unique.
 ///
 /// Written here rather than by `safetensors::serialize_to_file`, whose `__metadata__` is a HashMap
 /// (random key order): the same tensors must give the same bytes (reproducible runs are compared
 /// bit for bit). Layout: u64 LE header size, JSON header (keys sorted, `__metadata__` included,
 /// space-padded to a multiple of 8), then the tensors' bytes in name order.
 pub(crate) fn write(
-    final_path: &Path,
-    tmp: &Path,
+    out: &mut impl std::io::Write,
     tensors: &[(String, RawTensor)],
     metadata: &BTreeMap<String, String>,
-) -> Result<(), Error> {
+) -> std::io::Result<()> {
     let mut order: Vec<&(String, RawTensor)> = tensors.iter().collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(Error::invalid_tensor(final_path, &w[0].0, "duplicate tensor name".to_string()));
-    }
+    debug_assert!(order.windows(2).all(|w| w[0].0 != w[1].0), "duplicate names are refused before writing");
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings serialize"));
@@ -192,14 +189,10 @@ pub(crate) fn write(
     while head.len() % 8 != 0 {
         head.push(b' ');
     }
-    let io = |e| Error::io(final_path, e);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(tmp).map_err(io)?);
-    use std::io::Write;
-    f.write_all(&(head.len() as u64).to_le_bytes()).map_err(io)?;
-    f.write_all(&head).map_err(io)?;
+    out.write_all(&(head.len() as u64).to_le_bytes())?;
+    out.write_all(&head)?;
     for (_, t) in &order {
-        f.write_all(&t.data).map_err(io)?;
+        out.write_all(&t.data)?;
     }
-    f.flush().map_err(io)?;
     Ok(())
 }

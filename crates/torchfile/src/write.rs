@@ -1,6 +1,6 @@
 //! Writing state dicts: PyTorch's zip format (loadable with `torch.load(path,
-//! weights_only=True)`) and safetensors. Files appear atomically: data goes to `<path>.tmp`,
-//! is fsynced, then renamed over `path`.
+//! weights_only=True)`) and safetensors. Files appear atomically (`atomicfile`): data goes to a
+//! temporary beside `path`, is fsynced, then renamed over `path`.
 //!
 //! The pickle written is what `torch.save(OrderedDict)` writes with protocol 2:
 //! ```text
@@ -12,9 +12,7 @@
 //! Each tensor gets its own storage `archive/data/<i>`, aligned to 64 bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::dtype::{DType, RawTensor};
 use crate::error::Error;
@@ -28,7 +26,7 @@ const ALIGNMENT: u64 = 64;
 pub fn save_pt(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error> {
     validate(path, tensors)?;
     let pickle = state_dict_pickle(tensors);
-    atomic_write(path, |out| {
+    write_atomic_with(path, |out| {
         let mut z = ZipWriter::new(out);
         z.add(&format!("{ARCHIVE}/data.pkl"), &pickle, ALIGNMENT)?;
         z.add(&format!("{ARCHIVE}/.format_version"), b"1", ALIGNMENT)?;
@@ -72,19 +70,7 @@ pub fn save_safetensors(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
     validate(path, tensors)?;
-    let tmp = tmp_path(path);
-    let result = safetensors_io::write(path, &tmp, tensors, metadata).and_then(|()| {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(path, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    } else {
-        sync_parent(path);
-    }
-    result
+    write_atomic_with(path, |out| safetensors_io::write(out, tensors, metadata))
 }
 
 /// Data length matches shape and dtype; names are unique.
@@ -120,45 +106,12 @@ fn validate(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error> {
     Ok(())
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Best effort: makes the rename itself durable.
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-}
-
-/// Writes through `body` into `<path>.tmp`, fsyncs, and renames it over `path`.
-fn atomic_write(
+/// Writes `path` atomically with what `fill` writes; any failure is an [`Error::Io`] on `path`.
+fn write_atomic_with(
     path: &Path,
-    body: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut out = BufWriter::new(File::create(&tmp)?);
-        body(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    match result {
-        Ok(()) => {
-            sync_parent(path);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(Error::io(path, e))
-        }
-    }
+    atomicfile::write_atomic_with(path, fill).map_err(|e| Error::io(path, e.source))
 }
 
 /// One state-dict entry as the pickle describes it. [`save_pt`] always writes contiguous tensors

@@ -26,8 +26,12 @@ fn save_pt_round_trips_every_fixture() {
         assert_eq!(back.format, Format::Zip);
         assert_eq!(back.tensors, sd.tensors, "{file}");
         assert!(back.masks.is_empty() && back.ignored.is_empty(), "{file}");
-        assert!(!dir.path().join(format!("{file}.resaved.pt.tmp")).exists());
     }
+    // no temporary left behind
+    let tmps = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"));
+    assert_eq!(tmps.count(), 0);
 }
 
 #[test]
