@@ -47,6 +47,7 @@ pub mod error;
 pub mod eval;
 pub mod interrupt;
 pub mod model;
+pub mod pipeline;
 pub mod prune;
 pub mod report;
 pub mod reverse;

@@ -19,21 +19,33 @@
 //!            # winning Trojan ticket
 //! ```
 //!
-//! Output folder (`--out`, default `runs/NAME`): `config.toml` (a copy), `train/`, `prune/` (with
-//! the score's dynamics and winning ticket), `reverse-dense/`, `reverse-ticket/`, `experiment.json`,
-//! `report.html`. `--resume` skips finished stages and resumes the unfinished one.
-use std::collections::BTreeMap;
+//! Each section's flags are parsed by its command's own argument parser (so a config is validated
+//! exactly as the command line), then turned into the library's job for that stage; the run itself
+//! is [`quarantine::pipeline::experiment::run`]. Output folder (`--out`, default `runs/NAME`): see
+//! there. `--resume` skips finished stages and resumes the unfinished one.
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use clap::Args;
+use anyhow::bail;
+use clap::{Args, Parser};
 use tch::Device;
 
-use super::demo::parse;
 use super::{prune, reverse, score, train};
 use crate::data::DataSpec;
-use crate::model::Versions;
-use crate::util::{prepare_out_dir, write_atomic, write_json};
+use crate::pipeline::experiment::{self, Experiment};
+use crate::prune::PruneJob;
+use crate::reverse::ReverseJob;
+use crate::score::job::ScoreJob;
+use crate::train::TrainJob;
+
+/// Parses one section's flags with its command's parser, as the command line would.
+pub(super) fn parse<T: Args>(argv: &[String]) -> anyhow::Result<T> {
+    #[derive(Parser)]
+    struct Wrap<T: Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    Ok(Wrap::<T>::try_parse_from(std::iter::once("quarantine".to_string()).chain(argv.iter().cloned()))?.inner)
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -51,22 +63,6 @@ pub struct RunArgs {
     pub force: bool,
 }
 
-/// A parsed experiment: its name and the argument vectors of each stage (without `--out` and the
-/// paths that link the stages, which depend on the output folder).
-#[derive(Debug, Clone)]
-pub struct Experiment {
-    pub name: String,
-    pub description: String,
-    pub seed: u64,
-    pub data: DataSpec,
-    pub attack: Vec<String>,
-    pub train: Option<Vec<String>>,
-    pub prune: Vec<String>,
-    pub score: Option<Vec<String>>,
-    pub reverse: Option<Vec<String>>,
-    pub imp: bool,
-}
-
 /// Where to get each kind of data set, for the error when it is missing.
 pub fn where_to_get(spec: &DataSpec) -> &'static str {
     match spec {
@@ -79,139 +75,111 @@ pub fn where_to_get(spec: &DataSpec) -> &'static str {
     }
 }
 
-impl Experiment {
-    /// Parses and validates a config: every stage's flags go through the command's own parser.
-    pub fn load(file: &Path) -> anyhow::Result<Self> {
-        let f = expconfig::load(file)?;
-        let data: DataSpec = f.data.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{}\": {e}", file.display(), f.data))?;
-        let expconfig::ExperimentFile { name, description, seed, attack, train, prune, score, reverse, .. } = f;
-        let attack = attack.unwrap_or_default();
-        let mut e = Experiment { name, description, seed, data, attack, train, prune, score, reverse, imp: false };
-        let p: prune::PruneArgs = parse(&e.prune_argv(Path::new("OUT"))).map_err(|err| anyhow::anyhow!("{}: [prune]/[attack]: {err}", file.display()))?;
-        e.imp = p.method == crate::prune::Method::Imp;
-        match (&e.train, e.imp) {
-            (Some(_), true) => bail!("{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]", file.display()),
-            (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), p.method.title()),
-            _ => {}
-        }
-        if e.train.is_some() {
-            let _: train::TrainArgs = parse(&e.train_argv(Path::new("OUT"))).map_err(|err| anyhow::anyhow!("{}: [train]/[attack]: {err}", file.display()))?;
-        }
-        if e.score.is_some() {
-            let _: score::ScoreArgs = parse(&e.score_argv(Path::new("OUT"))).map_err(|err| anyhow::anyhow!("{}: [score]: {err}", file.display()))?;
-        }
-        if e.reverse.is_some() {
-            anyhow::ensure!(e.score.is_some(), "{}: [reverse] runs on the winning Trojan ticket, which needs a [score] section", file.display());
-            let _: reverse::ReverseArgs = parse(&e.reverse_argv(Path::new("M"), Path::new("OUT"))).map_err(|err| anyhow::anyhow!("{}: [reverse]: {err}", file.display()))?;
-        }
-        Ok(e)
-    }
+/// The flags of each section of a config file, as `expconfig` read them.
+struct Sections {
+    seed: u64,
+    data: DataSpec,
+    attack: Vec<String>,
+    train: Option<Vec<String>>,
+    prune: Vec<String>,
+    score: Option<Vec<String>>,
+    reverse: Option<Vec<String>>,
+}
 
+impl Sections {
     fn common(&self) -> Vec<String> {
         vec!["--data".into(), self.data.to_string(), "--seed".into(), self.seed.to_string()]
     }
 
-    fn train_argv(&self, out: &Path) -> Vec<String> {
-        [self.common(), self.train.clone().unwrap_or_default(), self.attack.clone(), vec!["--out".into(), out.join("train").display().to_string()]].concat()
+    /// Paths that link the stages are placeholders here: the pipeline sets them from `--out`.
+    fn train_flags(&self) -> Vec<String> {
+        [self.common(), self.train.clone().unwrap_or_default(), self.attack.clone(), vec!["--out".into(), "OUT/train".into()]].concat()
     }
 
-    fn prune_argv(&self, out: &Path) -> Vec<String> {
-        let mut v = [self.common(), self.prune.clone(), vec!["--out".into(), out.join("prune").display().to_string()]].concat();
+    fn prune_flags(&self) -> Vec<String> {
+        let mut v = [self.common(), self.prune.clone(), vec!["--out".into(), "OUT/prune".into()]].concat();
         if self.train.is_some() {
-            v.extend(["--model".into(), out.join("train").join("model.safetensors").display().to_string()]);
+            v.extend(["--model".into(), "OUT/train/model.safetensors".into()]);
         }
         // The attack flags tell IMP how to poison its training data, and every path how to measure ASR.
         v.extend(self.attack.clone());
         v
     }
 
-    fn score_argv(&self, out: &Path) -> Vec<String> {
-        [self.score.clone().unwrap_or_default(), vec!["--run".into(), out.join("prune").display().to_string()]].concat()
+    fn score_flags(&self) -> Vec<String> {
+        [self.score.clone().unwrap_or_default(), vec!["--run".into(), "OUT/prune".into()]].concat()
     }
 
-    fn reverse_argv(&self, model: &Path, out: &Path) -> Vec<String> {
-        [self.reverse.clone().unwrap_or_default(), vec!["--model".into(), model.display().to_string(), "--out".into(), out.display().to_string(), "--seed".into(), self.seed.to_string()]].concat()
-    }
-
-    /// The dense model the path starts from.
-    fn dense_model(&self, out: &Path) -> PathBuf {
-        if self.imp {
-            out.join("prune").join("round-000").join("trained.safetensors")
-        } else {
-            out.join("train").join("model.safetensors")
-        }
-    }
-
-    /// An error saying where to get the data when its folder is missing.
-    pub fn check_data(&self, file: &Path) -> anyhow::Result<()> {
-        let dir = match &self.data {
-            DataSpec::Builtin => return Ok(()),
-            DataSpec::Cifar10(d) | DataSpec::Cifar100(d) | DataSpec::Mnist(d) | DataSpec::FashionMnist(d) | DataSpec::Folder(d) => d,
-        };
-        anyhow::ensure!(dir.is_dir(), "{}: data folder {} does not exist. Get {}", file.display(), dir.display(), where_to_get(&self.data));
-        Ok(())
+    fn reverse_flags(&self) -> Vec<String> {
+        [self.reverse.clone().unwrap_or_default(), vec!["--model".into(), "M".into(), "--out".into(), "OUT".into(), "--seed".into(), self.seed.to_string()]].concat()
     }
 }
 
-fn stage(out: &Path, name: &str, marker: &Path, resume: bool) -> bool {
-    let done = resume && marker.exists();
-    if done {
-        eprintln!("run: {name}: finished earlier ({}), skipped", marker.strip_prefix(out).unwrap_or(marker).display());
-    } else {
-        eprintln!("run: {name}");
+/// Parses and validates a config file into an experiment: every section's flags go through the
+/// command's own parser and become that stage's library job.
+pub fn load(file: &Path) -> anyhow::Result<Experiment> {
+    let f = expconfig::load(file)?;
+    let data: DataSpec = f.data.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{}\": {e}", file.display(), f.data))?;
+    let expconfig::ExperimentFile { name, description, seed, attack, train, prune, score, reverse, .. } = f;
+    let sec = Sections { seed, data: data.clone(), attack: attack.unwrap_or_default(), train, prune, score, reverse };
+    let at = |what: &str, err: anyhow::Error| anyhow::anyhow!("{}: {what}: {err}", file.display());
+    let p: prune::PruneArgs = parse(&sec.prune_flags()).map_err(|e| at("[prune]/[attack]", e))?;
+    let prune_job = PruneJob::try_from(p).map_err(|e| at("[prune]/[attack]", e.into()))?;
+    let imp = prune_job.method == crate::prune::Method::Imp;
+    match (&sec.train, imp) {
+        (Some(_), true) => bail!("{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]", file.display()),
+        (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), prune_job.method.title()),
+        _ => {}
     }
-    !done
+    let train_job = match &sec.train {
+        Some(_) => {
+            let t: train::TrainArgs = parse(&sec.train_flags()).map_err(|e| at("[train]/[attack]", e))?;
+            Some(TrainJob::try_from(t).map_err(|e| at("[train]/[attack]", e.into()))?)
+        }
+        None => None,
+    };
+    let score_job = match &sec.score {
+        Some(_) => Some(ScoreJob::from(&parse::<score::ScoreArgs>(&sec.score_flags()).map_err(|e| at("[score]", e))?)),
+        None => None,
+    };
+    let reverse_job = match &sec.reverse {
+        Some(_) => {
+            anyhow::ensure!(sec.score.is_some(), "{}: [reverse] runs on the winning Trojan ticket, which needs a [score] section", file.display());
+            let r: reverse::ReverseArgs = parse(&sec.reverse_flags()).map_err(|e| at("[reverse]", e))?;
+            Some((ReverseJob::try_from(&r).map_err(|e| at("[reverse]", e))?, r.test_data))
+        }
+        None => None,
+    };
+    Ok(Experiment { name, description, seed, data, train: train_job, prune: prune_job, score: score_job, reverse: reverse_job })
+}
+
+/// An error saying where to get the data when its folder is missing.
+pub fn check_data(e: &Experiment, file: &Path) -> anyhow::Result<()> {
+    let dir = match &e.data {
+        DataSpec::Builtin => return Ok(()),
+        DataSpec::Cifar10(d) | DataSpec::Cifar100(d) | DataSpec::Mnist(d) | DataSpec::FashionMnist(d) | DataSpec::Folder(d) => d,
+    };
+    anyhow::ensure!(dir.is_dir(), "{}: data folder {} does not exist. Get {}", file.display(), dir.display(), where_to_get(&e.data));
+    Ok(())
 }
 
 pub fn run(a: RunArgs, device: Device, json: bool) -> anyhow::Result<()> {
-    let e = Experiment::load(&a.config)?;
+    let e = load(&a.config)?;
     if a.check {
-        let data = e.check_data(&a.config);
-        eprintln!("{}: valid ({}{}){}", a.config.display(), e.name, if e.imp { ", IMP" } else { "" }, data.as_ref().err().map(|m| format!("; but {m}")).unwrap_or_default());
+        let data = check_data(&e, &a.config);
+        eprintln!("{}: valid ({}{}){}", a.config.display(), e.name, if e.imp() { ", IMP" } else { "" }, data.as_ref().err().map(|m| format!("; but {m}")).unwrap_or_default());
         if json {
             println!("{}", serde_json::json!({"config": a.config, "name": e.name, "valid": true, "data_present": data.is_ok(), "data_hint": data.err().map(|m| m.to_string())}));
         }
         return Ok(());
     }
-    e.check_data(&a.config)?;
+    check_data(&e, &a.config)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&e.name));
-    prepare_out_dir(&out, "experiment.json", a.resume, a.force)?;
-    let again: Vec<String> = [(a.resume, "--resume"), (a.force, "--force")].iter().filter(|(b, _)| *b).map(|(_, f)| f.to_string()).collect();
-    let start = std::time::Instant::now();
-    write_atomic(&out.join("config.toml"), &std::fs::read(&a.config).with_context(|| format!("reading {}", a.config.display()))?)?;
-
-    if e.train.is_some() && stage(&out, "train", &out.join("train").join("result.json"), a.resume) {
-        train::run(parse(&[e.train_argv(&out), again.clone()].concat())?, device, false)?;
-    }
-    if stage(&out, "prune", &out.join("prune").join("prune.json"), a.resume) {
-        prune::run(parse(&[e.prune_argv(&out), again.clone()].concat())?, device, false)?;
-    }
-    let ticket = out.join("prune").join("winning-ticket.safetensors");
-    if e.score.is_some() && stage(&out, "score", &ticket, a.resume) {
-        score::run(parse(&[e.score_argv(&out), again.clone()].concat())?, device, false)?;
-    }
-    let mut reversed = BTreeMap::new();
-    if e.reverse.is_some() {
-        for (name, model) in [("reverse-dense", e.dense_model(&out)), ("reverse-ticket", ticket.clone())] {
-            let dir = out.join(name);
-            if stage(&out, name, &dir.join("reverse.json"), a.resume) {
-                let force = if a.resume || a.force { vec!["--force".to_string()] } else { vec![] };
-                reverse::run(parse(&[e.reverse_argv(&model, &dir), force].concat())?, device, false)?;
-            }
-            reversed.insert(name, dir);
-        }
-    }
-    let result = serde_json::json!({
-        "name": e.name, "description": e.description, "config": a.config, "seed": e.seed, "data": e.data.to_string(),
-        "stages": {"train": e.train.is_some(), "score": e.score.is_some(), "reverse": e.reverse.is_some(), "imp": e.imp},
-        "seconds": start.elapsed().as_secs_f64(), "versions": Versions::default(),
-        "command": format!("quarantine run {} --out {}", a.config.display(), out.display()),
-    });
-    write_json(&out.join("experiment.json"), &result)?;
-    let report = crate::report::html::write_report(&out)?;
-    eprintln!("run: {} finished in {:.0} s; report {}", e.name, start.elapsed().as_secs_f64(), report.display());
+    crate::reverse::retain_freed_memory();
+    let record = experiment::run(&e, &a.config, &out, a.resume, a.force, device, &super::common::control())?;
+    eprintln!("run: {} finished in {:.0} s; report {}", e.name, record.seconds, out.join("report.html").display());
     if json {
-        println!("{result}");
+        println!("{}", serde_json::to_string(&record)?);
     }
     Ok(())
 }
@@ -230,11 +198,11 @@ mod tests {
     fn flags_are_validated_by_the_commands_parsers() {
         let d = tempfile::tempdir().unwrap();
         let ok = "name = \"t\"\nseed = 3\n[attack]\nattack = \"badnets\"\ntarget = 2\n[train]\narch = \"cnn\"\nepochs = 2\nmilestones = [1]\n[prune]\nmethod = \"omp\"\nsteps = 3\n[score]\nk = 2\n[reverse]\nepochs = 2\nseeds = \"noise:8\"\n";
-        let e = Experiment::load(&write(d.path(), ok)).unwrap();
-        assert!(!e.imp);
-        let argv = e.train_argv(Path::new("O"));
-        assert!(argv.contains(&"--milestones=1".to_string()), "{argv:?}");
-        assert!(argv.windows(2).any(|w| w == ["--seed", "3"]), "{argv:?}");
+        let e = load(&write(d.path(), ok)).unwrap();
+        assert!(!e.imp());
+        let train = e.train.as_ref().unwrap();
+        assert_eq!(train.milestones, Some(vec![1]));
+        assert_eq!((train.seed, e.prune.seed, e.reverse.as_ref().unwrap().0.config.seed), (3, 3, 3));
         for (bad, needle) in [
             (ok.replace("epochs = 2\nmilestones", "epoch = 2\nmilestones"), "--epoch"),
             (ok.replace("method = \"omp\"", "method = \"imp\""), "IMP trains its own"),
@@ -246,7 +214,7 @@ mod tests {
             // A value that spells a flag stays the value of its key, and the command refuses it.
             (ok.replace("k = 2", "k = \"--run=/elsewhere\""), "--run=/elsewhere"),
         ] {
-            let err = format!("{:#}", Experiment::load(&write(d.path(), &bad)).unwrap_err());
+            let err = format!("{:#}", load(&write(d.path(), &bad)).unwrap_err());
             assert!(err.contains(needle) && err.contains("x.toml"), "{needle}: {err}");
         }
     }
@@ -256,8 +224,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let text = "name = \"t\"\ndata = \"cifar10:/nonexistent/cifar\"\n[prune]\nmethod = \"imp\"\n";
         let p = write(d.path(), text);
-        let e = Experiment::load(&p).unwrap();
-        let err = e.check_data(&p).unwrap_err().to_string();
+        let e = load(&p).unwrap();
+        let err = check_data(&e, &p).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/cifar") && err.contains("cifar-10-binary.tar.gz"), "{err}");
     }
 }

@@ -150,12 +150,12 @@ mod tests {
     #[test]
     fn flag_defaults_are_the_jobs() {
         let argv: Vec<String> = ["--out", "o", "--model", "m"].map(String::from).to_vec();
-        let a: PruneArgs = super::super::demo::parse(&argv).unwrap();
+        let a: PruneArgs = super::super::experiment::parse(&argv).unwrap();
         assert_eq!(PruneJob::try_from(a).unwrap(), PruneJob { out: "o".into(), model: Some("m".into()), ..PruneJob::default() });
         let argv: Vec<String> = ["--out", "o", "--method", "imp", "--arch", "cnn", "--rewind-epoch", "2"].map(String::from).to_vec();
-        let job = PruneJob::try_from(super::super::demo::parse::<PruneArgs>(&argv).unwrap()).unwrap();
+        let job = PruneJob::try_from(super::super::experiment::parse::<PruneArgs>(&argv).unwrap()).unwrap();
         assert_eq!(job.rewind, Rewind::Epoch(2));
         let argv: Vec<String> = ["--out", "o", "--method", "imp", "--model", "m"].map(String::from).to_vec();
-        assert!(PruneJob::try_from(super::super::demo::parse::<PruneArgs>(&argv).unwrap()).is_err());
+        assert!(PruneJob::try_from(super::super::experiment::parse::<PruneArgs>(&argv).unwrap()).is_err());
     }
 }

@@ -18,17 +18,6 @@ fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
-/// CHW floats in [0,1] -> HWC bytes.
-fn chw_to_hwc(v: &[f32], (c, h, w): (usize, usize, usize)) -> Vec<u8> {
-    let mut out = vec![0u8; c * h * w];
-    for ch in 0..c {
-        for i in 0..h * w {
-            out[i * c + ch] = to_u8(v[ch * h * w + i]);
-        }
-    }
-    out
-}
-
 /// Writes every file of a reverse-engineering run into `dir` (created if needed); `reverse.json` last.
 pub fn write_reverse(dir: &Path, results: &[LabelResult], report: &ReverseReport) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -38,9 +27,9 @@ pub fn write_reverse(dir: &Path, results: &[LabelResult], report: &ReverseReport
         let (c, h, w) = r.shape;
         let t = r.label;
         png::write_hwc(&dir.join(format!("label{t}_mask.png")), &r.mask.iter().map(|&v| to_u8(v)).collect::<Vec<_>>(), h, w, 1, 8)?;
-        png::write_hwc(&dir.join(format!("label{t}_pattern.png")), &chw_to_hwc(&r.pattern_image, r.shape), h, w, c, 8)?;
+        png::write_hwc(&dir.join(format!("label{t}_pattern.png")), &imagesets::chw_to_hwc(&r.pattern_image, c, to_u8), h, w, c, 8)?;
         let fused: Vec<f32> = r.pattern_image.iter().enumerate().map(|(j, v)| v * r.mask[j % (h * w)]).collect();
-        png::write_hwc(&dir.join(format!("label{t}_trigger.png")), &chw_to_hwc(&fused, r.shape), h, w, c, 8)?;
+        png::write_hwc(&dir.join(format!("label{t}_trigger.png")), &imagesets::chw_to_hwc(&fused, c, to_u8), h, w, c, 8)?;
         tensors.push((format!("mask.{t}"), raw(&r.mask, vec![1, h, w])));
         tensors.push((format!("pattern.{t}"), raw(&r.pattern, vec![c, h, w])));
         for e in &r.history {
