@@ -40,7 +40,6 @@
 pub mod attack;
 pub mod choice;
 pub mod control;
-pub mod cli;
 pub mod data;
 pub mod detect;
 pub mod error;

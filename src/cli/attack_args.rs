@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::attack::{AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp};
+use quarantine::attack::{AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp};
 
 /// The attack flags.
 #[derive(Debug, Clone, Args)]

@@ -2,24 +2,24 @@
 //! `eval` (batching with augmentation, forward, backward, our SGD), on synthetic CIFAR-sized data.
 //! tools/bench_torch.py does the same work in PyTorch; BENCHMARKS.md has both.
 //!
-//! `--score-steps N` also times N scored pruning steps (SPEC §5), the unit of work of `score` and
+//! `--score-steps N` also times N scored pruning steps (docs/METHOD.md §5), the unit of work of `score` and
 //! `detect`: a ticket at density 0.8^10 (global magnitude mask), BN recalibration on the 1,024 score
 //! samples, k = 10 masked finetuning steps (batch 128, crop + flip) and the 11 interpolation points
 //! evaluated on the score samples. tools/bench_score_torch.py does the same in PyTorch.
-use crate::choice::Choice;
+use quarantine::choice::Choice;
 use std::time::Instant;
 
 use clap::Args;
-use crate::control::Control;
+use quarantine::control::Control;
 use rand::{Rng, SeedableRng};
 use tch::Device;
 
-use crate::data::{Augment, Batches, ImageSet, Normalization};
-use crate::model::{Arch, Model, ModelMeta};
-use crate::prune::{Criterion, Masks, Scope};
-use crate::reverse::median;
-use crate::score::{finetune, recalibrate_bn, score_samples, trojan_score, ScoreConfig};
-use crate::train::{train_epoch, Sgd};
+use quarantine::data::{Augment, Batches, ImageSet, Normalization};
+use quarantine::model::{Arch, Model, ModelMeta};
+use quarantine::prune::{Criterion, Masks, Scope};
+use quarantine::reverse::median;
+use quarantine::score::{finetune, recalibrate_bn, score_samples, trojan_score, ScoreConfig};
+use quarantine::train::{train_epoch, Sgd};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -70,7 +70,7 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let batch_ms = t.elapsed().as_secs_f64() * 1e3 / nb as f64;
 
     // Training: warm up on 3 batches, then time `iters` batches.
-    let warm = crate::data::ImageSet { images: set.images[..3 * bs * set.image(0).len()].to_vec(), labels: set.labels[..3 * bs].to_vec(), n: 3 * bs, ..set.clone() };
+    let warm = quarantine::data::ImageSet { images: set.images[..3 * bs * set.image(0).len()].to_vec(), labels: set.labels[..3 * bs].to_vec(), n: 3 * bs, ..set.clone() };
     train_epoch(&model, &mut opt, Batches::new(&warm, bs, &norm, aug, Some(2), device), 0.01, 0, &hidden)?;
     let timed = set.subset(&(3 * bs..set.n).collect::<Vec<_>>());
     let t = Instant::now();

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use clap::Args;
 use tch::Device;
 
-use crate::model::{Arch, InputOverrides};
+use quarantine::model::{Arch, InputOverrides};
 
 /// `--device`: cpu (`None`) or a CUDA device index.
 #[derive(Debug, Clone, Copy)]
@@ -74,8 +74,8 @@ impl ModelArgs {
     }
 }
 
-/// A clap value parser for a library [`Choice`](crate::choice::Choice): lists every name with its help.
-pub fn choice<T: crate::choice::Choice + Clone>() -> impl clap::builder::TypedValueParser<Value = T> {
+/// A clap value parser for a library [`Choice`](quarantine::choice::Choice): lists every name with its help.
+pub fn choice<T: quarantine::choice::Choice + Clone>() -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     PossibleValuesParser::new(T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help()))).map(|s| T::from_name(&s).expect("clap only passes listed names"))
 }
@@ -87,7 +87,7 @@ pub struct Bars {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
-impl crate::control::Progress for Bars {
+impl quarantine::control::Progress for Bars {
     fn start(&self, stage: &str, total: u64) {
         let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {prefix} {per_sec} eta {eta}").expect("valid template").progress_chars("=> ");
         let bar = indicatif::ProgressBar::new(total).with_style(style).with_prefix(stage.to_string());
@@ -116,7 +116,7 @@ impl crate::control::Progress for Bars {
     }
 }
 
-/// The [`Control`](crate::control::Control) of a command: Ctrl-C cancels, progress shows as bars.
-pub fn control() -> crate::control::Control {
-    crate::control::Control::new(crate::interrupt::flag(), std::sync::Arc::new(Bars::default()))
+/// The [`Control`](quarantine::control::Control) of a command: Ctrl-C cancels, progress shows as bars.
+pub fn control() -> quarantine::control::Control {
+    quarantine::control::Control::new(quarantine::interrupt::flag(), std::sync::Arc::new(Bars::default()))
 }

@@ -8,10 +8,10 @@ use std::sync::LazyLock;
 use clap::Args;
 use tch::Device;
 
-use crate::attack::TriggerSpec;
-use crate::model::Arch;
-use crate::pipeline::demo::{self, DemoConfig};
-use crate::report::records::DemoRecord;
+use quarantine::attack::TriggerSpec;
+use quarantine::model::Arch;
+use quarantine::pipeline::demo::{self, DemoConfig};
+use quarantine::report::records::DemoRecord;
 
 /// The library's defaults, which clap shows and uses.
 static DEFAULTS: LazyLock<DemoConfig> = LazyLock::new(DemoConfig::default);

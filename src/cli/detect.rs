@@ -1,6 +1,6 @@
 //! `quarantine detect`: the auditor's one command (the pipeline is [`quarantine::detect`]). Parses
 //! the flags into a [`DetectConfig`], loads the model (and data), runs the detection, writes its
-//! files (`crate::report::write_detection`) and prints the verdict.
+//! files (`quarantine::report::write_detection`) and prints the verdict.
 //!
 //! Output: `DIR/detect.json`, `DIR/dynamics.{json,png,svg}`, `DIR/path/` (tickets and per-step
 //! scores, resumable), `DIR/winning-ticket.*`, `DIR/reverse-dense/`, `DIR/reverse-ticket/`,
@@ -13,13 +13,13 @@ use clap::Args;
 use tch::Device;
 
 use super::ModelArgs;
-use crate::data::DataSpec;
-use crate::detect::{AuditData, DecisionRule, DetectConfig, Detection, FreeScoreData, ModelRef, Suspect};
-use crate::prune::Method;
-use crate::report::write_detection;
-use crate::reverse::{AnomalyScale, SeedSpec};
-use crate::score::ScoreKind;
-use crate::util::prepare_out_dir;
+use quarantine::data::DataSpec;
+use quarantine::detect::{AuditData, DecisionRule, DetectConfig, Detection, FreeScoreData, ModelRef, Suspect};
+use quarantine::prune::Method;
+use quarantine::report::write_detection;
+use quarantine::reverse::{AnomalyScale, SeedSpec};
+use quarantine::score::ScoreKind;
+use quarantine::util::prepare_out_dir;
 
 /// The library's defaults, which clap shows and uses.
 static DEFAULTS: LazyLock<DetectConfig> = LazyLock::new(DetectConfig::default);
@@ -122,13 +122,13 @@ impl TryFrom<&DetectArgs> for DetectConfig {
 pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let cfg = DetectConfig::try_from(&a)?;
     let suspect = Suspect::load(&a.model.model, &a.model.overrides(), device)?;
-    crate::reverse::retain_freed_memory();
+    quarantine::reverse::retain_freed_memory();
     prepare_out_dir(&a.out, "detect.json", a.resume, a.force)?;
     let data = match &a.data {
         Some(spec) => Some(AuditData::load(spec).with_context(|| format!("loading {spec}"))?),
         None => None,
     };
-    let found = crate::detect::run(&suspect, data.as_ref(), &cfg, &a.out, a.resume, &super::common::control())?;
+    let found = quarantine::detect::run(&suspect, data.as_ref(), &cfg, &a.out, a.resume, &super::common::control())?;
     let model = ModelRef { path: a.model.model.clone(), meta: suspect.info.meta.clone(), imported_from: suspect.info.imported_from.clone() };
     let record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
     let report = write_detection(&a.out, &found, &record)?;

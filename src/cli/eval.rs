@@ -5,10 +5,10 @@ use tch::Device;
 
 use super::attack_args::AttackArgs;
 use super::ModelArgs;
-use crate::attack::{attack_success, Attack};
-use crate::data::DataSpec;
-use crate::eval::evaluate;
-use crate::model::load_checkpoint;
+use quarantine::attack::{attack_success, Attack};
+use quarantine::data::DataSpec;
+use quarantine::eval::evaluate;
+use quarantine::model::load_checkpoint;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

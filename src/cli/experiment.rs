@@ -30,12 +30,12 @@ use clap::{Args, Parser};
 use tch::Device;
 
 use super::{prune, reverse, score, train};
-use crate::data::DataSpec;
-use crate::pipeline::experiment::{self, Experiment};
-use crate::prune::PruneJob;
-use crate::reverse::ReverseJob;
-use crate::score::job::ScoreJob;
-use crate::train::TrainJob;
+use quarantine::data::DataSpec;
+use quarantine::pipeline::experiment::{self, Experiment};
+use quarantine::prune::PruneJob;
+use quarantine::reverse::ReverseJob;
+use quarantine::score::job::ScoreJob;
+use quarantine::train::TrainJob;
 
 /// Parses one section's flags with its command's parser, as the command line would.
 pub(super) fn parse<T: Args>(argv: &[String]) -> anyhow::Result<T> {
@@ -125,7 +125,7 @@ pub fn load(file: &Path) -> anyhow::Result<Experiment> {
     let at = |what: &str, err: anyhow::Error| anyhow::anyhow!("{}: {what}: {err}", file.display());
     let p: prune::PruneArgs = parse(&sec.prune_flags()).map_err(|e| at("[prune]/[attack]", e))?;
     let prune_job = PruneJob::try_from(p).map_err(|e| at("[prune]/[attack]", e.into()))?;
-    let imp = prune_job.method == crate::prune::Method::Imp;
+    let imp = prune_job.method == quarantine::prune::Method::Imp;
     match (&sec.train, imp) {
         (Some(_), true) => bail!("{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]", file.display()),
         (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), prune_job.method.title()),
@@ -175,7 +175,7 @@ pub fn run(a: RunArgs, device: Device, json: bool) -> anyhow::Result<()> {
     }
     check_data(&e, &a.config)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&e.name));
-    crate::reverse::retain_freed_memory();
+    quarantine::reverse::retain_freed_memory();
     let record = experiment::run(&e, &a.config, &out, a.resume, a.force, device, &super::common::control())?;
     eprintln!("run: {} finished in {:.0} s; report {}", e.name, record.seconds, out.join("report.html").display());
     if json {

@@ -1,12 +1,12 @@
 //! `quarantine export` (checkpoint -> PyTorch-loadable file) and `quarantine inspect`.
-use crate::choice::Choice;
+use quarantine::choice::Choice;
 use std::path::PathBuf;
 
 use clap::Args;
 use tch::Device;
 
 use super::ModelArgs;
-use crate::model::{export, load_checkpoint};
+use quarantine::model::{export, load_checkpoint};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {

@@ -7,9 +7,9 @@ use clap::Args;
 use tch::Device;
 
 use super::attack_args::AttackArgs;
-use crate::attack::{load_surrogate, poison_and_record};
-use crate::data::{DataSpec, ImageSet};
-use crate::util::prepare_out_dir;
+use quarantine::attack::{load_surrogate, poison_and_record};
+use quarantine::data::{DataSpec, ImageSet};
+use quarantine::util::prepare_out_dir;
 
 /// `quarantine poison` flags.
 #[derive(Debug, Args)]

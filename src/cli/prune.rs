@@ -1,4 +1,4 @@
-//! `quarantine prune`: flags → [`PruneJob`] → [`crate::prune::run_with_data`] → a line on stderr
+//! `quarantine prune`: flags → [`PruneJob`] → [`quarantine::prune::run_with_data`] → a line on stderr
 //! (or the record as JSON on stdout). The run folder's `prune.json` is what `score` reads.
 use std::path::PathBuf;
 
@@ -7,9 +7,9 @@ use clap::Args;
 use tch::Device;
 
 use super::attack_args::AttackArgs;
-use crate::data::DataSpec;
-use crate::model::Arch;
-use crate::prune::{Method, PruneJob, Rewind, Scope};
+use quarantine::data::DataSpec;
+use quarantine::model::Arch;
+use quarantine::prune::{Method, PruneJob, Rewind, Scope};
 
 /// `quarantine prune` flags.
 #[derive(Debug, Args)]
@@ -93,9 +93,9 @@ fn default_rewind_epoch() -> usize {
 }
 
 impl TryFrom<PruneArgs> for PruneJob {
-    type Error = crate::Error;
+    type Error = quarantine::Error;
 
-    fn try_from(a: PruneArgs) -> crate::Result<Self> {
+    fn try_from(a: PruneArgs) -> quarantine::Result<Self> {
         let rewind = match a.rewind.as_str() {
             "init" => Rewind::Init,
             "none" => Rewind::None,
@@ -132,7 +132,7 @@ impl TryFrom<PruneArgs> for PruneJob {
 pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let job = PruneJob::try_from(a)?;
     let split = job.data.load().with_context(|| format!("loading {}", job.data))?;
-    let record = crate::prune::run_with_data(&job, &split, device, &super::common::control())?;
+    let record = quarantine::prune::run_with_data(&job, &split, device, &super::common::control())?;
     if json {
         println!("{}", serde_json::to_string(&record)?);
     } else {

@@ -11,7 +11,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs, json: bool) -> anyhow::Result<()> {
-    let path = crate::report::html::write_report(&a.dir)?;
+    let path = quarantine::report::html::write_report(&a.dir)?;
     if json {
         println!("{}", serde_json::json!({ "report": path }));
     }

@@ -2,7 +2,7 @@
 //! (docs/METHOD.md §6, [`quarantine::reverse`]), batched over labels. Parses the flags into a
 //! [`ReverseJob`], loads the model and test data, runs `reverse::run`, writes DIR/reverse.json,
 //! per-label pictures, DIR/triggers.safetensors, DIR/history.jsonl and the l1 bar chart
-//! (`crate::report::write_reverse`), and prints a one-line verdict.
+//! (`quarantine::report::write_reverse`), and prints a one-line verdict.
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
@@ -11,10 +11,10 @@ use clap::Args;
 use tch::Device;
 
 use super::ModelArgs;
-use crate::data::DataSpec;
-use crate::model::load_checkpoint;
-use crate::report::write_reverse_run;
-use crate::reverse::{self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger};
+use quarantine::data::DataSpec;
+use quarantine::model::load_checkpoint;
+use quarantine::report::write_reverse_run;
+use quarantine::reverse::{self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger};
 
 /// The library's defaults, which clap shows and uses.
 static REVERSE: LazyLock<ReverseJob> = LazyLock::new(ReverseJob::default);
@@ -114,7 +114,7 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let marker = a.out.join("reverse.json");
     anyhow::ensure!(a.force || !marker.exists(), "{} already exists; pass --force to overwrite it", marker.display());
     reverse::prepare_out(&a.out, a.force)?;
-    crate::reverse::retain_freed_memory();
+    quarantine::reverse::retain_freed_memory();
     let done = reverse::run(&a.model.model, &model, &info, &job, test.as_ref(), &super::common::control())?;
     write_reverse_run(&a.out, &done)?;
     if json {

@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use tch::Device;
 
-use crate::report::write_scored_path;
-use crate::score::job::{self, ScoreJob, ScoreSource};
-use crate::score::{AlphaGrid, ScoreKind};
+use quarantine::report::write_scored_path;
+use quarantine::score::job::{self, ScoreJob, ScoreSource};
+use quarantine::score::{AlphaGrid, ScoreKind};
 
 /// The library's defaults, which clap shows and uses.
 static DEFAULTS: LazyLock<ScoreJob> = LazyLock::new(ScoreJob::default);

@@ -1,4 +1,4 @@
-//! `quarantine train`: flags → [`TrainJob`] → [`crate::train::run_with_data`] → a line on stderr
+//! `quarantine train`: flags → [`TrainJob`] → [`quarantine::train::run_with_data`] → a line on stderr
 //! (or the result as JSON on stdout).
 use std::path::PathBuf;
 
@@ -7,9 +7,9 @@ use clap::Args;
 use tch::Device;
 
 use super::attack_args::AttackArgs;
-use crate::data::DataSpec;
-use crate::model::Arch;
-use crate::train::{TrainJob, TrainResult};
+use quarantine::data::DataSpec;
+use quarantine::model::Arch;
+use quarantine::train::{TrainJob, TrainResult};
 
 /// `quarantine train` flags.
 #[derive(Debug, Args)]
@@ -70,9 +70,9 @@ pub struct TrainArgs {
 }
 
 impl TryFrom<TrainArgs> for TrainJob {
-    type Error = crate::Error;
+    type Error = quarantine::Error;
 
-    fn try_from(a: TrainArgs) -> crate::Result<Self> {
+    fn try_from(a: TrainArgs) -> quarantine::Result<Self> {
         let flip = match (a.flip, a.no_flip) {
             (true, _) => Some(true),
             (false, true) => Some(false),
@@ -107,7 +107,7 @@ impl TryFrom<TrainArgs> for TrainJob {
 pub fn run(a: TrainArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let job = TrainJob::try_from(a)?;
     let split = job.data.load().with_context(|| format!("loading {}", job.data))?;
-    let result = crate::train::run_with_data(&job, &split, device, &super::common::control())?;
+    let result = quarantine::train::run_with_data(&job, &split, device, &super::common::control())?;
     print(&result, json)
 }
 
@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(TrainJob::try_from(a).unwrap(), TrainJob { out: "o".into(), ..TrainJob::default() });
         let argv: Vec<String> = ["--out", "o", "--attack", "badnets", "--seed", "4", "--no-flip"].map(String::from).to_vec();
         let job = TrainJob::try_from(super::super::experiment::parse::<TrainArgs>(&argv).unwrap()).unwrap();
-        assert_eq!(job.attack, Some(crate::attack::AttackConfig { seed: 4, ..Default::default() }));
+        assert_eq!(job.attack, Some(quarantine::attack::AttackConfig { seed: 4, ..Default::default() }));
         assert_eq!(job.flip, Some(false));
     }
 }

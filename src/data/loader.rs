@@ -33,7 +33,7 @@ impl Augment {
 pub struct Batch {
     /// [N, C, H, W] float32, normalized.
     pub images: Tensor,
-    /// [N] int64.
+    /// \[N\] int64.
     pub labels: Tensor,
     /// Indices into the source set.
     pub indices: Vec<usize>,

@@ -1,8 +1,8 @@
 //! Data sets: command-line specs, the embedded `builtin` set, normalization and batching.
 //!
 //! Images stay uint8 HWC in memory (as the reference's CIFAR arrays); triggers are stamped on those raw
-//! bytes, and only batching turns them into normalized NCHW float tensors (SPEC §2 pipeline:
-//! stamp -> random crop (zero padding) -> horizontal flip -> to [0,1] -> normalize).
+//! bytes, and only batching turns them into normalized NCHW float tensors (docs/METHOD.md §2 pipeline:
+//! stamp -> random crop (zero padding) -> horizontal flip -> to \[0,1\] -> normalize).
 mod builtin;
 mod loader;
 mod noise;

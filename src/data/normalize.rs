@@ -1,16 +1,21 @@
-//! Per-channel normalization `(x/255 - mean) / std` (SPEC §2 constants), `--normalize` values.
+//! Per-channel normalization `(x/255 - mean) / std` (docs/METHOD.md §2 constants), and their names.
 use crate::error::{Error, Result};
 
+/// Per-channel input normalization of a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
+    /// Mean of each channel, in \[0,1\] pixel units.
     pub mean: Vec<f32>,
+    /// Standard deviation of each channel, in \[0,1\] pixel units.
     pub std: Vec<f32>,
 }
 
 impl Normalization {
+    /// The CIFAR-10 constants of the reference code.
     pub fn cifar10() -> Self {
         Self { mean: vec![0.4914, 0.4822, 0.4465], std: vec![0.2470, 0.2435, 0.2616] }
     }
+    /// The CIFAR-100 constants.
     pub fn cifar100() -> Self {
         Self { mean: vec![0.5071, 0.4866, 0.4409], std: vec![0.2673, 0.2564, 0.2762] }
     }
@@ -18,6 +23,7 @@ impl Normalization {
     pub fn mnist() -> Self {
         Self { mean: vec![0.1307], std: vec![0.3081] }
     }
+    /// No normalization (mean 0, std 1) for `channels` channels.
     pub fn none(channels: usize) -> Self {
         Self { mean: vec![0.0; channels], std: vec![1.0; channels] }
     }
@@ -56,6 +62,7 @@ impl Normalization {
         Err(Error::invalid("normalization", format!("{} channel constants for {channels}-channel images", self.mean.len())))
     }
 
+    /// Errs unless every std is positive and finite and every mean finite.
     pub fn validate(&self) -> Result<()> {
         if self.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
             return Err(Error::invalid("normalization", format!("std must be positive and finite: {self:?}")));

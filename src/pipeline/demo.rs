@@ -2,7 +2,7 @@
 //!
 //! On the built-in Fashion-MNIST subset it trains two models with the same recipe: one Trojaned with
 //! BadNets towards a target label drawn from the seed and NOT shown while the demo runs, and a
-//! clean control. Both then go through [`detect`](crate::detect) as black boxes: the detector knows
+//! clean control. Both then go through [`detect`](mod@crate::detect) as black boxes: the detector knows
 //! nothing of the attack and sees the weights plus a few clean images (`clean_images` seed the
 //! reverse engineering, 256 score the tickets; 0 makes it data-free). The verdicts are compared
 //! with the truth and everything lands in one self-contained `report.html`.

@@ -28,7 +28,7 @@
 //! - Initialisation: `a_m, a_p ~ N(0, 1)` as the reference, drawn from ChaCha8 keyed by
 //!   `(--seed, label)`, not from libtorch's global generator: a label's start does not depend on
 //!   which other labels run, nor on the device.
-//! - `Space::Pixel` (default): seeds and pattern are pixel images in [0,1]; stamping happens there and
+//! - `Space::Pixel` (default): seeds and pattern are pixel images in \[0,1\]; stamping happens there and
 //!   the result is normalized for the model, so the pattern can take any pixel value.
 //!   `Space::Normalized` (the reference): seeds are normalized images and `p ∈ [0,1]` is stamped in
 //!   normalized units (for CIFAR-10 that is pixel values ≈ 0.49..0.74 only).
@@ -84,9 +84,9 @@ use optim::{losses, Adam, InputSpace};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Space {
-    /// Stamp on [0,1] pixel images, then normalize (pattern = a valid image).
+    /// Stamp on \[0,1\] pixel images, then normalize (pattern = a valid image).
     Pixel,
-    /// Stamp on normalized images with p in [0,1] (the reference).
+    /// Stamp on normalized images with p in \[0,1\] (the reference).
     Normalized,
 }
 crate::choices!(Space {
@@ -221,11 +221,11 @@ pub struct LabelResult {
     pub label: u32,
     /// (C, H, W).
     pub shape: (usize, usize, usize),
-    /// Soft mask, H·W, in [0,1].
+    /// Soft mask, H·W, in \[0,1\].
     pub mask: Vec<f32>,
-    /// Pattern, C·H·W (CHW), in [0,1] in the stamping space.
+    /// Pattern, C·H·W (CHW), in \[0,1\] in the stamping space.
     pub pattern: Vec<f32>,
-    /// The pattern as a pixel image in [0,1] (for pictures): the pattern itself in pixel space,
+    /// The pattern as a pixel image in \[0,1\] (for pictures): the pattern itself in pixel space,
     /// `clamp(p·std + mean)` in normalized space.
     pub pattern_image: Vec<f32>,
     /// ‖m‖₁ of the soft mask.

@@ -149,7 +149,7 @@ impl Seeds {
     }
 
     /// One epoch of seed batches (`batch_size` images, the last one shorter) in the stamping space:
-    /// pixel values in [0,1] (noise: unclamped) for `Space::Pixel`, normalized values otherwise.
+    /// pixel values in \[0,1\] (noise: unclamped) for `Space::Pixel`, normalized values otherwise.
     /// `augmented = false` gives the un-augmented images in dataset order (final evaluation).
     #[allow(clippy::too_many_arguments)]
     pub fn batches(&self, batch_size: usize, stream: u64, augmented: bool, space: Space, norm: &Normalization, (c, h, w): (usize, usize, usize), device: Device) -> Vec<Tensor> {

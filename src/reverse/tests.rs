@@ -127,7 +127,7 @@ fn outputs_are_written() {
 /// (paper-gray trigger, reference location, target 3) must be named by reverse engineering from
 /// 20 noise seeds (100 epochs; at 30 epochs label 2 still has the smallest mask, at 60 the target
 /// wins). The recovered trigger must carry the attack. The anomaly index is printed, not asserted:
-/// on this dense model it stays below 2 because the other labels' norms spread widely (SPEC §7: dense
+/// on this dense model it stays below 2 because the other labels' norms spread widely (docs/METHOD.md §7: dense
 /// models are the hard case).
 #[test]
 #[ignore = "end-to-end: trains a model and reverses 100 epochs (about 2 minutes on 2 cores); run with --ignored"]

@@ -103,11 +103,11 @@ pub struct ScoreResult {
     pub score_loss: f64,
 }
 
-/// Score samples as tensors: normalized images [N, C, H, W] and labels [N].
+/// Score samples as tensors: normalized images [N, C, H, W] and labels \[N\].
 pub struct ScoreData {
     /// Normalized images, [N, C, H, W] float32.
     pub x: Tensor,
-    /// Labels, [N] int64.
+    /// Labels, \[N\] int64.
     pub y: Tensor,
 }
 
