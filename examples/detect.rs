@@ -26,11 +26,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let found = detect::run(&suspect, None, &cfg, &out, false, &Control::quiet())?;
     let d = &found.decision;
     match d.target {
-        Some(t) if d.trojaned => println!("TROJANED, target label {t} (anomaly index {:.2})", d.anomaly_index.unwrap_or(f64::NAN)),
+        Some(t) if d.trojaned => {
+            println!("TROJANED, target label {t} (anomaly index {:.2})", d.anomaly_index.unwrap_or(f64::NAN))
+        }
         _ => println!("no Trojan found (dense argmin {:?}, ticket argmin {:?})", d.dense_target, d.ticket_target),
     }
 
-    let model = ModelRef { path: model_path, meta: suspect.info.meta.clone(), imported_from: suspect.info.imported_from.clone() };
+    let model = ModelRef {
+        path: model_path,
+        meta: suspect.info.meta.clone(),
+        imported_from: suspect.info.imported_from.clone(),
+    };
     let record = found.record(&cfg, model, "examples/detect.rs".into());
     let report = quarantine::report::write_detection(&out, &found, &record)?;
     println!("report: {}", report.display());
@@ -40,7 +46,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// A small detection: 3 pruning steps, 2 finetuning steps, scored on noise, 8 noise seeds, 2
 /// reverse epochs.
 fn tiny_config() -> DetectConfig {
-    DetectConfig { steps: 3, k: 2, score_samples: 32, seeds: SeedSpec::Noise(8), free_score_data: FreeScoreData::Noise, reverse_epochs: 2, ..DetectConfig::default() }
+    DetectConfig {
+        steps: 3,
+        k: 2,
+        score_samples: 32,
+        seeds: SeedSpec::Noise(8),
+        free_score_data: FreeScoreData::Noise,
+        reverse_epochs: 2,
+        ..DetectConfig::default()
+    }
 }
 
 /// An untrained built-in cnn for 28x28 gray images, saved with its sidecar.

@@ -34,7 +34,9 @@ pub fn predict(model: &Model, set: &ImageSet, norm: &Normalization) -> Vec<u32> 
     let mut out = vec![0u32; set.n];
     tch::no_grad(|| {
         for b in Batches::new(set, 500, norm, Augment::NONE, None, model.device()) {
-            let p: Vec<i64> = Vec::try_from(model.forward_frozen(&b.images).argmax(-1, false).to_device(tch::Device::Cpu)).expect("int64 vector");
+            let p: Vec<i64> =
+                Vec::try_from(model.forward_frozen(&b.images).argmax(-1, false).to_device(tch::Device::Cpu))
+                    .expect("int64 vector");
             for (i, v) in b.indices.iter().zip(p) {
                 out[*i] = v as u32;
             }

@@ -10,7 +10,8 @@ fn main() {
     let cli = cli::Cli::parse();
     quarantine::interrupt::install();
     if let Err(e) = cli::run(cli) {
-        let interrupted = e.chain().any(|c| matches!(c.downcast_ref::<quarantine::Error>(), Some(quarantine::Error::Interrupted(_))));
+        let interrupted =
+            e.chain().any(|c| matches!(c.downcast_ref::<quarantine::Error>(), Some(quarantine::Error::Interrupted(_))));
         eprintln!("error: {e:#}");
         std::process::exit(if interrupted { 130 } else { 2 });
     }

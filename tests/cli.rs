@@ -15,7 +15,9 @@ fn folder(dir: &Path, n: usize) {
             let d = dir.join(split).join(c);
             std::fs::create_dir_all(&d).unwrap();
             for i in 0..n {
-                let img = image::RgbImage::from_fn(12, 12, |x, y| image::Rgb([v.wrapping_add(((x * 7 + y * 3 + i as u32) % 20) as u8), v, v]));
+                let img = image::RgbImage::from_fn(12, 12, |x, y| {
+                    image::Rgb([v.wrapping_add(((x * 7 + y * 3 + i as u32) % 20) as u8), v, v])
+                });
                 img.save(d.join(format!("{i:03}.png"))).unwrap();
             }
         }
@@ -24,7 +26,11 @@ fn folder(dir: &Path, n: usize) {
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -33,7 +39,23 @@ fn train_eval_export_inspect_round_trip() {
     folder(tmp.path(), 16);
     let data = format!("folder:{}", tmp.path().display());
     let out = tmp.path().join("run");
-    let (code, stdout, stderr) = run(bin().args(["train", "--data", &data, "--arch", "cnn", "--epochs", "3", "--batch-size", "8", "--lr", "0.05", "--json", "--out"]).arg(&out));
+    let (code, stdout, stderr) = run(bin()
+        .args([
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "cnn",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.05",
+            "--json",
+            "--out",
+        ])
+        .arg(&out));
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(v["clean_accuracy"].as_f64().unwrap() >= 0.9, "{v}");
@@ -48,7 +70,8 @@ fn train_eval_export_inspect_round_trip() {
     assert!(sidecar["data"]["train"]["sha256"].as_str().unwrap().len() == 64);
 
     // Results are never silently overwritten.
-    let (code, _, stderr) = run(bin().args(["train", "--data", &data, "--arch", "cnn", "--epochs", "1", "--out"]).arg(&out));
+    let (code, _, stderr) =
+        run(bin().args(["train", "--data", &data, "--arch", "cnn", "--epochs", "1", "--out"]).arg(&out));
     assert_eq!(code, 2);
     assert!(stderr.contains("--resume") && stderr.contains("model.safetensors"), "{stderr}");
 
@@ -67,7 +90,21 @@ fn train_eval_export_inspect_round_trip() {
     assert_eq!(i["format"], "Zip");
     assert!(i["tensors"].as_array().unwrap().iter().any(|t| t["name"] == "bn1.num_batches_tracked"));
     // The exported file, read back as a foreign checkpoint, evaluates the same.
-    let (code, stdout, stderr) = run(bin().args(["eval", "--data", &data, "--json", "--arch", "cnn", "--image-size", "12", "--normalize", "none", "--model"]).arg(&pt));
+    let (code, stdout, stderr) = run(bin()
+        .args([
+            "eval",
+            "--data",
+            &data,
+            "--json",
+            "--arch",
+            "cnn",
+            "--image-size",
+            "12",
+            "--normalize",
+            "none",
+            "--model",
+        ])
+        .arg(&pt));
     assert_eq!(code, 0, "{stderr}");
     let e2: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(e2["clean_accuracy"], v["clean_accuracy"]);
@@ -81,7 +118,8 @@ fn bad_inputs_give_exit_code_2_and_name_the_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("nope.pt"), "{stderr}");
 
-    let (code, _, stderr) = run(bin().args(["train", "--data", "cifar10:/no/such/dir", "--out"]).arg(tmp.path().join("x")));
+    let (code, _, stderr) =
+        run(bin().args(["train", "--data", "cifar10:/no/such/dir", "--out"]).arg(tmp.path().join("x")));
     assert_eq!(code, 2);
     assert!(stderr.contains("/no/such/dir"), "{stderr}");
 
@@ -97,7 +135,8 @@ fn bad_inputs_give_exit_code_2_and_name_the_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("junk.pth"), "{stderr}");
 
-    let (code, _, stderr) = run(bin().args(["train", "--data", "builtin", "--normalize", "1,2,3", "--out"]).arg(tmp.path().join("y")));
+    let (code, _, stderr) =
+        run(bin().args(["train", "--data", "builtin", "--normalize", "1,2,3", "--out"]).arg(tmp.path().join("y")));
     assert_eq!(code, 2);
     assert!(stderr.contains("--normalize"), "{stderr}");
 }
@@ -108,7 +147,29 @@ fn poison_writes_the_set_in_its_input_format_with_plan_and_pictures() {
     folder(tmp.path(), 10);
     let data = format!("folder:{}", tmp.path().display());
     let out = tmp.path().join("poisoned");
-    let (code, stdout, stderr) = run(bin().args(["poison", "--data", &data, "--attack", "badnets", "--trigger", "solid:255,0,0", "--trigger-size", "3", "--target", "1", "--poison-ratio", "0.25", "--poison-select", "random", "--seed", "5", "--json", "--out"]).arg(&out));
+    let (code, stdout, stderr) = run(bin()
+        .args([
+            "poison",
+            "--data",
+            &data,
+            "--attack",
+            "badnets",
+            "--trigger",
+            "solid:255,0,0",
+            "--trigger-size",
+            "3",
+            "--target",
+            "1",
+            "--poison-ratio",
+            "0.25",
+            "--poison-select",
+            "random",
+            "--seed",
+            "5",
+            "--json",
+            "--out",
+        ])
+        .arg(&out));
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["poisoned"], 5);
@@ -122,9 +183,16 @@ fn poison_writes_the_set_in_its_input_format_with_plan_and_pictures() {
     let back = imagesets::folder(&out).unwrap();
     assert_eq!(back.train.n, 20);
     assert_eq!(back.test.as_ref().unwrap().n, 20);
-    let reds = (0..back.train.n).filter(|&i| { let p = &back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3]; p == [255, 0, 0] }).count();
+    let reds = (0..back.train.n)
+        .filter(|&i| {
+            let p = &back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3];
+            p == [255, 0, 0]
+        })
+        .count();
     assert_eq!(reds, 5);
-    assert!((0..back.train.n).filter(|&i| back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3] == [255, 0, 0]).all(|i| back.train.labels[i] == 1));
+    assert!((0..back.train.n)
+        .filter(|&i| back.train.image(i)[(6 * 12 + 6) * 3..(6 * 12 + 6) * 3 + 3] == [255, 0, 0])
+        .all(|i| back.train.labels[i] == 1));
     // Not silently overwritten.
     let (code, _, stderr) = run(bin().args(["poison", "--data", &data, "--attack", "badnets", "--out"]).arg(&out));
     assert_eq!(code, 2, "{stderr}");

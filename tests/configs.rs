@@ -9,7 +9,11 @@ fn quarantine(args: &[&str]) -> std::process::Output {
 
 fn configs() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
     v.sort();
     v
 }
@@ -33,8 +37,15 @@ fn every_config_is_valid() {
 #[test]
 fn missing_data_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
-    let c = configs().into_iter().find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("cifar10-resnet20s-badnets-gray")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_quarantine")).current_dir(d.path()).args(["run", c.to_str().unwrap()]).output().unwrap();
+    let c = configs()
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("cifar10-resnet20s-badnets-gray"))
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_quarantine"))
+        .current_dir(d.path())
+        .args(["run", c.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("data/cifar-10-batches-bin") && e.contains("cifar-10-binary.tar.gz"), "{e}");
@@ -52,16 +63,27 @@ fn run_builtin(name: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn builtin_omp_config_runs_and_resumes() {
     let (_d, out) = run_builtin("builtin-cnn-badnets-gray-omp.toml");
-    for f in ["config.toml", "experiment.json", "report.html", "train/model.safetensors", "prune/winning-ticket.safetensors", "prune/dynamics.png", "reverse-dense/reverse.json", "reverse-ticket/reverse.json"] {
+    for f in [
+        "config.toml",
+        "experiment.json",
+        "report.html",
+        "train/model.safetensors",
+        "prune/winning-ticket.safetensors",
+        "prune/dynamics.png",
+        "reverse-dense/reverse.json",
+        "reverse-ticket/reverse.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let train: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("train/result.json")).unwrap()).unwrap();
+    let train: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("train/result.json")).unwrap()).unwrap();
     assert!(train["attack_success_rate"].as_f64().unwrap() > 0.5, "{train}");
     // A finished run is not overwritten silently, and --resume skips every finished stage.
     let again = quarantine(&["run", "configs/builtin-cnn-badnets-gray-omp.toml", "--out", out.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
     let before = std::fs::read(out.join("train/model.safetensors")).unwrap();
-    let o = quarantine(&["run", "configs/builtin-cnn-badnets-gray-omp.toml", "--out", out.to_str().unwrap(), "--resume"]);
+    let o =
+        quarantine(&["run", "configs/builtin-cnn-badnets-gray-omp.toml", "--out", out.to_str().unwrap(), "--resume"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{e}");
     assert_eq!(e.matches("skipped").count(), 5, "{e}");
@@ -71,7 +93,13 @@ fn builtin_omp_config_runs_and_resumes() {
 #[test]
 fn builtin_imp_config_runs() {
     let (_d, out) = run_builtin("builtin-cnn-badnets-rgb-imp.toml");
-    for f in ["experiment.json", "report.html", "prune/round-000/trained.safetensors", "prune/winning-ticket.safetensors", "prune/dynamics.csv"] {
+    for f in [
+        "experiment.json",
+        "report.html",
+        "prune/round-000/trained.safetensors",
+        "prune/winning-ticket.safetensors",
+        "prune/dynamics.csv",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
 }

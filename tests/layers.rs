@@ -593,16 +593,20 @@ fn no_module_imports_a_higher_layer() {
                 continue;
             }
             if std::env::var_os("LAYERS_LIST").is_some() {
-                eprintln!("{}:{}: {from} -> {to} `{}`{}", f.rel, r.line, r.written, if test_file || r.in_test { " (test)" } else { "" });
+                eprintln!(
+                    "{}:{}: {from} -> {to} `{}`{}",
+                    f.rel,
+                    r.line,
+                    r.written,
+                    if test_file || r.in_test { " (test)" } else { "" }
+                );
             }
             let (Some(rf), Some(rt)) = (rank(from), rank(&to)) else {
                 continue; // reported above
             };
             if rf < rt {
-                let msg = format!(
-                    "{}:{}: `{from}` (layer {rf}) imports `{to}` (layer {rt}): `{}`",
-                    f.rel, r.line, r.written
-                );
+                let msg =
+                    format!("{}:{}: `{from}` (layer {rf}) imports `{to}` (layer {rt}): `{}`", f.rel, r.line, r.written);
                 if test_file || r.in_test {
                     notes.insert(msg);
                 } else {
@@ -641,8 +645,12 @@ fn no_import_cycle_inside_a_module_folder() {
     let mut problems = Vec::new();
     for folder in &folders {
         let n = folder.len();
-        let children: BTreeSet<String> =
-            c.files.iter().filter(|f| f.modpath.len() > n && f.modpath.starts_with(folder)).map(|f| f.modpath[n].clone()).collect();
+        let children: BTreeSet<String> = c
+            .files
+            .iter()
+            .filter(|f| f.modpath.len() > n && f.modpath.starts_with(folder))
+            .map(|f| f.modpath[n].clone())
+            .collect();
         // names the facade (mod.rs) imports from a child: `pub use seeds::{Seeds, ..}`, `use optim::Adam`
         let mut from_child: BTreeMap<String, String> = BTreeMap::new();
         if let Some(facade) = c.files.iter().find(|f| &f.modpath == folder) {
@@ -668,7 +676,10 @@ fn no_import_cycle_inside_a_module_folder() {
                 let target = if children.contains(name) { Some(name.clone()) } else { from_child.get(name).cloned() };
                 let Some(target) = target else { continue }; // an item of the facade itself
                 if &target != node {
-                    edges.entry((node.clone(), target)).or_default().push(format!("{}:{} `{}`", f.rel, r.line, r.written));
+                    edges
+                        .entry((node.clone(), target))
+                        .or_default()
+                        .push(format!("{}:{} `{}`", f.rel, r.line, r.written));
                 }
             }
         }
@@ -678,7 +689,11 @@ fn no_import_cycle_inside_a_module_folder() {
                 let ev = &edges[&(w[0].clone(), w[1].clone())];
                 evidence.push(format!("{} -> {}: {}", w[0], w[1], ev.join(", ")));
             }
-            let others = if comp.len() + 1 > cycle.len() { format!(" [all of {} are in one cycle]", comp.join(", ")) } else { String::new() };
+            let others = if comp.len() + 1 > cycle.len() {
+                format!(" [all of {} are in one cycle]", comp.join(", "))
+            } else {
+                String::new()
+            };
             problems.push(format!(
                 "src/{}/: import cycle {} ({}){others}",
                 folder.join("/"),
@@ -694,7 +709,10 @@ fn no_import_cycle_inside_a_module_folder() {
 
 /// Per strongly connected component of more than one node: a shortest cycle through its first node
 /// (that node repeated at the end) and the component's nodes.
-fn cycles(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Vec<String>>) -> Vec<(Vec<String>, Vec<String>)> {
+fn cycles(
+    nodes: &BTreeSet<String>,
+    edges: &BTreeMap<(String, String), Vec<String>>,
+) -> Vec<(Vec<String>, Vec<String>)> {
     let succ = |a: &String| -> Vec<String> { edges.keys().filter(|(x, _)| x == a).map(|(_, y)| y.clone()).collect() };
     let reach = |from: &String| -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
@@ -716,8 +734,11 @@ fn cycles(nodes: &BTreeSet<String>, edges: &BTreeMap<(String, String), Vec<Strin
             continue;
         }
         // the component of a: nodes b with a ->* b ->* a
-        let comp: BTreeSet<String> =
-            nodes.iter().filter(|b| *b == a || (reachable[a].contains(*b) && reachable[*b].contains(a))).cloned().collect();
+        let comp: BTreeSet<String> = nodes
+            .iter()
+            .filter(|b| *b == a || (reachable[a].contains(*b) && reachable[*b].contains(a)))
+            .cloned()
+            .collect();
         done.extend(comp.iter().cloned());
         // shortest way back to a, by breadth-first search inside the component
         let mut prev: BTreeMap<String, String> = BTreeMap::new();

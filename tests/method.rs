@@ -19,14 +19,30 @@ fn badnets_gray_one_percent_reaches_high_attack_success() {
     assert_eq!(plan.indices, (0..60).collect::<Vec<_>>(), "the reference's first 1%");
     let norm = DataSpec::Builtin.default_normalization(1);
     tch::manual_seed(1);
-    let model = Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 }, Device::Cpu).unwrap();
+    let model =
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 }, Device::Cpu)
+            .unwrap();
     let train_cfg = TrainConfig::reference(12, 1, DataSpec::Builtin.default_augment());
-    let hist = fit(&model, &TrainData { train: &poisoned, test: Some(test), norm: &norm }, &train_cfg, FitOptions::default(), |_, _| Ok(())).unwrap();
+    let hist = fit(
+        &model,
+        &TrainData { train: &poisoned, test: Some(test), norm: &norm },
+        &train_cfg,
+        FitOptions::default(),
+        |_, _| Ok(()),
+    )
+    .unwrap();
     let clean = hist.last().unwrap().test_accuracy.unwrap();
     let asr = attack_success(&model, test, &attack, &norm);
-    eprintln!("clean {clean:.4}, attack success {:.4} (non-target {:.4})", asr.attack_success_rate, asr.attack_success_rate_nontarget);
+    eprintln!(
+        "clean {clean:.4}, attack success {:.4} (non-target {:.4})",
+        asr.attack_success_rate, asr.attack_success_rate_nontarget
+    );
     assert!(clean >= 0.85, "clean accuracy {clean}");
-    assert!(asr.attack_success_rate_nontarget >= 0.9, "non-target attack success {}", asr.attack_success_rate_nontarget);
+    assert!(
+        asr.attack_success_rate_nontarget >= 0.9,
+        "non-target attack success {}",
+        asr.attack_success_rate_nontarget
+    );
 }
 
 #[test]

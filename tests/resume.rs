@@ -14,7 +14,9 @@ fn folder(dir: &Path) {
             let d = dir.join(split).join(c);
             std::fs::create_dir_all(&d).unwrap();
             for i in 0..40u32 {
-                let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([v.wrapping_add(((x * 13 + y * 7 + i * 5) % 50) as u8)]));
+                let img = image::GrayImage::from_fn(16, 16, |x, y| {
+                    image::Luma([v.wrapping_add(((x * 13 + y * 7 + i * 5) % 50) as u8)])
+                });
                 img.save(d.join(format!("{i:03}.png"))).unwrap();
             }
         }
@@ -23,7 +25,29 @@ fn folder(dir: &Path) {
 
 fn train(data: &str, out: &Path, resume: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarantine"));
-    c.args(["--threads", "1", "train", "--data", data, "--arch", "cnn", "--epochs", "30", "--batch-size", "16", "--seed", "7", "--attack", "badnets", "--poison-ratio", "0.1", "--trigger-size", "3", "--out"]).arg(out);
+    c.args([
+        "--threads",
+        "1",
+        "train",
+        "--data",
+        data,
+        "--arch",
+        "cnn",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+        "--attack",
+        "badnets",
+        "--poison-ratio",
+        "0.1",
+        "--trigger-size",
+        "3",
+        "--out",
+    ])
+    .arg(out);
     if resume {
         c.arg("--resume");
     }
@@ -41,7 +65,8 @@ fn check_final_files(out: &Path) {
         }
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if name.ends_with(".json") {
-            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{name} is not whole JSON: {e}"));
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{name} is not whole JSON: {e}"));
         } else if name.ends_with(".safetensors") {
             torchfile::load(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else if name == "metrics.jsonl" {
@@ -97,14 +122,21 @@ fn sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run() {
     assert!(kills >= 2, "the run finished before it could be interrupted twice ({kills})");
     check_final_files(&cut);
     for f in ["model.safetensors", "train-state.safetensors", "plan.json"] {
-        assert!(std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(), "{f} differs after {kills} kills");
+        assert!(
+            std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
+            "{f} differs after {kills} kills"
+        );
     }
     let metrics = |p: &Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(p.join("metrics.jsonl")).unwrap().lines().map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().retain(|k, _| k != "seconds" && k != "images_per_second");
-            v
-        }).collect()
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().retain(|k, _| k != "seconds" && k != "images_per_second");
+                v
+            })
+            .collect()
     };
     let (a, b) = (metrics(&whole), metrics(&cut));
     assert_eq!(a.len(), 30);
@@ -118,7 +150,23 @@ fn same_command_same_seed_gives_identical_json() {
     let data = format!("folder:{}", tmp.path().display());
     let run = |name: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_quarantine"))
-            .args(["--threads", "1", "--json", "train", "--data", &data, "--arch", "cnn", "--epochs", "2", "--batch-size", "16", "--seed", "3", "--out"])
+            .args([
+                "--threads",
+                "1",
+                "--json",
+                "train",
+                "--data",
+                &data,
+                "--arch",
+                "cnn",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--seed",
+                "3",
+                "--out",
+            ])
             .arg(tmp.path().join(name))
             .output()
             .unwrap();
@@ -128,14 +176,38 @@ fn same_command_same_seed_gives_identical_json() {
         v
     };
     assert_eq!(run("a"), run("b"));
-    assert!(std::fs::read(tmp.path().join("a/model.safetensors")).unwrap() == std::fs::read(tmp.path().join("b/model.safetensors")).unwrap(), "model weights differ");
+    assert!(
+        std::fs::read(tmp.path().join("a/model.safetensors")).unwrap()
+            == std::fs::read(tmp.path().join("b/model.safetensors")).unwrap(),
+        "model weights differ"
+    );
 }
 
 fn imp(data: &str, out: &Path, resume: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarantine"));
-    c.args(["--threads", "1", "prune", "--method", "imp", "--data", data, "--arch", "cnn", "--epochs", "6", "--rewind-epoch", "1", "--steps", "4", "--batch-size", "16", "--seed", "5"])
-        .args(["--attack", "badnets", "--poison-ratio", "0.1", "--trigger-size", "3", "--out"])
-        .arg(out);
+    c.args([
+        "--threads",
+        "1",
+        "prune",
+        "--method",
+        "imp",
+        "--data",
+        data,
+        "--arch",
+        "cnn",
+        "--epochs",
+        "6",
+        "--rewind-epoch",
+        "1",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--seed",
+        "5",
+    ])
+    .args(["--attack", "badnets", "--poison-ratio", "0.1", "--trigger-size", "3", "--out"])
+    .arg(out);
     if resume {
         c.arg("--resume");
     }
@@ -159,13 +231,19 @@ fn imp_sigkill_then_resume_is_bit_identical() {
     let mut compared = 0;
     for step in 1..=4 {
         for f in [format!("tickets/step-{step:03}.safetensors"), format!("tickets/step-{step:03}.mask.safetensors")] {
-            assert!(std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(), "{f} differs after {kills} kills");
+            assert!(
+                std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(),
+                "{f} differs after {kills} kills"
+            );
             compared += 1;
         }
     }
     for round in 0..4 {
         let f = format!("round-{round:03}/trained.safetensors");
-        assert!(std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(), "{f} differs after {kills} kills");
+        assert!(
+            std::fs::read(whole.join(&f)).unwrap() == std::fs::read(cut.join(&f)).unwrap(),
+            "{f} differs after {kills} kills"
+        );
         compared += 1;
     }
     assert_eq!(compared, 12);
@@ -210,7 +288,10 @@ fn ctrl_c_saves_state_exits_130_and_resumes_identically() {
     assert!(!cut.join("model.safetensors").exists(), "an interrupted run must not look finished");
     check_final_files(&cut);
     assert!(train(&data, &cut, true).status().unwrap().success());
-    assert!(std::fs::read(whole.join("model.safetensors")).unwrap() == std::fs::read(cut.join("model.safetensors")).unwrap());
+    assert!(
+        std::fs::read(whole.join("model.safetensors")).unwrap()
+            == std::fs::read(cut.join("model.safetensors")).unwrap()
+    );
 }
 
 /// A kill between the two writes of a training state leaves `train-state.json` one epoch ahead of
@@ -229,5 +310,9 @@ fn resume_trusts_the_tensors_epoch_when_the_json_is_ahead() {
     std::fs::copy(early.join("train-state.safetensors"), cut.join("train-state.safetensors")).unwrap();
     std::fs::remove_file(cut.join("model.safetensors")).unwrap();
     assert!(train(&data, &cut, true).status().unwrap().success());
-    assert!(std::fs::read(whole.join("model.safetensors")).unwrap() == std::fs::read(cut.join("model.safetensors")).unwrap(), "resumed model differs");
+    assert!(
+        std::fs::read(whole.join("model.safetensors")).unwrap()
+            == std::fs::read(cut.join("model.safetensors")).unwrap(),
+        "resumed model differs"
+    );
 }

@@ -38,8 +38,22 @@ fn reverse_writes_json_and_files() {
     let model = tiny_checkpoint(d.path());
     let out = d.path().join("rev");
     let args = [
-        "reverse", "--model", model.to_str().unwrap(), "--seeds", "noise:8", "--epochs", "2", "--labels", "0,1", "--json",
-        "--out", out.to_str().unwrap(), "--test-data", "builtin", "--true-trigger", "reference-upper-right:5",
+        "reverse",
+        "--model",
+        model.to_str().unwrap(),
+        "--seeds",
+        "noise:8",
+        "--epochs",
+        "2",
+        "--labels",
+        "0,1",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+        "--test-data",
+        "builtin",
+        "--true-trigger",
+        "reference-upper-right:5",
     ];
     let o = quarantine(&args);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -66,7 +80,14 @@ fn reverse_writes_json_and_files() {
     assert!(v["versions"]["quarantine"].is_string());
     let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("reverse.json")).unwrap()).unwrap();
     assert_eq!(on_disk["labels"], v["labels"]);
-    for f in ["l1.png", "triggers.safetensors", "history.jsonl", "label0_mask.png", "label1_pattern.png", "label1_trigger.png"] {
+    for f in [
+        "l1.png",
+        "triggers.safetensors",
+        "history.jsonl",
+        "label0_mask.png",
+        "label1_pattern.png",
+        "label1_trigger.png",
+    ] {
         assert!(out.join(f).exists(), "{f}");
     }
     // A second run into the same folder is refused without --force.
@@ -80,14 +101,30 @@ fn synthesized_seeds_are_written_and_summarised() {
     let d = tempfile::tempdir().unwrap();
     let model = tiny_checkpoint(d.path());
     let out = d.path().join("rev");
-    let o = quarantine(&["reverse", "--model", model.to_str().unwrap(), "--seeds", "synth:20", "--epochs", "2", "--labels", "3", "--json", "--out", out.to_str().unwrap()]);
+    let o = quarantine(&[
+        "reverse",
+        "--model",
+        model.to_str().unwrap(),
+        "--seeds",
+        "synth:20",
+        "--epochs",
+        "2",
+        "--labels",
+        "3",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("synthesizing synth:20"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["config"]["seeds"], "synth:20");
     let s = &v["config"]["synthesized_seeds"];
-    assert!((0.0..=1.0).contains(&s["accuracy"].as_f64().unwrap()) && s["bn_distance"].as_f64().unwrap().is_finite(), "{s}");
+    assert!(
+        (0.0..=1.0).contains(&s["accuracy"].as_f64().unwrap()) && s["bn_distance"].as_f64().unwrap().is_finite(),
+        "{s}"
+    );
     let png = image::open(out.join("seeds.png")).unwrap();
     // 20 images of 28x28 in 2 rows of 10, scaled x2 with 2-pixel gaps.
     assert!(png.width() > 10 * 28 && png.height() > 2 * 28, "{}x{}", png.width(), png.height());
@@ -99,12 +136,26 @@ fn data_free_detect_scores_on_the_synthesized_seeds_or_on_noise() {
     let model = tiny_checkpoint(d.path());
     let detect = |out: &str, extra: &[&str]| {
         let out = d.path().join(out);
-        let mut args = vec!["detect", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--steps", "3", "--k", "2", "--reverse-epochs", "1", "--json"];
+        let mut args = vec![
+            "detect",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--k",
+            "2",
+            "--reverse-epochs",
+            "1",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let o = quarantine(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let dynamics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("dynamics.json")).unwrap()).unwrap();
+        let dynamics: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("dynamics.json")).unwrap()).unwrap();
         (v, dynamics, String::from_utf8_lossy(&o.stderr).into_owned())
     };
     // Default: the synthesized seeds are the score data, BN statistics recalibrated on them.
@@ -116,7 +167,8 @@ fn data_free_detect_scores_on_the_synthesized_seeds_or_on_noise() {
     assert_eq!(stderr.matches("synthesizing").count(), 1, "the seeds are synthesized once: {stderr}");
     assert_eq!(dynamics["steps"].as_array().unwrap().len(), 3);
     // Noise (the paper's): labelled by the model, the dense BN statistics kept.
-    let (v, dynamics, stderr) = detect("noise", &["--seeds", "noise:8", "--free-score-data", "noise", "--score-samples", "64"]);
+    let (v, dynamics, stderr) =
+        detect("noise", &["--seeds", "noise:8", "--free-score-data", "noise", "--score-samples", "64"]);
     assert_eq!(v["config"]["score_data"], "noise");
     assert_eq!(v["config"]["bn_recalibrate"], false);
     assert_eq!(dynamics["config"]["bn_recalibrate"], false);
@@ -132,7 +184,15 @@ fn data_free_detect_scores_on_the_synthesized_seeds_or_on_noise() {
 fn reverse_missing_model_exits_2_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope.safetensors");
-    let o = quarantine(&["reverse", "--model", missing.to_str().unwrap(), "--out", d.path().join("r").to_str().unwrap(), "--epochs", "1"]);
+    let o = quarantine(&[
+        "reverse",
+        "--model",
+        missing.to_str().unwrap(),
+        "--out",
+        d.path().join("r").to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("nope.safetensors"), "{e}");

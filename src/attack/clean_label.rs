@@ -30,7 +30,14 @@ impl Default for Pgd {
 }
 
 /// Perturbs the images at `indices` of `set` in place.
-pub fn pgd_perturb(model: &Model, norm: &Normalization, set: &mut ImageSet, indices: &[usize], pgd: &Pgd, seed: u64) -> Result<()> {
+pub fn pgd_perturb(
+    model: &Model,
+    norm: &Normalization,
+    set: &mut ImageSet,
+    indices: &[usize],
+    pgd: &Pgd,
+    seed: u64,
+) -> Result<()> {
     let dev = model.device();
     let c = set.channels as i64;
     let mean = Tensor::from_slice(&norm.mean).view([1, c, 1, 1]).to_device(dev);
@@ -50,7 +57,12 @@ pub fn pgd_perturb(model: &Model, norm: &Normalization, set: &mut ImageSet, indi
             delta = (d.detach() + g.sign() * pgd.step).clamp(-pgd.eps, pgd.eps);
         }
         // [N, C, H, W] in [0,1] -> [N, H, W, C] uint8
-        let adv = ((&x + &delta).clamp(0.0, 1.0) * 255.0).round().to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
+        let adv = ((&x + &delta).clamp(0.0, 1.0) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8)
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .to_device(tch::Device::Cpu);
         let bytes: Vec<u8> = Vec::try_from(adv.view([-1])).expect("uint8 vector");
         for (k, &i) in chunk.iter().enumerate() {
             set.images[i * len..(i + 1) * len].copy_from_slice(&bytes[k * len..(k + 1) * len]);

@@ -93,7 +93,10 @@ impl Attack {
             AttackSpec::Badnets(p) | AttackSpec::CleanLabel(CleanLabel { patch: p, .. }) => {
                 let t = self.trigger.as_ref().expect("patch attacks resolve a trigger");
                 let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let at = p.location.place((h, w), (t.height, t.width), |mh, mw| (rng.gen_range(0..=mh), rng.gen_range(0..=mw))).expect("checked in Attack::new");
+                let at = p
+                    .location
+                    .place((h, w), (t.height, t.width), |mh, mw| (rng.gen_range(0..=mh), rng.gen_range(0..=mw)))
+                    .expect("checked in Attack::new");
                 t.stamp(img, (h, w, c), at.0, at.1);
                 Some(at)
             }
@@ -134,12 +137,17 @@ impl Attack {
 
     /// Poisons a training set: chosen samples get the image transform and (except clean-label) the
     /// target label. `surrogate` is needed for clean-label (PGD before the trigger).
-    pub fn poison_training_set(&self, set: &ImageSet, surrogate: Option<(&Model, &Normalization)>) -> Result<(ImageSet, PoisonPlan)> {
+    pub fn poison_training_set(
+        &self,
+        set: &ImageSet,
+        surrogate: Option<(&Model, &Normalization)>,
+    ) -> Result<(ImageSet, PoisonPlan)> {
         let mut out = set.clone();
         let (indices, mut rng) = self.choose(set);
         let clean_label = matches!(self.cfg.spec, AttackSpec::CleanLabel(_));
         if let AttackSpec::CleanLabel(c) = &self.cfg.spec {
-            let (model, norm) = surrogate.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model"))?;
+            let (model, norm) =
+                surrogate.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model"))?;
             model.meta.check_images((set.channels, set.height, set.width), "training images")?;
             pgd_perturb(model, norm, &mut out, &indices, &c.pgd, self.cfg.seed)?;
         }
@@ -162,7 +170,14 @@ impl Attack {
 
     /// WaNet's noise mode: warps a random `cross_ratio` of the samples not poisoned, with fresh noise
     /// each, labels kept. Returns their indices.
-    fn warp_cross(&self, set: &ImageSet, out: &mut ImageSet, poisoned: &[usize], cross_ratio: f64, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    fn warp_cross(
+        &self,
+        set: &ImageSet,
+        out: &mut ImageSet,
+        poisoned: &[usize],
+        cross_ratio: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<usize> {
         let poisoned: std::collections::HashSet<usize> = poisoned.iter().copied().collect();
         let rest: Vec<usize> = (0..set.n).filter(|i| !poisoned.contains(i)).collect();
         let n_cross = ((set.n as f64 * cross_ratio) as usize).min(rest.len());

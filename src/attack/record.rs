@@ -24,18 +24,28 @@ pub struct Poisoned {
 
 /// Loads the surrogate model a clean-label attack perturbs against (a native or foreign checkpoint
 /// at `path`); `None` for the other attacks.
-pub fn load_surrogate(cfg: &AttackConfig, path: Option<&Path>, device: Device) -> Result<Option<(Model, Normalization)>> {
+pub fn load_surrogate(
+    cfg: &AttackConfig,
+    path: Option<&Path>,
+    device: Device,
+) -> Result<Option<(Model, Normalization)>> {
     if !matches!(cfg.spec, AttackSpec::CleanLabel(_)) {
         return Ok(None);
     }
-    let path = path.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model checkpoint"))?;
+    let path =
+        path.ok_or_else(|| Error::invalid("surrogate", "a clean-label attack needs a surrogate model checkpoint"))?;
     let (m, info, _) = load_checkpoint(path, &InputOverrides::default(), device)?;
     Ok(Some((m, info.normalization)))
 }
 
 /// Poisons `train` with `cfg` and writes `plan.json`, `trigger.png`, `trigger.json` and
 /// `poisoned-samples.png` into `dir`.
-pub fn poison_and_record(cfg: AttackConfig, train: &ImageSet, surrogate: Option<&(Model, Normalization)>, dir: &Path) -> Result<Poisoned> {
+pub fn poison_and_record(
+    cfg: AttackConfig,
+    train: &ImageSet,
+    surrogate: Option<&(Model, Normalization)>,
+    dir: &Path,
+) -> Result<Poisoned> {
     let attack = Attack::new(cfg, (train.height, train.width, train.channels), train.num_classes())?;
     let (set, plan) = attack.poison_training_set(train, surrogate.map(|(m, n)| (m, n)))?;
     write_json(&dir.join("plan.json"), &plan)?;

@@ -175,14 +175,25 @@ pub struct AttackConfig {
 impl Default for AttackConfig {
     /// BadNets as in the paper (docs/METHOD.md §2): gray trigger, target 0, 1% poison, first samples.
     fn default() -> Self {
-        AttackConfig { spec: AttackSpec::Badnets(Patch::default()), target: Some(0), poison_ratio: 0.01, select: Select::First, seed: 0 }
+        AttackConfig {
+            spec: AttackSpec::Badnets(Patch::default()),
+            target: Some(0),
+            poison_ratio: 0.01,
+            select: Select::First,
+            seed: 0,
+        }
     }
 }
 
 impl AttackConfig {
     /// BadNets with the paper's defaults (docs/METHOD.md §2): 1% poison, first samples, reference location.
     pub fn badnets(trigger: TriggerSpec, target: u32, seed: u64) -> Self {
-        AttackConfig { spec: AttackSpec::Badnets(Patch { trigger, ..Patch::default() }), target: Some(target), seed, ..AttackConfig::default() }
+        AttackConfig {
+            spec: AttackSpec::Badnets(Patch { trigger, ..Patch::default() }),
+            target: Some(target),
+            seed,
+            ..AttackConfig::default()
+        }
     }
 
     /// The kind of attack.
@@ -201,8 +212,12 @@ impl AttackConfig {
             }
         }
         match &self.spec {
-            AttackSpec::CleanLabel(_) if self.target.is_none() => Err(Error::invalid("target", "a clean-label attack needs one target label, not all-to-all")),
-            AttackSpec::Blended(b) if !(0.0..=1.0).contains(&b.alpha) => Err(Error::invalid("blend alpha", format!("must be in [0, 1], got {}", b.alpha))),
+            AttackSpec::CleanLabel(_) if self.target.is_none() => {
+                Err(Error::invalid("target", "a clean-label attack needs one target label, not all-to-all"))
+            }
+            AttackSpec::Blended(b) if !(0.0..=1.0).contains(&b.alpha) => {
+                Err(Error::invalid("blend alpha", format!("must be in [0, 1], got {}", b.alpha)))
+            }
             _ => Ok(()),
         }
     }
@@ -223,16 +238,31 @@ mod tests {
 
     #[test]
     fn files_of_the_flat_format_still_load() {
-        let patch = Patch { trigger: TriggerSpec::Solid([1, 2, 3]), trigger_size: Some(3), location: Location::CornerTopLeft };
+        let patch =
+            Patch { trigger: TriggerSpec::Solid([1, 2, 3]), trigger_size: Some(3), location: Location::CornerTopLeft };
         let expect = [
             ("badnets", AttackSpec::Badnets(patch.clone())),
-            ("blended", AttackSpec::Blended(Blend { trigger: TriggerSpec::Solid([1, 2, 3]), trigger_size: Some(3), alpha: 0.3 })),
+            (
+                "blended",
+                AttackSpec::Blended(Blend {
+                    trigger: TriggerSpec::Solid([1, 2, 3]),
+                    trigger_size: Some(3),
+                    alpha: 0.3,
+                }),
+            ),
             ("wanet", AttackSpec::Wanet(Warp { k: 6, strength: 0.75, noise: true, cross_ratio: 0.1 })),
-            ("clean-label", AttackSpec::CleanLabel(CleanLabel { patch, pgd: Pgd { eps: 0.01, step: 0.005, steps: 7 } })),
+            (
+                "clean-label",
+                AttackSpec::CleanLabel(CleanLabel { patch, pgd: Pgd { eps: 0.01, step: 0.005, steps: 7 } }),
+            ),
         ];
         for (kind, spec) in expect {
             let c: AttackConfig = serde_json::from_str(&old_json(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            assert_eq!(c, AttackConfig { spec, target: Some(2), poison_ratio: 0.05, select: Select::Random, seed: 9 }, "{kind}");
+            assert_eq!(
+                c,
+                AttackConfig { spec, target: Some(2), poison_ratio: 0.05, select: Select::Random, seed: 9 },
+                "{kind}"
+            );
         }
         // A BadNets record of the first format, exactly as `train` wrote it (all-to-all: null target).
         let written = r#"{"kind":"badnets","trigger":"paper-gray","trigger_size":null,"location":"reference-upper-right","target":null,
@@ -257,9 +287,15 @@ mod tests {
             assert!(v.get("spec").is_none(), "{v}");
             assert_eq!(serde_json::from_value::<AttackConfig>(v).unwrap(), c);
         }
-        let v = serde_json::to_value(AttackConfig { spec: AttackSpec::Wanet(Warp::default()), ..AttackConfig::default() }).unwrap();
+        let v =
+            serde_json::to_value(AttackConfig { spec: AttackSpec::Wanet(Warp::default()), ..AttackConfig::default() })
+                .unwrap();
         assert_eq!(v["wanet_k"], 4);
-        let v = serde_json::to_value(AttackConfig { spec: AttackSpec::CleanLabel(CleanLabel::default()), ..AttackConfig::default() }).unwrap();
+        let v = serde_json::to_value(AttackConfig {
+            spec: AttackSpec::CleanLabel(CleanLabel::default()),
+            ..AttackConfig::default()
+        })
+        .unwrap();
         assert_eq!((v["location"].as_str(), v["pgd"]["steps"].as_u64()), (Some("reference-upper-right"), Some(10)));
     }
 }

@@ -25,12 +25,36 @@ pub enum TriggerSpec {
 }
 
 /// The gray trigger's values (rows, columns).
-pub const PAPER_GRAY: [[u8; 5]; 5] = [[0, 0, 0, 171, 255], [0, 33, 101, 141, 154], [0, 101, 255, 101, 0], [166, 140, 101, 133, 154], [255, 158, 0, 158, 255]];
+pub const PAPER_GRAY: [[u8; 5]; 5] = [
+    [0, 0, 0, 171, 255],
+    [0, 33, 101, 141, 154],
+    [0, 101, 255, 101, 0],
+    [166, 140, 101, 133, 154],
+    [255, 158, 0, 158, 255],
+];
 /// The color trigger's values (channel, rows, columns).
 pub const PAPER_RGB: [[[u8; 5]; 5]; 3] = [
-    [[234, 93, 8, 6, 21], [244, 200, 78, 52, 161], [128, 218, 195, 170, 244], [82, 142, 218, 230, 178], [212, 83, 136, 183, 40]],
-    [[214, 77, 12, 26, 26], [72, 25, 87, 179, 180], [119, 37, 62, 138, 138], [172, 113, 40, 9, 8], [43, 173, 128, 7, 0]],
-    [[26, 26, 11, 83, 233], [179, 178, 80, 78, 228], [129, 128, 57, 32, 110], [77, 77, 79, 80, 77], [229, 229, 231, 231, 230]],
+    [
+        [234, 93, 8, 6, 21],
+        [244, 200, 78, 52, 161],
+        [128, 218, 195, 170, 244],
+        [82, 142, 218, 230, 178],
+        [212, 83, 136, 183, 40],
+    ],
+    [
+        [214, 77, 12, 26, 26],
+        [72, 25, 87, 179, 180],
+        [119, 37, 62, 138, 138],
+        [172, 113, 40, 9, 8],
+        [43, 173, 128, 7, 0],
+    ],
+    [
+        [26, 26, 11, 83, 233],
+        [179, 178, 80, 78, 228],
+        [129, 128, 57, 32, 110],
+        [77, 77, 79, 80, 77],
+        [229, 229, 231, 231, 230],
+    ],
 ];
 
 impl FromStr for TriggerSpec {
@@ -44,14 +68,25 @@ impl FromStr for TriggerSpec {
                 if let Some(p) = s.strip_prefix("image:") {
                     TriggerSpec::Image(PathBuf::from(p))
                 } else if let Some(v) = s.strip_prefix("solid:") {
-                    let c: Vec<u8> = v.split(',').map(|x| x.trim().parse::<u8>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("trigger", format!("`{s}`: solid:R,G,B needs three values 0-255")))?;
+                    let c: Vec<u8> =
+                        v.split(',').map(|x| x.trim().parse::<u8>()).collect::<std::result::Result<_, _>>().map_err(
+                            |_| Error::invalid("trigger", format!("`{s}`: solid:R,G,B needs three values 0-255")),
+                        )?;
                     match c.as_slice() {
                         [r, g, b] => TriggerSpec::Solid([*r, *g, *b]),
                         [v] => TriggerSpec::Solid([*v; 3]),
-                        _ => return Err(Error::invalid("trigger", format!("`{s}`: solid:R,G,B needs three values 0-255"))),
+                        _ => {
+                            return Err(Error::invalid(
+                                "trigger",
+                                format!("`{s}`: solid:R,G,B needs three values 0-255"),
+                            ))
+                        }
                     }
                 } else {
-                    return Err(Error::invalid("trigger", format!("unknown trigger `{s}` (paper-gray, paper-rgb, checkerboard, solid:R,G,B, image:PATH)")));
+                    return Err(Error::invalid(
+                        "trigger",
+                        format!("unknown trigger `{s}` (paper-gray, paper-rgb, checkerboard, solid:R,G,B, image:PATH)"),
+                    ));
                 }
             }
         })
@@ -107,7 +142,9 @@ impl Trigger {
     pub fn new(spec: &TriggerSpec, size: Option<usize>, channels: usize) -> Result<Self> {
         let (side, rgb): (usize, Vec<u8>) = match spec {
             TriggerSpec::PaperGray => (5, PAPER_GRAY.iter().flatten().flat_map(|&v| [v, v, v]).collect()),
-            TriggerSpec::PaperRgb => (5, (0..25).flat_map(|i| (0..3).map(move |c| PAPER_RGB[c][i / 5][i % 5])).collect()),
+            TriggerSpec::PaperRgb => {
+                (5, (0..25).flat_map(|i| (0..3).map(move |c| PAPER_RGB[c][i / 5][i % 5])).collect())
+            }
             TriggerSpec::Checkerboard => {
                 let s = size.unwrap_or(5);
                 (s, (0..s * s).flat_map(|i| [if (i / s + i % s) % 2 == 0 { 255 } else { 0 }; 3]).collect())
@@ -117,7 +154,9 @@ impl Trigger {
                 (s, (0..s * s).flat_map(|_| *c).collect())
             }
             TriggerSpec::Image(p) => {
-                let img = image::open(p).map_err(|e| Error::bad_file(p, format!("cannot read trigger image: {e}")))?.to_rgb8();
+                let img = image::open(p)
+                    .map_err(|e| Error::bad_file(p, format!("cannot read trigger image: {e}")))?
+                    .to_rgb8();
                 let s = size.unwrap_or(5);
                 let r = image::imageops::resize(&img, s as u32, s as u32, image::imageops::FilterType::Triangle);
                 (s, r.into_raw())
@@ -165,7 +204,8 @@ impl Trigger {
                 let (fy, fx) = (sy - y0 as f32, sx - x0 as f32);
                 for ch in 0..c {
                     let p = |yy: usize, xx: usize| self.pixels[(yy * self.width + xx) * c + ch] as f32;
-                    let v = (1.0 - fy) * ((1.0 - fx) * p(y0, x0) + fx * p(y0, x1)) + fy * ((1.0 - fx) * p(y1, x0) + fx * p(y1, x1));
+                    let v = (1.0 - fy) * ((1.0 - fx) * p(y0, x0) + fx * p(y0, x1))
+                        + fy * ((1.0 - fx) * p(y1, x0) + fx * p(y1, x1));
                     out[(y * w + x) * c + ch] = v.round().clamp(0.0, 255.0) as u8;
                 }
             }
@@ -229,11 +269,23 @@ const MARGIN: usize = 1;
 impl Location {
     /// Top-left (row, column) of a `th x tw` trigger in an `h x w` image; `draw` gives a random
     /// (row, column) for `Random`.
-    pub fn place(&self, (h, w): (usize, usize), (th, tw): (usize, usize), draw: impl FnOnce(usize, usize) -> (usize, usize)) -> Result<(usize, usize)> {
+    pub fn place(
+        &self,
+        (h, w): (usize, usize),
+        (th, tw): (usize, usize),
+        draw: impl FnOnce(usize, usize) -> (usize, usize),
+    ) -> Result<(usize, usize)> {
         if th > h || tw > w {
             return Err(Error::invalid("trigger size", format!("a {th}x{tw} trigger does not fit {h}x{w} images")));
         }
-        let far = |size: usize, t: usize, m: usize| size.checked_sub(t + m).ok_or_else(|| Error::invalid("trigger location", format!("a {t}-pixel trigger with a {m}-pixel margin does not fit {size} pixels")));
+        let far = |size: usize, t: usize, m: usize| {
+            size.checked_sub(t + m).ok_or_else(|| {
+                Error::invalid(
+                    "trigger location",
+                    format!("a {t}-pixel trigger with a {m}-pixel margin does not fit {size} pixels"),
+                )
+            })
+        };
         Ok(match *self {
             Location::ReferenceUpperRight => (far(h, th, 3)?, far(w, tw, 3)?),
             Location::BottomLeft => {
@@ -247,7 +299,10 @@ impl Location {
             Location::CornerBottomRight => (far(h, th, MARGIN)?, far(w, tw, MARGIN)?),
             Location::At { x, y } => {
                 if y + th > h || x + tw > w {
-                    return Err(Error::invalid("trigger location", format!("{x},{y}: a {th}x{tw} trigger there leaves the {h}x{w} image")));
+                    return Err(Error::invalid(
+                        "trigger location",
+                        format!("{x},{y}: a {th}x{tw} trigger there leaves the {h}x{w} image"),
+                    ));
                 }
                 (y, x)
             }
@@ -268,7 +323,9 @@ impl FromStr for Location {
             "corner-bottom-right" => Location::CornerBottomRight,
             "random" => Location::Random,
             _ => {
-                let bad = || Error::invalid("trigger location", format!("`{s}`: expected reference-upper-right, bottom-left, corner-{{top,bottom}}-{{left,right}}, X,Y or random"));
+                let bad = || {
+                    Error::invalid("trigger location", format!("`{s}`: expected reference-upper-right, bottom-left, corner-{{top,bottom}}-{{left,right}}, X,Y or random"))
+                };
                 let (x, y) = s.split_once(',').ok_or_else(bad)?;
                 Location::At { x: x.trim().parse().map_err(|_| bad())?, y: y.trim().parse().map_err(|_| bad())? }
             }

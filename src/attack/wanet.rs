@@ -29,7 +29,8 @@ impl WarpField {
         let ins: Vec<f32> = ins.iter().map(|v| v / mean_abs).collect();
         // [1, 2, k, k] -> [1, 2, H, W]
         let up = Tensor::from_slice(&ins).view([1, 2, k as i64, k as i64]).to_device(Device::Cpu);
-        let up = up.upsample_bicubic2d([height as i64, width as i64], true, None, None).to_kind(Kind::Float).contiguous();
+        let up =
+            up.upsample_bicubic2d([height as i64, width as i64], true, None, None).to_kind(Kind::Float).contiguous();
         let field: Vec<f32> = Vec::try_from(up.view([-1])).expect("float field");
         let (h, w) = (height, width);
         let lin = |i: usize, n: usize| if n > 1 { -1.0 + 2.0 * i as f32 / (n - 1) as f32 } else { 0.0 };
@@ -65,7 +66,8 @@ impl WarpField {
                 let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
                 for ch in 0..c {
                     let p = |yy: usize, xx: usize| src[(yy * w + xx) * c + ch] as f32;
-                    let v = (1.0 - fy) * ((1.0 - fx) * p(y0, x0) + fx * p(y0, x1)) + fy * ((1.0 - fx) * p(y1, x0) + fx * p(y1, x1));
+                    let v = (1.0 - fy) * ((1.0 - fx) * p(y0, x0) + fx * p(y0, x1))
+                        + fy * ((1.0 - fx) * p(y1, x0) + fx * p(y1, x1));
                     img[(y * w + x) * c + ch] = v.round().clamp(0.0, 255.0) as u8;
                 }
             }

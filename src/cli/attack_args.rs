@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use quarantine::attack::{AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp};
+use quarantine::attack::{
+    AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp,
+};
 
 /// The attack flags.
 #[derive(Debug, Clone, Args)]
@@ -66,16 +68,35 @@ pub struct AttackArgs {
 impl AttackArgs {
     /// The attack these flags describe (`None` without `--attack`), seeded with `seed`.
     pub fn config(&self, seed: u64) -> Option<AttackConfig> {
-        let patch = || Patch { trigger: self.trigger.clone(), trigger_size: self.trigger_size, location: self.trigger_location };
+        let patch = || Patch {
+            trigger: self.trigger.clone(),
+            trigger_size: self.trigger_size,
+            location: self.trigger_location,
+        };
         let spec = match self.attack? {
             AttackKind::Badnets => AttackSpec::Badnets(patch()),
-            AttackKind::Blended => AttackSpec::Blended(Blend { trigger: self.trigger.clone(), trigger_size: self.trigger_size, alpha: self.blend_alpha }),
-            AttackKind::Wanet => AttackSpec::Wanet(Warp { k: self.wanet_k, strength: self.wanet_strength, noise: self.wanet_noise, cross_ratio: self.wanet_cross_ratio }),
+            AttackKind::Blended => AttackSpec::Blended(Blend {
+                trigger: self.trigger.clone(),
+                trigger_size: self.trigger_size,
+                alpha: self.blend_alpha,
+            }),
+            AttackKind::Wanet => AttackSpec::Wanet(Warp {
+                k: self.wanet_k,
+                strength: self.wanet_strength,
+                noise: self.wanet_noise,
+                cross_ratio: self.wanet_cross_ratio,
+            }),
             AttackKind::CleanLabel => {
                 let pgd = Pgd { eps: self.pgd_eps / 255.0, step: self.pgd_step / 255.0, steps: self.pgd_steps };
                 AttackSpec::CleanLabel(CleanLabel { patch: patch(), pgd })
             }
         };
-        Some(AttackConfig { spec, target: (!self.all_to_all).then_some(self.target), poison_ratio: self.poison_ratio, select: self.poison_select, seed })
+        Some(AttackConfig {
+            spec,
+            target: (!self.all_to_all).then_some(self.target),
+            poison_ratio: self.poison_ratio,
+            select: self.poison_select,
+            seed,
+        })
     }
 }

@@ -56,9 +56,11 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(a.iters > 0 && a.batch_size > 0, "--iters and --batch-size must be positive");
     let bs = a.batch_size;
     let set = synthetic(bs * (a.iters + 3), a.channels, a.image_size);
-    let norm = if a.channels == 3 { Normalization::cifar10() } else { Normalization::mnist().for_channels(a.channels)? };
+    let norm =
+        if a.channels == 3 { Normalization::cifar10() } else { Normalization::mnist().for_channels(a.channels)? };
     tch::manual_seed(0);
-    let meta = ModelMeta { arch: a.arch, in_channels: a.channels, height: a.image_size, width: a.image_size, num_classes: 10 };
+    let meta =
+        ModelMeta { arch: a.arch, in_channels: a.channels, height: a.image_size, width: a.image_size, num_classes: 10 };
     let model = Model::new(meta, device)?;
     let aug = Augment { crop_pad: 4, flip: true };
     let mut opt = Sgd::new(model.named_parameters(), 0.9, 5e-4);
@@ -70,7 +72,12 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let batch_ms = t.elapsed().as_secs_f64() * 1e3 / nb as f64;
 
     // Training: warm up on 3 batches, then time `iters` batches.
-    let warm = quarantine::data::ImageSet { images: set.images[..3 * bs * set.image(0).len()].to_vec(), labels: set.labels[..3 * bs].to_vec(), n: 3 * bs, ..set.clone() };
+    let warm = quarantine::data::ImageSet {
+        images: set.images[..3 * bs * set.image(0).len()].to_vec(),
+        labels: set.labels[..3 * bs].to_vec(),
+        n: 3 * bs,
+        ..set.clone()
+    };
     train_epoch(&model, &mut opt, Batches::new(&warm, bs, &norm, aug, Some(2), device), 0.01, 0, &hidden)?;
     let timed = set.subset(&(3 * bs..set.n).collect::<Vec<_>>());
     let t = Instant::now();
@@ -132,7 +139,14 @@ fn bench_score(model: &Model, norm: &Normalization, steps: usize, device: Device
     let cfg = ScoreConfig::paper(Augment { crop_pad: 4, flip: true }, 0);
     let (data, _) = score_samples(&train, 1024, norm, 0, device);
     let phi = Model::new(m.clone(), device)?;
-    let mut out = ScoreBench { seconds: vec![], median_seconds: 0.0, recalibrate_seconds: 0.0, finetune_seconds: 0.0, interpolate_seconds: 0.0, density: masks.density().total };
+    let mut out = ScoreBench {
+        seconds: vec![],
+        median_seconds: 0.0,
+        recalibrate_seconds: 0.0,
+        finetune_seconds: 0.0,
+        interpolate_seconds: 0.0,
+        density: masks.density().total,
+    };
     for i in 0..=steps {
         phi.copy_from(model)?;
         let t = Instant::now();
@@ -150,7 +164,8 @@ fn bench_score(model: &Model, norm: &Normalization, steps: usize, device: Device
     let t = Instant::now();
     finetune(&phi, &masks, &train, norm, &cfg)?;
     out.finetune_seconds = t.elapsed().as_secs_f64();
-    out.interpolate_seconds = (out.seconds[out.seconds.len() - 1] - out.recalibrate_seconds - out.finetune_seconds).max(0.0);
+    out.interpolate_seconds =
+        (out.seconds[out.seconds.len() - 1] - out.recalibrate_seconds - out.finetune_seconds).max(0.0);
     out.median_seconds = median(&out.seconds);
     Ok(out)
 }

@@ -70,14 +70,21 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The flags as checkpoint-loading overrides.
     pub fn overrides(&self) -> InputOverrides {
-        InputOverrides { arch: self.arch, image_size: self.image_size, channels: self.channels, classes: self.classes, normalize: self.normalize.clone() }
+        InputOverrides {
+            arch: self.arch,
+            image_size: self.image_size,
+            channels: self.channels,
+            classes: self.classes,
+            normalize: self.normalize.clone(),
+        }
     }
 }
 
 /// A clap value parser for a library [`Choice`](quarantine::choice::Choice): lists every name with its help.
 pub fn choice<T: quarantine::choice::Choice + Clone>() -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-    PossibleValuesParser::new(T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help()))).map(|s| T::from_name(&s).expect("clap only passes listed names"))
+    PossibleValuesParser::new(T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help())))
+        .map(|s| T::from_name(&s).expect("clap only passes listed names"))
 }
 
 /// Progress bars on stderr (indicatif) for the library's long computations; notes are printed
@@ -89,7 +96,10 @@ pub struct Bars {
 
 impl quarantine::control::Progress for Bars {
     fn start(&self, stage: &str, total: u64) {
-        let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {prefix} {per_sec} eta {eta}").expect("valid template").progress_chars("=> ");
+        let style =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {prefix} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> ");
         let bar = indicatif::ProgressBar::new(total).with_style(style).with_prefix(stage.to_string());
         *self.bar.lock().expect("progress lock") = Some(bar);
     }

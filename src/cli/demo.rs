@@ -58,7 +58,12 @@ pub struct DemoArgs {
 impl DemoArgs {
     /// The demo's config; an unset seed is drawn from the clock.
     fn config(&self) -> DemoConfig {
-        let seed = self.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(0));
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000)
+                .unwrap_or(0)
+        });
         DemoConfig {
             out: self.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/demo-{seed}"))),
             seed,

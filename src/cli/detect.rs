@@ -113,7 +113,12 @@ impl TryFrom<&DetectArgs> for DetectConfig {
         if a.method == Method::Imp {
             anyhow::bail!("detect prunes the given model without training: use --method omp or random (IMP: `quarantine prune --method imp`)");
         }
-        anyhow::ensure!((1..=a.steps).contains(&a.score_from), "--score-from {} must lie in 1..={} (--steps)", a.score_from, a.steps);
+        anyhow::ensure!(
+            (1..=a.steps).contains(&a.score_from),
+            "--score-from {} must lie in 1..={} (--steps)",
+            a.score_from,
+            a.steps
+        );
         cfg.validate()?;
         Ok(cfg)
     }
@@ -129,7 +134,11 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         None => None,
     };
     let found = quarantine::detect::run(&suspect, data.as_ref(), &cfg, &a.out, a.resume, &super::common::control())?;
-    let model = ModelRef { path: a.model.model.clone(), meta: suspect.info.meta.clone(), imported_from: suspect.info.imported_from.clone() };
+    let model = ModelRef {
+        path: a.model.model.clone(),
+        meta: suspect.info.meta.clone(),
+        imported_from: suspect.info.imported_from.clone(),
+    };
     let record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
     let report = write_detection(&a.out, &found, &record)?;
     if json {
@@ -143,12 +152,22 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
 /// The verdict line on stderr.
 fn print_verdict(found: &Detection, cfg: &DetectConfig) {
     let d = &found.decision;
-    let ai = d.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
+    let ai =
+        d.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
     let why = match (cfg.decide, d.agree) {
-        (DecisionRule::Consensus, false) => format!("dense model points at label {}, ticket at {}: no consensus", fmt_label(d.dense_target), fmt_label(d.ticket_target)),
+        (DecisionRule::Consensus, false) => format!(
+            "dense model points at label {}, ticket at {}: no consensus",
+            fmt_label(d.dense_target),
+            fmt_label(d.ticket_target)
+        ),
         _ => format!("anomaly index {ai} {} {}", if d.trojaned { ">" } else { "<=" }, cfg.threshold),
     };
-    let tail = format!("{why}; rule {}; ticket density {:.4}{}", cfg.decide, found.winner_row().density, if found.data_free { "; data-free" } else { "" });
+    let tail = format!(
+        "{why}; rule {}; ticket density {:.4}{}",
+        cfg.decide,
+        found.winner_row().density,
+        if found.data_free { "; data-free" } else { "" }
+    );
     match d.target {
         Some(t) if d.trojaned => eprintln!("verdict: TROJANED, target label {t} ({tail})"),
         _ => eprintln!("verdict: no Trojan found ({tail})"),

@@ -31,10 +31,20 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let (model, info, _) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
     let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
-    let set = if a.train_split { &split.train } else { split.test.as_ref().with_context(|| format!("{} has no test split", a.data))? };
+    let set = if a.train_split {
+        &split.train
+    } else {
+        split.test.as_ref().with_context(|| format!("{} has no test split", a.data))?
+    };
     let m = &model.meta;
     m.check_images((set.channels, set.height, set.width), &format!("{}: images", a.data))?;
-    anyhow::ensure!(set.num_classes() <= m.num_classes, "{}: {} classes but the model has {} outputs", a.data, set.num_classes(), m.num_classes);
+    anyhow::ensure!(
+        set.num_classes() <= m.num_classes,
+        "{}: {} classes but the model has {} outputs",
+        a.data,
+        set.num_classes(),
+        m.num_classes
+    );
     let r = evaluate(&model, set, &info.normalization, a.batch_size.max(1));
     let mut out = serde_json::json!({"clean_accuracy": r.accuracy, "loss": r.loss, "n": r.n});
     if let Some(cfg) = a.attack.config(a.seed) {
@@ -48,7 +58,11 @@ pub fn run(a: EvalArgs, device: Device, json: bool) -> anyhow::Result<()> {
     } else {
         print!("clean accuracy {:.4} ({} images), loss {:.4}", r.accuracy, r.n, r.loss);
         if let Some(s) = out.get("attack_success_rate") {
-            print!(", attack success {:.4} (non-target {:.4})", s.as_f64().unwrap_or(0.0), out["attack_success_rate_nontarget"].as_f64().unwrap_or(0.0));
+            print!(
+                ", attack success {:.4} (non-target {:.4})",
+                s.as_f64().unwrap_or(0.0),
+                out["attack_success_rate_nontarget"].as_f64().unwrap_or(0.0)
+            );
         }
         println!();
     }

@@ -93,7 +93,13 @@ impl Sections {
 
     /// Paths that link the stages are placeholders here: the pipeline sets them from `--out`.
     fn train_flags(&self) -> Vec<String> {
-        [self.common(), self.train.clone().unwrap_or_default(), self.attack.clone(), vec!["--out".into(), "OUT/train".into()]].concat()
+        [
+            self.common(),
+            self.train.clone().unwrap_or_default(),
+            self.attack.clone(),
+            vec!["--out".into(), "OUT/train".into()],
+        ]
+        .concat()
     }
 
     fn prune_flags(&self) -> Vec<String> {
@@ -111,7 +117,11 @@ impl Sections {
     }
 
     fn reverse_flags(&self) -> Vec<String> {
-        [self.reverse.clone().unwrap_or_default(), vec!["--model".into(), "M".into(), "--out".into(), "OUT".into(), "--seed".into(), self.seed.to_string()]].concat()
+        [
+            self.reverse.clone().unwrap_or_default(),
+            vec!["--model".into(), "M".into(), "--out".into(), "OUT".into(), "--seed".into(), self.seed.to_string()],
+        ]
+        .concat()
     }
 }
 
@@ -119,7 +129,8 @@ impl Sections {
 /// command's own parser and become that stage's library job.
 pub fn load(file: &Path) -> anyhow::Result<Experiment> {
     let f = expconfig::load(file)?;
-    let data: DataSpec = f.data.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{}\": {e}", file.display(), f.data))?;
+    let data: DataSpec =
+        f.data.parse().map_err(|e| anyhow::anyhow!("{}: data = \"{}\": {e}", file.display(), f.data))?;
     let expconfig::ExperimentFile { name, description, seed, attack, train, prune, score, reverse, .. } = f;
     let sec = Sections { seed, data: data.clone(), attack: attack.unwrap_or_default(), train, prune, score, reverse };
     let at = |what: &str, err: anyhow::Error| anyhow::anyhow!("{}: {what}: {err}", file.display());
@@ -127,8 +138,15 @@ pub fn load(file: &Path) -> anyhow::Result<Experiment> {
     let prune_job = PruneJob::try_from(p).map_err(|e| at("[prune]/[attack]", e.into()))?;
     let imp = prune_job.method == quarantine::prune::Method::Imp;
     match (&sec.train, imp) {
-        (Some(_), true) => bail!("{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]", file.display()),
-        (None, false) => bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), prune_job.method.title()),
+        (Some(_), true) => bail!(
+            "{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]",
+            file.display()
+        ),
+        (None, false) => bail!(
+            "{}: a {} path prunes a trained model: add a [train] section",
+            file.display(),
+            prune_job.method.title()
+        ),
         _ => {}
     }
     let train_job = match &sec.train {
@@ -144,22 +162,45 @@ pub fn load(file: &Path) -> anyhow::Result<Experiment> {
     };
     let reverse_job = match &sec.reverse {
         Some(_) => {
-            anyhow::ensure!(sec.score.is_some(), "{}: [reverse] runs on the winning Trojan ticket, which needs a [score] section", file.display());
+            anyhow::ensure!(
+                sec.score.is_some(),
+                "{}: [reverse] runs on the winning Trojan ticket, which needs a [score] section",
+                file.display()
+            );
             let r: reverse::ReverseArgs = parse(&sec.reverse_flags()).map_err(|e| at("[reverse]", e))?;
             Some((ReverseJob::try_from(&r).map_err(|e| at("[reverse]", e))?, r.test_data))
         }
         None => None,
     };
-    Ok(Experiment { name, description, seed, data, train: train_job, prune: prune_job, score: score_job, reverse: reverse_job })
+    Ok(Experiment {
+        name,
+        description,
+        seed,
+        data,
+        train: train_job,
+        prune: prune_job,
+        score: score_job,
+        reverse: reverse_job,
+    })
 }
 
 /// An error saying where to get the data when its folder is missing.
 pub fn check_data(e: &Experiment, file: &Path) -> anyhow::Result<()> {
     let dir = match &e.data {
         DataSpec::Builtin => return Ok(()),
-        DataSpec::Cifar10(d) | DataSpec::Cifar100(d) | DataSpec::Mnist(d) | DataSpec::FashionMnist(d) | DataSpec::Folder(d) => d,
+        DataSpec::Cifar10(d)
+        | DataSpec::Cifar100(d)
+        | DataSpec::Mnist(d)
+        | DataSpec::FashionMnist(d)
+        | DataSpec::Folder(d) => d,
     };
-    anyhow::ensure!(dir.is_dir(), "{}: data folder {} does not exist. Get {}", file.display(), dir.display(), where_to_get(&e.data));
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{}: data folder {} does not exist. Get {}",
+        file.display(),
+        dir.display(),
+        where_to_get(&e.data)
+    );
     Ok(())
 }
 
@@ -167,9 +208,18 @@ pub fn run(a: RunArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let e = load(&a.config)?;
     if a.check {
         let data = check_data(&e, &a.config);
-        eprintln!("{}: valid ({}{}){}", a.config.display(), e.name, if e.imp() { ", IMP" } else { "" }, data.as_ref().err().map(|m| format!("; but {m}")).unwrap_or_default());
+        eprintln!(
+            "{}: valid ({}{}){}",
+            a.config.display(),
+            e.name,
+            if e.imp() { ", IMP" } else { "" },
+            data.as_ref().err().map(|m| format!("; but {m}")).unwrap_or_default()
+        );
         if json {
-            println!("{}", serde_json::json!({"config": a.config, "name": e.name, "valid": true, "data_present": data.is_ok(), "data_hint": data.err().map(|m| m.to_string())}));
+            println!(
+                "{}",
+                serde_json::json!({"config": a.config, "name": e.name, "valid": true, "data_present": data.is_ok(), "data_hint": data.err().map(|m| m.to_string())})
+            );
         }
         return Ok(());
     }

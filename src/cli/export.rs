@@ -25,7 +25,10 @@ pub fn run(a: ExportArgs, _device: Device, json: bool) -> anyhow::Result<()> {
     let (model, info, masks) = load_checkpoint(&a.model.model, &a.model.overrides(), Device::Cpu)?;
     export(&a.out, &model, info.batches_tracked)?;
     if json {
-        println!("{}", serde_json::json!({"out": a.out, "arch": model.meta.arch, "tensors": model.named_tensors().len(), "masks": masks.len()}));
+        println!(
+            "{}",
+            serde_json::json!({"out": a.out, "arch": model.meta.arch, "tensors": model.named_tensors().len(), "masks": masks.len()})
+        );
     } else {
         eprintln!("wrote {} ({} model)", a.out.display(), model.meta.arch.name());
     }
@@ -58,7 +61,13 @@ pub fn inspect(a: InspectArgs, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{v}");
     } else {
-        println!("{} ({:?}): {} tensors, {} pruning masks", a.path.display(), sd.format, sd.tensors.len(), sd.masks.len());
+        println!(
+            "{} ({:?}): {} tensors, {} pruning masks",
+            a.path.display(),
+            sd.format,
+            sd.tensors.len(),
+            sd.masks.len()
+        );
         for (n, t) in &sd.tensors {
             println!("  {n:<40} {:<5} {:?}", t.dtype.name(), t.shape);
         }

@@ -40,13 +40,23 @@ pub fn run(a: PoisonArgs, device: Device, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{v}");
     } else {
-        eprintln!("wrote {} poisoned of {} training images to {} ({written})", plan.indices.len(), poisoned.n, a.out.display());
+        eprintln!(
+            "wrote {} poisoned of {} training images to {} ({written})",
+            plan.indices.len(),
+            poisoned.n,
+            a.out.display()
+        );
     }
     Ok(())
 }
 
 /// Writes train (and test) in the format of `spec`; returns the data spec that reads them back.
-fn write_like(spec: &DataSpec, out: &std::path::Path, train: &ImageSet, test: Option<&ImageSet>) -> anyhow::Result<String> {
+fn write_like(
+    spec: &DataSpec,
+    out: &std::path::Path,
+    train: &ImageSet,
+    test: Option<&ImageSet>,
+) -> anyhow::Result<String> {
     Ok(match spec {
         DataSpec::Cifar10(_) => {
             imagesets::write_cifar10_bin(out, train)?;
@@ -63,9 +73,19 @@ fn write_like(spec: &DataSpec, out: &std::path::Path, train: &ImageSet, test: Op
             format!("cifar100:{}", out.display())
         }
         DataSpec::Mnist(_) | DataSpec::FashionMnist(_) | DataSpec::Builtin => {
-            imagesets::write_idx_pair(&out.join("train-images-idx3-ubyte.gz"), &out.join("train-labels-idx1-ubyte.gz"), train, true)?;
+            imagesets::write_idx_pair(
+                &out.join("train-images-idx3-ubyte.gz"),
+                &out.join("train-labels-idx1-ubyte.gz"),
+                train,
+                true,
+            )?;
             if let Some(t) = test {
-                imagesets::write_idx_pair(&out.join("t10k-images-idx3-ubyte.gz"), &out.join("t10k-labels-idx1-ubyte.gz"), t, true)?;
+                imagesets::write_idx_pair(
+                    &out.join("t10k-images-idx3-ubyte.gz"),
+                    &out.join("t10k-labels-idx1-ubyte.gz"),
+                    t,
+                    true,
+                )?;
             }
             let kind = if matches!(spec, DataSpec::Mnist(_)) { "mnist" } else { "fashion-mnist" };
             format!("{kind}:{}", out.display())

@@ -138,7 +138,11 @@ pub fn run(a: PruneArgs, device: Device, json: bool) -> anyhow::Result<()> {
     } else {
         let (first, last) = (record.densities.first().unwrap_or(&1.0), record.densities.last().unwrap_or(&1.0));
         let (tickets, dir) = (job.out.join("tickets"), job.out.display());
-        eprintln!("{} tickets in {} (densities {first:.4} .. {last:.4}); next: quarantine score --run {dir}", record.densities.len(), tickets.display());
+        eprintln!(
+            "{} tickets in {} (densities {first:.4} .. {last:.4}); next: quarantine score --run {dir}",
+            record.densities.len(),
+            tickets.display()
+        );
     }
     Ok(())
 }
@@ -151,8 +155,12 @@ mod tests {
     fn flag_defaults_are_the_jobs() {
         let argv: Vec<String> = ["--out", "o", "--model", "m"].map(String::from).to_vec();
         let a: PruneArgs = super::super::experiment::parse(&argv).unwrap();
-        assert_eq!(PruneJob::try_from(a).unwrap(), PruneJob { out: "o".into(), model: Some("m".into()), ..PruneJob::default() });
-        let argv: Vec<String> = ["--out", "o", "--method", "imp", "--arch", "cnn", "--rewind-epoch", "2"].map(String::from).to_vec();
+        assert_eq!(
+            PruneJob::try_from(a).unwrap(),
+            PruneJob { out: "o".into(), model: Some("m".into()), ..PruneJob::default() }
+        );
+        let argv: Vec<String> =
+            ["--out", "o", "--method", "imp", "--arch", "cnn", "--rewind-epoch", "2"].map(String::from).to_vec();
         let job = PruneJob::try_from(super::super::experiment::parse::<PruneArgs>(&argv).unwrap()).unwrap();
         assert_eq!(job.rewind, Rewind::Epoch(2));
         let argv: Vec<String> = ["--out", "o", "--method", "imp", "--model", "m"].map(String::from).to_vec();

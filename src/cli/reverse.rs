@@ -14,7 +14,9 @@ use super::ModelArgs;
 use quarantine::data::DataSpec;
 use quarantine::model::load_checkpoint;
 use quarantine::report::write_reverse_run;
-use quarantine::reverse::{self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger};
+use quarantine::reverse::{
+    self, AnomalyScale, LossKind, ReverseConfig, ReverseJob, SeedSpec, Space, TestImages, TrueTrigger,
+};
 
 /// The library's defaults, which clap shows and uses.
 static REVERSE: LazyLock<ReverseJob> = LazyLock::new(ReverseJob::default);
@@ -122,13 +124,19 @@ pub fn run(a: ReverseArgs, device: Device, json: bool) -> anyhow::Result<()> {
     }
     let (v, report) = (&done.exam.verdict, &done.exam.report);
     let line = match (v.detected_target, v.anomaly_index) {
-        (None, _) => format!("no label reached {:.0}% attack success on the seeds: no trigger found", job.config.success_threshold * 100.0),
+        (None, _) => format!(
+            "no label reached {:.0}% attack success on the seeds: no trigger found",
+            job.config.success_threshold * 100.0
+        ),
         (Some(t), ai) => {
             let l = report.labels.iter().find(|l| l.label == t).expect("detected label is in the results");
             let ai = ai.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or_default();
             let asr = l.recovered_asr.map(|r| format!(", recovered-trigger ASR {r:.3}")).unwrap_or_default();
             let verdict = if v.flagged { "FLAGGED as Trojaned" } else { "not flagged" };
-            format!("detected target {t} (mask l1 {:.1}{asr}), anomaly index {ai} vs threshold {}: {verdict}", l.l1, job.threshold)
+            format!(
+                "detected target {t} (mask l1 {:.1}{asr}), anomaly index {ai} vs threshold {}: {verdict}",
+                l.l1, job.threshold
+            )
         }
     };
     eprintln!("{line} [{:.1}s; {}]", report.seconds, a.out.join("reverse.json").display());

@@ -72,11 +72,20 @@ impl From<&ScoreArgs> for ScoreJob {
 pub fn run(a: ScoreArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let dir = a.run.clone();
     let out = dir.join("dynamics.json");
-    anyhow::ensure!(!out.exists() || a.resume || a.force, "{} exists: pass --resume to continue or --force to rescore", out.display());
-    anyhow::ensure!(dir.join("prune.json").exists(), "{} (run `quarantine prune` first)", dir.join("prune.json").display());
+    anyhow::ensure!(
+        !out.exists() || a.resume || a.force,
+        "{} exists: pass --resume to continue or --force to rescore",
+        out.display()
+    );
+    anyhow::ensure!(
+        dir.join("prune.json").exists(),
+        "{} (run `quarantine prune` first)",
+        dir.join("prune.json").display()
+    );
     job::prepare(&dir, a.resume, a.force)?;
     let sjob = ScoreJob::from(&a);
-    let scored = job::run(&dir, &sjob, a.resume, device, &super::common::control()).with_context(|| format!("scoring {}", dir.display()))?;
+    let scored = job::run(&dir, &sjob, a.resume, device, &super::common::control())
+        .with_context(|| format!("scoring {}", dir.display()))?;
     let record = scored.record(&dir, &sjob);
     write_scored_path(&dir, &scored, &record)?;
     if json {

@@ -133,7 +133,8 @@ mod tests {
     fn flag_defaults_are_the_jobs() {
         let a: TrainArgs = super::super::experiment::parse(&["--out".into(), "o".into()]).unwrap();
         assert_eq!(TrainJob::try_from(a).unwrap(), TrainJob { out: "o".into(), ..TrainJob::default() });
-        let argv: Vec<String> = ["--out", "o", "--attack", "badnets", "--seed", "4", "--no-flip"].map(String::from).to_vec();
+        let argv: Vec<String> =
+            ["--out", "o", "--attack", "badnets", "--seed", "4", "--no-flip"].map(String::from).to_vec();
         let job = TrainJob::try_from(super::super::experiment::parse::<TrainArgs>(&argv).unwrap()).unwrap();
         assert_eq!(job.attack, Some(quarantine::attack::AttackConfig { seed: 4, ..Default::default() }));
         assert_eq!(job.flip, Some(false));

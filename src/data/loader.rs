@@ -54,7 +54,14 @@ pub struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// `seed = None` keeps dataset order (evaluation, the reference's unshuffled finetune loader);
     /// with a seed, the order is a seeded permutation and augmentation draws from the same stream.
-    pub fn new(set: &'a ImageSet, batch_size: usize, norm: &Normalization, augment: Augment, seed: Option<u64>, device: Device) -> Self {
+    pub fn new(
+        set: &'a ImageSet,
+        batch_size: usize,
+        norm: &Normalization,
+        augment: Augment,
+        seed: Option<u64>,
+        device: Device,
+    ) -> Self {
         let mut order: Vec<usize> = (0..set.n).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
         if seed.is_some() {
@@ -64,8 +71,25 @@ impl<'a> Batches<'a> {
     }
 
     /// Batches over `order` (indices into `set`) as given; `rng` drives augmentation only.
-    pub fn with_order(set: &'a ImageSet, order: Vec<usize>, batch_size: usize, norm: &Normalization, augment: Augment, rng: ChaCha8Rng, device: Device) -> Self {
-        Batches { set, order, pos: 0, batch_size: batch_size.max(1), lut: luts(norm, set.channels), augment, rng, device }
+    pub fn with_order(
+        set: &'a ImageSet,
+        order: Vec<usize>,
+        batch_size: usize,
+        norm: &Normalization,
+        augment: Augment,
+        rng: ChaCha8Rng,
+        device: Device,
+    ) -> Self {
+        Batches {
+            set,
+            order,
+            pos: 0,
+            batch_size: batch_size.max(1),
+            lut: luts(norm, set.channels),
+            augment,
+            rng,
+            device,
+        }
     }
 
     /// Total number of batches in the epoch (the last may be short).
@@ -103,7 +127,8 @@ impl Iterator for Batches<'_> {
             };
             write_chw(s.image(i), (c, h, w), dy, dx, flip, &self.lut, &mut buf[k * c * h * w..(k + 1) * c * h * w]);
         }
-        let images = Tensor::from_slice(&buf).view([idx.len() as i64, c as i64, h as i64, w as i64]).to_device(self.device);
+        let images =
+            Tensor::from_slice(&buf).view([idx.len() as i64, c as i64, h as i64, w as i64]).to_device(self.device);
         let labels: Vec<i64> = idx.iter().map(|&i| s.labels[i] as i64).collect();
         let labels = Tensor::from_slice(&labels).to_device(self.device);
         Some(Batch { images, labels, indices: idx })
@@ -126,7 +151,15 @@ fn luts(norm: &Normalization, channels: usize) -> Vec<[f32; 256]> {
 /// Writes one HWC uint8 image as normalized CHW floats. The output pixel (y, x) reads the source at
 /// (y + dy, x' + dx) where x' = W-1-x when flipped (flip applied after the crop, as torchvision);
 /// outside the image it reads 0 (zero padding of the raw image).
-fn write_chw(img: &[u8], (c, h, w): (usize, usize, usize), dy: isize, dx: isize, flip: bool, lut: &[[f32; 256]], out: &mut [f32]) {
+fn write_chw(
+    img: &[u8],
+    (c, h, w): (usize, usize, usize),
+    dy: isize,
+    dx: isize,
+    flip: bool,
+    lut: &[[f32; 256]],
+    out: &mut [f32],
+) {
     for ch in 0..c {
         let l = &lut[ch];
         for y in 0..h {
@@ -135,7 +168,11 @@ fn write_chw(img: &[u8], (c, h, w): (usize, usize, usize), dy: isize, dx: isize,
             for (x, o) in row.iter_mut().enumerate() {
                 let xc = if flip { w - 1 - x } else { x };
                 let sx = xc as isize + dx;
-                let v = if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize { 0 } else { img[(sy as usize * w + sx as usize) * c + ch] };
+                let v = if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                    0
+                } else {
+                    img[(sy as usize * w + sx as usize) * c + ch]
+                };
                 *o = l[v as usize];
             }
         }
@@ -170,7 +207,15 @@ mod tests {
                 }
             }
         }
-        ImageSet { images, labels: vec![3, 7], n: 2, height: 2, width: 3, channels: 1, classes: (0..10).map(|i| i.to_string()).collect() }
+        ImageSet {
+            images,
+            labels: vec![3, 7],
+            n: 2,
+            height: 2,
+            width: 3,
+            channels: 1,
+            classes: (0..10).map(|i| i.to_string()).collect(),
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod spec;
 
 pub use builtin::builtin;
 pub use imagesets::{ImageSet, Split};
-pub use loader::{Augment, Batch, Batches, to_tensor};
+pub use loader::{to_tensor, Augment, Batch, Batches};
 pub use noise::{noise_set, normals};
 pub use normalize::Normalization;
 pub use spec::DataSpec;

@@ -8,7 +8,13 @@ use super::{ImageSet, Normalization};
 
 /// `n` seeded noise images of shape (h, w, c) with all labels 0 (to be relabelled by a model);
 /// `num_classes` only names the classes.
-pub fn noise_set(n: usize, (h, w, c): (usize, usize, usize), norm: &Normalization, num_classes: usize, seed: u64) -> ImageSet {
+pub fn noise_set(
+    n: usize,
+    (h, w, c): (usize, usize, usize),
+    norm: &Normalization,
+    num_classes: usize,
+    seed: u64,
+) -> ImageSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E4F_4953_45);
     let mut images = vec![0u8; n * h * w * c];
     for (i, p) in images.iter_mut().enumerate() {
@@ -16,7 +22,15 @@ pub fn noise_set(n: usize, (h, w, c): (usize, usize, usize), norm: &Normalizatio
         let z: f32 = StandardNormal.sample(&mut rng);
         *p = (255.0 * (norm.mean[ch] + norm.std[ch] * z)).round().clamp(0.0, 255.0) as u8;
     }
-    ImageSet { images, labels: vec![0; n], n, height: h, width: w, channels: c, classes: (0..num_classes).map(|i| i.to_string()).collect() }
+    ImageSet {
+        images,
+        labels: vec![0; n],
+        n,
+        height: h,
+        width: w,
+        channels: c,
+        classes: (0..num_classes).map(|i| i.to_string()).collect(),
+    }
 }
 
 /// `n` standard normals (Box–Muller over ChaCha8).

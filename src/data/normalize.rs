@@ -40,11 +40,21 @@ impl Normalization {
                     .split(',')
                     .map(|x| x.trim().parse::<f32>())
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| Error::invalid("--normalize", format!("`{s}`: expected cifar10, cifar100, mnist, none, MEAN,STD or 3 means and 3 stds")))?;
+                    .map_err(|_| {
+                        Error::invalid(
+                            "--normalize",
+                            format!("`{s}`: expected cifar10, cifar100, mnist, none, MEAN,STD or 3 means and 3 stds"),
+                        )
+                    })?;
                 match v.len() {
                     2 => Self { mean: vec![v[0]; channels], std: vec![v[1]; channels] },
                     6 => Self { mean: v[..3].to_vec(), std: v[3..].to_vec() },
-                    _ => return Err(Error::invalid("--normalize", format!("`{s}`: expected 2 or 6 numbers, got {}", v.len()))),
+                    _ => {
+                        return Err(Error::invalid(
+                            "--normalize",
+                            format!("`{s}`: expected 2 or 6 numbers, got {}", v.len()),
+                        ))
+                    }
                 }
             }
         };
@@ -59,7 +69,10 @@ impl Normalization {
         if self.mean.len() == 1 {
             return Ok(Self { mean: vec![self.mean[0]; channels], std: vec![self.std[0]; channels] });
         }
-        Err(Error::invalid("normalization", format!("{} channel constants for {channels}-channel images", self.mean.len())))
+        Err(Error::invalid(
+            "normalization",
+            format!("{} channel constants for {channels}-channel images", self.mean.len()),
+        ))
     }
 
     /// Errs unless every std is positive and finite and every mean finite.

@@ -57,7 +57,9 @@ impl DataSpec {
     /// (see README.md).
     pub fn default_augment(&self) -> super::Augment {
         match self {
-            DataSpec::Cifar10(_) | DataSpec::Cifar100(_) | DataSpec::Folder(_) => super::Augment { crop_pad: 4, flip: true },
+            DataSpec::Cifar10(_) | DataSpec::Cifar100(_) | DataSpec::Folder(_) => {
+                super::Augment { crop_pad: 4, flip: true }
+            }
             DataSpec::Mnist(_) | DataSpec::FashionMnist(_) | DataSpec::Builtin => super::Augment::NONE,
         }
     }
@@ -70,7 +72,10 @@ impl FromStr for DataSpec {
             return Ok(DataSpec::Builtin);
         }
         let (kind, dir) = s.split_once(':').ok_or_else(|| {
-            Error::invalid("data spec", format!("`{s}`: expected KIND:DIR (cifar10, cifar100, mnist, fashion-mnist, folder) or `builtin`"))
+            Error::invalid(
+                "data spec",
+                format!("`{s}`: expected KIND:DIR (cifar10, cifar100, mnist, fashion-mnist, folder) or `builtin`"),
+            )
         })?;
         if dir.is_empty() {
             return Err(Error::invalid("data spec", format!("`{s}`: missing directory after `{kind}:`")));
@@ -127,7 +132,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        for (s, want) in [("cifar10", "KIND:DIR"), ("svhn:x", "unknown data kind `svhn`"), ("mnist:", "missing directory")] {
+        for (s, want) in
+            [("cifar10", "KIND:DIR"), ("svhn:x", "unknown data kind `svhn`"), ("mnist:", "missing directory")]
+        {
             let e = s.parse::<DataSpec>().unwrap_err().to_string();
             assert!(e.contains(want), "{s}: {e}");
         }

@@ -157,7 +157,13 @@ impl Rule for DenseOnly {
 }
 
 /// Decides with the built-in `rule` (see [`Rule`] for others).
-pub fn decide(rule: DecisionRule, scale: AnomalyScale, threshold: f64, dense: (&Verdict, &[LabelSummary]), ticket: (&Verdict, &[LabelSummary])) -> Decision {
+pub fn decide(
+    rule: DecisionRule,
+    scale: AnomalyScale,
+    threshold: f64,
+    dense: (&Verdict, &[LabelSummary]),
+    ticket: (&Verdict, &[LabelSummary]),
+) -> Decision {
     rule.rule().decide(&Evidence { dense, ticket, scale, threshold })
 }
 
@@ -167,7 +173,21 @@ mod tests {
     use crate::reverse::verdict as verdict_of_l1;
 
     fn labels(l1: &[f64]) -> Vec<LabelSummary> {
-        l1.iter().enumerate().map(|(i, &v)| LabelSummary { label: i as u32, l1: v, attack_success: 1.0, reached: true, recovered_asr: None, iou: None, anomaly_index: 0.0, epoch: 1, epoch_attack_success: 1.0, final_cost: [0.0; 5] }).collect()
+        l1.iter()
+            .enumerate()
+            .map(|(i, &v)| LabelSummary {
+                label: i as u32,
+                l1: v,
+                attack_success: 1.0,
+                reached: true,
+                recovered_asr: None,
+                iou: None,
+                anomaly_index: 0.0,
+                epoch: 1,
+                epoch_attack_success: 1.0,
+                final_cost: [0.0; 5],
+            })
+            .collect()
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod decide;
 mod record;
 
 pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
-pub use record::{DetectRecord, DetectSettings, DetectDynamics, ModelRef, VerdictSummary, WinnerSummary};
+pub use record::{DetectDynamics, DetectRecord, DetectSettings, ModelRef, VerdictSummary, WinnerSummary};
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,10 @@ use crate::error::{Error, Result};
 use crate::eval::predict;
 use crate::model::{load_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::prune::{one_shot_path, ticket_path, Criterion, Masks, Method, Scope};
-use crate::reverse::{examine, load_seeds, synthesize, AnomalyScale, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds, SynthConfig, SynthSummary};
+use crate::reverse::{
+    examine, load_seeds, synthesize, AnomalyScale, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds,
+    SynthConfig, SynthSummary,
+};
 use crate::score::path::{load_scored_ticket, pick_winner, score_steps, PathContext, ScoreKind, StepRow};
 use crate::score::{score_samples, ScoreConfig};
 
@@ -128,10 +131,16 @@ impl DetectConfig {
             return Err(Error::invalid("pruning method", "detection prunes the given model without training: use one-shot (omp) or random pruning; IMP needs a training run"));
         }
         if self.steps == 0 || !(1..=self.steps).contains(&self.score_from) {
-            return Err(Error::invalid("score steps", format!("the first scored step {} must lie in 1..={} (the pruning steps)", self.score_from, self.steps)));
+            return Err(Error::invalid(
+                "score steps",
+                format!("the first scored step {} must lie in 1..={} (the pruning steps)", self.score_from, self.steps),
+            ));
         }
         if self.score_samples == 0 || self.reverse_epochs == 0 {
-            return Err(Error::invalid("detection config", "score samples and reverse-engineering epochs must be at least 1"));
+            return Err(Error::invalid(
+                "detection config",
+                "score samples and reverse-engineering epochs must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -189,7 +198,8 @@ impl Suspect {
     /// Loads a checkpoint (native, PyTorch or bare safetensors; `overrides` describe a foreign one).
     pub fn load(path: &Path, overrides: &InputOverrides, device: tch::Device) -> Result<Self> {
         let (model, info, file_masks) = load_checkpoint(path, overrides, device)?;
-        let masks = if file_masks.is_empty() { Masks::dense(&model) } else { Masks::from_raw(&model, &file_masks, path)? };
+        let masks =
+            if file_masks.is_empty() { Masks::dense(&model) } else { Masks::from_raw(&model, &file_masks, path)? };
         Ok(Suspect { path: path.to_path_buf(), model, info, masks })
     }
 }
@@ -237,7 +247,14 @@ impl Detection {
 
 /// Runs a detection on `suspect` with optional `data`; the pruning path is kept under
 /// `work/path/` (resumed from there with `resume`).
-pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work: &Path, resume: bool, ctl: &Control) -> Result<Detection> {
+pub fn run(
+    suspect: &Suspect,
+    data: Option<&AuditData>,
+    cfg: &DetectConfig,
+    work: &Path,
+    resume: bool,
+    ctl: &Control,
+) -> Result<Detection> {
     cfg.validate()?;
     let model = &suspect.model;
     if let Some(d) = data {
@@ -254,7 +271,8 @@ pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work
     let path = work.join("path");
     prune_path(suspect, cfg, &path, resume, ctl)?;
     let dynamics = score_steps(&path, cfg.score_from..=cfg.steps, &ctx, model.device(), resume, ctl)?;
-    let index = pick_winner(&dynamics, cfg.select, None).ok_or_else(|| Error::invalid("score steps", "no pruning steps were scored"))?;
+    let index = pick_winner(&dynamics, cfg.select, None)
+        .ok_or_else(|| Error::invalid("score steps", "no pruning steps were scored"))?;
     let step = dynamics[index].step;
     let (ticket, masks, info) = load_scored_ticket(&path, step, &ctx, model.device())?;
 
@@ -262,9 +280,18 @@ pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work
     let progress = ctl.progress();
     progress.note("detect: reverse engineering the dense model");
     let dense = examine_for_detect(model, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
-    progress.note(&format!("detect: reverse engineering the winning ticket (step {step}, density {:.4})", dynamics[index].density));
+    progress.note(&format!(
+        "detect: reverse engineering the winning ticket (step {step}, density {:.4})",
+        dynamics[index].density
+    ));
     let ticket_exam = examine_for_detect(&ticket, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
-    let decision = decide(cfg.decide, cfg.anomaly_scale, cfg.threshold, (&dense.verdict, &dense.report.labels), (&ticket_exam.verdict, &ticket_exam.report.labels));
+    let decision = decide(
+        cfg.decide,
+        cfg.anomaly_scale,
+        cfg.threshold,
+        (&dense.verdict, &dense.report.labels),
+        (&ticket_exam.verdict, &ticket_exam.report.labels),
+    );
     let free = cfg.score_data(data.is_some());
     Ok(Detection {
         decision,
@@ -281,21 +308,40 @@ pub fn run(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, work
 
 /// Reverse engineering of one network of the detection (the dense model or its ticket, both with
 /// the suspect's normalization); the record names the command.
-fn examine_for_detect(net: &Model, suspect: &Suspect, seeds: &Seeds, job: &ReverseJob, test: Option<&ImageSet>, ctl: &Control) -> Result<Examination> {
+fn examine_for_detect(
+    net: &Model,
+    suspect: &Suspect,
+    seeds: &Seeds,
+    job: &ReverseJob,
+    test: Option<&ImageSet>,
+    ctl: &Control,
+) -> Result<Examination> {
     let mut exam = examine(net, &suspect.info.normalization, seeds, job, test, ctl)?;
     exam.report.config = serde_json::json!({"command": "detect", "reverse": job.config});
     Ok(exam)
 }
 
 /// The score's data and settings: the given data, or images labelled by the model.
-fn path_context(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig, synthesized: Option<&ImageSet>, ctl: &Control) -> Result<PathContext> {
+fn path_context(
+    suspect: &Suspect,
+    data: Option<&AuditData>,
+    cfg: &DetectConfig,
+    synthesized: Option<&ImageSet>,
+    ctl: &Control,
+) -> Result<PathContext> {
     let (model, norm) = (&suspect.model, &suspect.info.normalization);
     let m = &model.meta;
     let free = cfg.score_data(data.is_some());
     let (finetune_set, test) = match (data, free) {
         (Some(d), _) => (d.train.clone(), d.test.clone()),
         (None, Some(FreeScoreData::Noise)) | (None, None) => {
-            let mut s = noise_set(cfg.score_samples.max(128), (m.height, m.width, m.in_channels), norm, m.num_classes, cfg.seed);
+            let mut s = noise_set(
+                cfg.score_samples.max(128),
+                (m.height, m.width, m.in_channels),
+                norm,
+                m.num_classes,
+                cfg.seed,
+            );
             s.labels = predict(model, &s, norm);
             (s, None)
         }
@@ -318,7 +364,16 @@ fn path_context(suspect: &Suspect, data: Option<&AuditData>, cfg: &DetectConfig,
     // BN statistics recomputed on noise would describe noise, not images: noise keeps them.
     score.bn_recalibrate = cfg.bn_recalibrate && free != Some(FreeScoreData::Noise);
     let (samples, _) = score_samples(&finetune_set, cfg.score_samples, norm, cfg.seed, model.device());
-    Ok(PathContext { norm: norm.clone(), method: cfg.method, finetune_set, data: samples, test, attack: None, cfg: score, data_free: free.is_some() })
+    Ok(PathContext {
+        norm: norm.clone(),
+        method: cfg.method,
+        finetune_set,
+        data: samples,
+        test,
+        attack: None,
+        cfg: score,
+        data_free: free.is_some(),
+    })
 }
 
 /// Cuts the pruning path into `path` (a pruned checkpoint starts from its own masks), unless a

@@ -3,7 +3,7 @@
 //! the HTML report and by callers such as `demo`.
 use std::path::{Path, PathBuf};
 
-use super::{Decision, DecisionRule, Detection, DetectConfig};
+use super::{Decision, DecisionRule, DetectConfig, Detection};
 use crate::data::DataSpec;
 use crate::model::{ModelMeta, Versions};
 use crate::prune::Method;
@@ -68,7 +68,16 @@ impl VerdictSummary {
             flagged: v.flagged,
             median_l1: v.median_l1,
             recovered_asr: hit.and_then(|l| l.recovered_asr),
-            labels: labels.iter().map(|l| LabelLine { label: l.label, l1: l.l1, attack_success: l.attack_success, reached: l.reached, recovered_asr: l.recovered_asr }).collect(),
+            labels: labels
+                .iter()
+                .map(|l| LabelLine {
+                    label: l.label,
+                    l1: l.l1,
+                    attack_success: l.attack_success,
+                    reached: l.reached,
+                    recovered_asr: l.recovered_asr,
+                })
+                .collect(),
         }
     }
 }
@@ -222,7 +231,13 @@ impl Detection {
             threshold: cfg.threshold,
             data_free: self.data_free,
             synthesized_seeds: self.synthesized.as_ref().map(|s| s.1.clone()),
-            winning_ticket: WinnerSummary { step: w.step, density: w.density, score_loss: w.score_loss, score_error: w.score_error, clean_accuracy: w.ticket.clean_accuracy },
+            winning_ticket: WinnerSummary {
+                step: w.step,
+                density: w.density,
+                score_loss: w.score_loss,
+                score_error: w.score_error,
+                clean_accuracy: w.ticket.clean_accuracy,
+            },
             dense: VerdictSummary::of(&self.dense),
             ticket: VerdictSummary::of(&self.ticket),
             model,
@@ -248,6 +263,11 @@ impl Detection {
 
     /// The `dynamics.json` record of this detection.
     pub fn dynamics_record(&self) -> DetectDynamics {
-        DetectDynamics { steps: self.dynamics.clone(), winning_step: self.winner_row().step, data_free: self.data_free, config: self.score_config.clone() }
+        DetectDynamics {
+            steps: self.dynamics.clone(),
+            winning_step: self.winner_row().step,
+            data_free: self.data_free,
+            config: self.score_config.clone(),
+        }
     }
 }

@@ -65,7 +65,18 @@ impl CheckpointInfo {
     /// The sidecar of a fresh model: classes named by their index, nothing else known.
     pub fn new(meta: ModelMeta, normalization: Normalization) -> Self {
         let classes = (0..meta.num_classes).map(|i| i.to_string()).collect();
-        CheckpointInfo { meta, classes, normalization, seed: None, versions: Versions::default(), data: None, config: None, metrics: None, batches_tracked: 0, imported_from: None }
+        CheckpointInfo {
+            meta,
+            classes,
+            normalization,
+            seed: None,
+            versions: Versions::default(),
+            data: None,
+            config: None,
+            metrics: None,
+            batches_tracked: 0,
+            imported_from: None,
+        }
     }
 }
 
@@ -111,15 +122,23 @@ pub fn export(path: &Path, model: &Model, batches_tracked: i64) -> Result<()> {
 
 /// Loads a native or foreign checkpoint. Returns the model (on `device`), its description and any
 /// pruning masks the file carried (torch.nn.utils.prune's `weight_mask`).
-pub fn load_checkpoint(path: &Path, ov: &InputOverrides, device: Device) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
+pub fn load_checkpoint(
+    path: &Path,
+    ov: &InputOverrides,
+    device: Device,
+) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
     let sd = torchfile::load(path)?;
     let side = sidecar_path(path);
     let info = if side != path && side.exists() {
         let bytes = std::fs::read(&side).map_err(|e| Error::io(&side, e))?;
-        let mut info: CheckpointInfo = serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&side, format!("not a quarantine checkpoint sidecar: {e}")))?;
+        let mut info: CheckpointInfo = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::bad_file(&side, format!("not a quarantine checkpoint sidecar: {e}")))?;
         if let Some(a) = ov.arch {
             if a != info.meta.arch {
-                return Err(Error::bad_file(&side, format!("checkpoint is a {}, but --arch {} was given", info.meta.arch.name(), a.name())));
+                return Err(Error::bad_file(
+                    &side,
+                    format!("checkpoint is a {}, but --arch {} was given", info.meta.arch.name(), a.name()),
+                ));
             }
         }
         if let Some(n) = &ov.normalize {
@@ -140,19 +159,43 @@ pub fn load_checkpoint(path: &Path, ov: &InputOverrides, device: Device) -> Resu
 
 /// The shape of the tensor `arch` names `name`, found under that name or any of its import aliases.
 fn shape_of<'a>(tensors: &'a [(String, RawTensor)], arch: Arch, name: &str) -> Option<&'a [usize]> {
-    let aliases = arch.spec().import_aliases().iter().filter_map(|(theirs, ours)| name.strip_prefix(ours).map(|rest| format!("{theirs}{rest}")));
-    std::iter::once(name.to_string()).chain(aliases).find_map(|n| tensors.iter().find(|(k, _)| *k == n).map(|(_, t)| t.shape.as_slice()))
+    let aliases = arch
+        .spec()
+        .import_aliases()
+        .iter()
+        .filter_map(|(theirs, ours)| name.strip_prefix(ours).map(|rest| format!("{theirs}{rest}")));
+    std::iter::once(name.to_string())
+        .chain(aliases)
+        .find_map(|n| tensors.iter().find(|(k, _)| *k == n).map(|(_, t)| t.shape.as_slice()))
 }
 
 /// Describes a checkpoint without sidecar from `--arch` and its tensor shapes: channels from the first
 /// conv, classes from the head, image size from `--image-size`, else from the tensors where the
 /// architecture's shapes depend on it (the cnn's `fc1`), else 32 for 3 channels and 28 for 1.
-fn foreign_info(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverrides, format: &str) -> Result<CheckpointInfo> {
-    let arch = ov.arch.ok_or_else(|| Error::bad_file(path, "no quarantine sidecar (.json) beside it: pass --arch to say what network it holds"))?;
-    let stem = shape_of(tensors, arch, arch.stem()).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name())))?;
-    let head = shape_of(tensors, arch, arch.head()).ok_or_else(|| Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.head(), arch.name())))?;
+fn foreign_info(
+    path: &Path,
+    tensors: &[(String, RawTensor)],
+    ov: &InputOverrides,
+    format: &str,
+) -> Result<CheckpointInfo> {
+    let arch = ov.arch.ok_or_else(|| {
+        Error::bad_file(path, "no quarantine sidecar (.json) beside it: pass --arch to say what network it holds")
+    })?;
+    let stem = shape_of(tensors, arch, arch.stem()).ok_or_else(|| {
+        Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name()))
+    })?;
+    let head = shape_of(tensors, arch, arch.head()).ok_or_else(|| {
+        Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.head(), arch.name()))
+    })?;
     if stem.len() != 4 || head.len() != 2 {
-        return Err(Error::bad_file(path, format!("`{}` has shape {stem:?} and `{}` {head:?}; expected a 4-D conv and a 2-D linear weight", arch.stem(), arch.head())));
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "`{}` has shape {stem:?} and `{}` {head:?}; expected a 4-D conv and a 2-D linear weight",
+                arch.stem(),
+                arch.head()
+            ),
+        ));
     }
     let channels = ov.channels.unwrap_or(stem[1]);
     let num_classes = ov.classes.unwrap_or(head[0]);

@@ -53,7 +53,9 @@ impl SmallCnn {
         let convs = chans
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| ConvBn::new(p / format!("conv{}", i + 1), p / format!("bn{}", i + 1), a, b, 3, 1, 1, false))
+            .map(|(i, &(a, b))| {
+                ConvBn::new(p / format!("conv{}", i + 1), p / format!("bn{}", i + 1), a, b, 3, 1, 1, false)
+            })
             .collect();
         let flat = WIDTH * (height / 4) * (width / 4);
         SmallCnn { convs, fc1: linear(p / "fc1", flat, 128), fc2: linear(p / "fc2", 128, num_classes) }

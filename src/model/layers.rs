@@ -12,7 +12,14 @@ pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64,
         cin,
         cout,
         k,
-        nn::ConvConfig { stride, padding, bias, ws_init: DEFAULT_KAIMING_NORMAL, bs_init: Init::Uniform { lo: -bound, up: bound }, ..Default::default() },
+        nn::ConvConfig {
+            stride,
+            padding,
+            bias,
+            ws_init: DEFAULT_KAIMING_NORMAL,
+            bs_init: Init::Uniform { lo: -bound, up: bound },
+            ..Default::default()
+        },
     )
 }
 
@@ -24,7 +31,16 @@ pub fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
 /// A linear layer (`weight` `[cout, cin]`, `bias`) under `p`.
 pub fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     let bound = 1.0 / (cin as f64).sqrt();
-    nn::linear(p, cin, cout, nn::LinearConfig { ws_init: DEFAULT_KAIMING_NORMAL, bs_init: Some(Init::Uniform { lo: -bound, up: bound }), bias: true })
+    nn::linear(
+        p,
+        cin,
+        cout,
+        nn::LinearConfig {
+            ws_init: DEFAULT_KAIMING_NORMAL,
+            bs_init: Some(Init::Uniform { lo: -bound, up: bound }),
+            bias: true,
+        },
+    )
 }
 
 /// How a network runs. `Train` and `Eval` are PyTorch's `model.train()` / `model.eval()`.
@@ -121,7 +137,12 @@ impl ConvBn {
                 let var = y.var_dim([0i64, 2, 3].as_slice(), false, false);
                 BN_PROBE.with(|p| {
                     if let Some(v) = p.borrow_mut().as_mut() {
-                        v.push(BnStat { mean, var, running_mean: self.bn.running_mean.shallow_clone(), running_var: self.bn.running_var.shallow_clone() });
+                        v.push(BnStat {
+                            mean,
+                            var,
+                            running_mean: self.bn.running_mean.shallow_clone(),
+                            running_var: self.bn.running_var.shallow_clone(),
+                        });
                     }
                 });
                 y.apply_t(&self.bn, false)

@@ -106,7 +106,10 @@ impl Model {
     pub fn new(meta: ModelMeta, device: Device) -> Result<Self> {
         let (c, h, w, k) = (meta.in_channels as i64, meta.height as i64, meta.width as i64, meta.num_classes as i64);
         if !(1..=4).contains(&c) || h < 4 || w < 4 || k < 2 || h > 4096 || w > 4096 || k > 100_000 {
-            return Err(Error::invalid("model shape", format!("{meta:?}: need 1-4 channels, images of at least 4x4, 2+ classes")));
+            return Err(Error::invalid(
+                "model shape",
+                format!("{meta:?}: need 1-4 channels, images of at least 4x4, 2+ classes"),
+            ));
         }
         let vs = nn::VarStore::new(device);
         let net = meta.arch.spec().build(&vs.root(), &meta);
@@ -144,7 +147,11 @@ impl Model {
 
     /// Names of the conv weights (4-D parameters): what pruning masks cover (docs/METHOD.md §4).
     pub fn conv_weight_names(&self) -> Vec<String> {
-        self.named_tensors().into_iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).map(|(n, _)| n).collect()
+        self.named_tensors()
+            .into_iter()
+            .filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4)
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// The model's state as a flat state dict (float32 on CPU), plus `num_batches_tracked` for every
@@ -153,7 +160,10 @@ impl Model {
         let mut out = vec![];
         for (name, t) in self.named_tensors() {
             if let Some(prefix) = name.strip_suffix(".running_mean") {
-                out.push((format!("{prefix}.num_batches_tracked"), RawTensor { dtype: DType::I64, shape: vec![], data: batches_tracked.to_le_bytes().to_vec() }));
+                out.push((
+                    format!("{prefix}.num_batches_tracked"),
+                    RawTensor { dtype: DType::I64, shape: vec![], data: batches_tracked.to_le_bytes().to_vec() },
+                ));
             }
             out.push((name, to_raw(&t)));
         }
@@ -174,11 +184,22 @@ impl Model {
             }
             let name = canonical_name(key, &vars, aliases);
             let Some(var) = vars.get_mut(&name) else {
-                return Err(Error::bad_file(source, format!("unexpected tensor `{key}` for a {} model (is --arch right?)", self.meta.arch.name())));
+                return Err(Error::bad_file(
+                    source,
+                    format!("unexpected tensor `{key}` for a {} model (is --arch right?)", self.meta.arch.name()),
+                ));
             };
             let src = from_raw(raw, source, key)?;
             if src.size() != var.size() {
-                return Err(Error::bad_file(source, format!("tensor `{key}` has shape {:?}, a {} model needs {:?}", src.size(), self.meta.arch.name(), var.size())));
+                return Err(Error::bad_file(
+                    source,
+                    format!(
+                        "tensor `{key}` has shape {:?}, a {} model needs {:?}",
+                        src.size(),
+                        self.meta.arch.name(),
+                        var.size()
+                    ),
+                ));
             }
             tch::no_grad(|| var.copy_(&src.to_kind(var.kind())));
             seen.insert(name);
@@ -187,7 +208,15 @@ impl Model {
         if !missing.is_empty() {
             let mut m: Vec<&String> = missing;
             m.sort();
-            return Err(Error::bad_file(source, format!("missing {} tensor(s) for a {} model, e.g. {:?}", m.len(), self.meta.arch.name(), &m[..m.len().min(3)])));
+            return Err(Error::bad_file(
+                source,
+                format!(
+                    "missing {} tensor(s) for a {} model, e.g. {:?}",
+                    m.len(),
+                    self.meta.arch.name(),
+                    &m[..m.len().min(3)]
+                ),
+            ));
         }
         Ok(())
     }
@@ -214,7 +243,9 @@ impl Model {
 /// where the model has no variable of that name.
 fn canonical_name(key: &str, vars: &std::collections::HashMap<String, Tensor>, aliases: &[(&str, &str)]) -> String {
     if !vars.contains_key(key) {
-        if let Some(name) = aliases.iter().find_map(|(theirs, ours)| key.strip_prefix(theirs).map(|rest| format!("{ours}{rest}"))) {
+        if let Some(name) =
+            aliases.iter().find_map(|(theirs, ours)| key.strip_prefix(theirs).map(|rest| format!("{ours}{rest}")))
+        {
             return name;
         }
     }
@@ -241,7 +272,10 @@ pub fn kind_of(d: DType) -> Kind {
 pub fn from_raw(raw: &RawTensor, source: &std::path::Path, key: &str) -> Result<Tensor> {
     let numel: usize = raw.shape.iter().product();
     if raw.data.len() != numel * raw.dtype.size() {
-        return Err(Error::bad_file(source, format!("tensor `{key}`: {} bytes for shape {:?}", raw.data.len(), raw.shape)));
+        return Err(Error::bad_file(
+            source,
+            format!("tensor `{key}`: {} bytes for shape {:?}", raw.data.len(), raw.shape),
+        ));
     }
     let shape: Vec<i64> = raw.shape.iter().map(|&d| d as i64).collect();
     Ok(Tensor::from_data_size(&raw.data, &shape, kind_of(raw.dtype)))
@@ -288,7 +322,8 @@ mod tests {
         for arch in [Arch::Resnet20s, Arch::Resnet18, Arch::Vgg16bn, Arch::Cnn] {
             for (c, hw) in [(1, 28), (3, 32)] {
                 let m = Model::new(meta(arch, c, hw), Device::Cpu).unwrap();
-                let y = m.forward_t(&Tensor::randn([2, c as i64, hw as i64, hw as i64], (Kind::Float, Device::Cpu)), true);
+                let y =
+                    m.forward_t(&Tensor::randn([2, c as i64, hw as i64, hw as i64], (Kind::Float, Device::Cpu)), true);
                 assert_eq!(y.size(), vec![2, 10], "{arch:?} {c}x{hw}");
             }
         }
@@ -342,7 +377,10 @@ mod tests {
         }
         assert_eq!(Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(), ["resnet20s", "resnet18", "vgg16bn", "cnn"]);
         assert_eq!((Arch::Resnet18.head(), Arch::Vgg16bn.stem()), ("fc.weight", "features.0.weight"));
-        assert_eq!((Arch::Cnn.reverse_images_per_pass(28, 28), Arch::Resnet20s.reverse_images_per_pass(64, 64)), (1337, 64));
+        assert_eq!(
+            (Arch::Cnn.reverse_images_per_pass(28, 28), Arch::Resnet20s.reverse_images_per_pass(64, 64)),
+            (1337, 64)
+        );
         let m = meta(Arch::Cnn, 1, 28);
         m.check_images((1, 28, 28), "test images").unwrap();
         let e = m.check_images((3, 32, 32), "builtin: test images").unwrap_err().to_string();
@@ -364,7 +402,11 @@ mod tests {
         assert!(e.contains("x.pt") && e.contains("missing 1") && e.contains("fc1.bias"), "{e}");
         let mut extra = sd.clone();
         extra.push(("bogus.weight".into(), sd[0].1.clone()));
-        assert!(b.load_state_dict(&extra, std::path::Path::new("x.pt")).unwrap_err().to_string().contains("unexpected tensor `bogus.weight`"));
+        assert!(b
+            .load_state_dict(&extra, std::path::Path::new("x.pt"))
+            .unwrap_err()
+            .to_string()
+            .contains("unexpected tensor `bogus.weight`"));
         let mut wrong = sd;
         let i = wrong.iter().position(|(n, _)| n == "fc2.bias").unwrap();
         wrong[i].1 = RawTensor { dtype: DType::F32, shape: vec![3], data: vec![0; 12] };

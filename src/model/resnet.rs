@@ -71,10 +71,9 @@ impl Block {
         let short = match &self.shortcut {
             Shortcut::Identity => x.shallow_clone(),
             // [N, C, H, W] -> [N, C + 2*pad, H/2, W/2]
-            Shortcut::ZeroPad(pad) => x
-                .slice(2, 0, None, 2)
-                .slice(3, 0, None, 2)
-                .constant_pad_nd([0, 0, 0, 0, *pad, *pad]),
+            Shortcut::ZeroPad(pad) => {
+                x.slice(2, 0, None, 2).slice(3, 0, None, 2).constant_pad_nd([0, 0, 0, 0, *pad, *pad])
+            }
             Shortcut::Conv(s) => s.forward(x, mode),
         };
         (out + short).relu()

@@ -67,7 +67,9 @@ impl Net for Vgg16Bn {
         for l in &self.layers {
             out = match l {
                 Layer::ConvBn(cb) => cb.forward(&out, mode).relu(),
-                Layer::Pool if out.size()[2] >= 2 && out.size()[3] >= 2 => out.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
+                Layer::Pool if out.size()[2] >= 2 && out.size()[3] >= 2 => {
+                    out.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+                }
                 Layer::Pool => out,
             };
         }

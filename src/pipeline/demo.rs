@@ -89,12 +89,28 @@ impl DemoConfig {
             seed: self.seed,
             ..AttackConfig::default()
         });
-        TrainJob { data: DataSpec::Builtin, arch: self.arch, epochs: self.epochs, seed: self.seed, out: dir.to_path_buf(), resume: self.resume, force: self.force, attack, ..TrainJob::default() }
+        TrainJob {
+            data: DataSpec::Builtin,
+            arch: self.arch,
+            epochs: self.epochs,
+            seed: self.seed,
+            out: dir.to_path_buf(),
+            resume: self.resume,
+            force: self.force,
+            attack,
+            ..TrainJob::default()
+        }
     }
 
     /// The detector's settings.
     pub fn detect_config(&self) -> DetectConfig {
-        let mut cfg = DetectConfig { steps: self.steps, score_from: 8.min(self.steps), reverse_epochs: self.reverse_epochs, seed: self.seed, ..DetectConfig::default() };
+        let mut cfg = DetectConfig {
+            steps: self.steps,
+            score_from: 8.min(self.steps),
+            reverse_epochs: self.reverse_epochs,
+            seed: self.seed,
+            ..DetectConfig::default()
+        };
         if self.clean_images > 0 {
             cfg.score_samples = 256;
             cfg.seeds = SeedSpec::Data(DataSpec::Builtin, self.clean_images);
@@ -111,7 +127,11 @@ pub fn run(cfg: &DemoConfig, command: String, device: Device, ctl: &Control) -> 
     let classes = DataSpec::Builtin.load()?.train.num_classes();
     let target = cfg.target(classes);
     let progress = ctl.progress();
-    progress.note(&format!("demo: seed {}, output {}; a Trojaned model with a hidden target and a clean control, then detection on both", cfg.seed, out.display()));
+    progress.note(&format!(
+        "demo: seed {}, output {}; a Trojaned model with a hidden target and a clean control, then detection on both",
+        cfg.seed,
+        out.display()
+    ));
 
     let mut models = vec![];
     for (i, (name, truth)) in [("trojaned", Some(target)), ("clean", None)].into_iter().enumerate() {
@@ -127,8 +147,16 @@ pub fn run(cfg: &DemoConfig, command: String, device: Device, ctl: &Control) -> 
     for (i, (name, truth, tdir)) in models.iter().enumerate() {
         let ddir = out.join(format!("detect-{name}"));
         if !(cfg.resume && ddir.join("detect.json").exists()) {
-            let data = if cfg.clean_images > 0 { format!("{} clean images for reverse engineering, 256 for the score", cfg.clean_images) } else { "data-free".into() };
-            progress.note(&format!("demo: [{}/4] detecting on the {} model: black box, {data}", i + 3, if i == 0 { "first" } else { "second" }));
+            let data = if cfg.clean_images > 0 {
+                format!("{} clean images for reverse engineering, 256 for the score", cfg.clean_images)
+            } else {
+                "data-free".into()
+            };
+            progress.note(&format!(
+                "demo: [{}/4] detecting on the {} model: black box, {data}",
+                i + 3,
+                if i == 0 { "first" } else { "second" }
+            ));
             detect_one(cfg, &tdir.join("model.safetensors"), &ddir, device, ctl)?;
         }
         let det: DetectRecord = read_record(&ddir.join("detect.json"))?;
@@ -164,7 +192,11 @@ fn detect_one(cfg: &DemoConfig, model: &Path, dir: &Path, device: Device, ctl: &
     let suspect = Suspect::load(model, &Default::default(), device)?;
     let data = if cfg.clean_images > 0 { Some(AuditData::load(&DataSpec::Builtin)?) } else { None };
     let found = detect::run(&suspect, data.as_ref(), &dcfg, dir, cfg.resume, ctl)?;
-    let model_ref = ModelRef { path: model.to_path_buf(), meta: suspect.info.meta.clone(), imported_from: suspect.info.imported_from.clone() };
+    let model_ref = ModelRef {
+        path: model.to_path_buf(),
+        meta: suspect.info.meta.clone(),
+        imported_from: suspect.info.imported_from.clone(),
+    };
     let data_spec = data.is_some().then_some(DataSpec::Builtin);
     let command = dcfg.command_line(model, dir, data_spec.as_ref());
     write_detection(dir, &found, &found.record(&dcfg, model_ref, command))?;

@@ -63,13 +63,25 @@ impl Experiment {
 /// Whether stage `name` must run (not with `resume` when its `marker` exists); says so.
 fn stage(out: &Path, name: &str, marker: &Path, resume: bool, ctl: &Control) -> bool {
     let done = resume && marker.exists();
-    let note = if done { format!("run: {name}: finished earlier ({}), skipped", marker.strip_prefix(out).unwrap_or(marker).display()) } else { format!("run: {name}") };
+    let note = if done {
+        format!("run: {name}: finished earlier ({}), skipped", marker.strip_prefix(out).unwrap_or(marker).display())
+    } else {
+        format!("run: {name}")
+    };
     ctl.progress().note(&note);
     !done
 }
 
 /// Runs experiment `e` (read from `config`, copied into the output folder) into `out`.
-pub fn run(e: &Experiment, config: &Path, out: &Path, resume: bool, force: bool, device: Device, ctl: &Control) -> Result<ExperimentRecord> {
+pub fn run(
+    e: &Experiment,
+    config: &Path,
+    out: &Path,
+    resume: bool,
+    force: bool,
+    device: Device,
+    ctl: &Control,
+) -> Result<ExperimentRecord> {
     prepare_out_dir(out, "experiment.json", resume, force)?;
     let start = Instant::now();
     let text = std::fs::read(config).map_err(|err| Error::io(config, err))?;
@@ -82,7 +94,13 @@ pub fn run(e: &Experiment, config: &Path, out: &Path, resume: bool, force: bool,
     }
     if stage(out, "prune", &out.join("prune").join("prune.json"), resume, ctl) {
         let model = e.train.as_ref().map(|_| out.join("train").join("model.safetensors"));
-        let job = PruneJob { out: out.join("prune"), model: model.or(e.prune.model.clone()), resume, force, ..e.prune.clone() };
+        let job = PruneJob {
+            out: out.join("prune"),
+            model: model.or(e.prune.model.clone()),
+            resume,
+            force,
+            ..e.prune.clone()
+        };
         prune::run(&job, device, ctl)?;
     }
     let run_dir = out.join("prune");
@@ -108,7 +126,12 @@ pub fn run(e: &Experiment, config: &Path, out: &Path, resume: bool, force: bool,
         config: config.to_path_buf(),
         seed: e.seed,
         data: e.data.to_string(),
-        stages: ExperimentStages { train: e.train.is_some(), score: e.score.is_some(), reverse: e.reverse.is_some(), imp: e.imp() },
+        stages: ExperimentStages {
+            train: e.train.is_some(),
+            score: e.score.is_some(),
+            reverse: e.reverse.is_some(),
+            imp: e.imp(),
+        },
         seconds: start.elapsed().as_secs_f64(),
         versions: Versions::default(),
         command: format!("quarantine run {} --out {}", config.display(), out.display()),
@@ -119,7 +142,15 @@ pub fn run(e: &Experiment, config: &Path, out: &Path, resume: bool, force: bool,
 }
 
 /// Reverse engineering of one checkpoint of the experiment into `dir`.
-fn reverse_one(model: &Path, dir: &Path, job: &ReverseJob, test: Option<&DataSpec>, force: bool, device: Device, ctl: &Control) -> Result<()> {
+fn reverse_one(
+    model: &Path,
+    dir: &Path,
+    job: &ReverseJob,
+    test: Option<&DataSpec>,
+    force: bool,
+    device: Device,
+    ctl: &Control,
+) -> Result<()> {
     let (net, info, _) = load_checkpoint(model, &Default::default(), device)?;
     let test = test.map(|spec| TestImages::load(spec, &net)).transpose()?;
     reverse::prepare_out(dir, force)?;

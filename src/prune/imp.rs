@@ -63,7 +63,10 @@ impl ImpConfig {
     pub fn validate(&self) -> Result<()> {
         if let Rewind::Epoch(r) = self.rewind {
             if r > self.train.epochs {
-                return Err(Error::invalid("rewind epoch", format!("{r} is past the dense run's {} epochs", self.train.epochs)));
+                return Err(Error::invalid(
+                    "rewind epoch",
+                    format!("{r} is past the dense run's {} epochs", self.train.epochs),
+                ));
             }
         }
         if !(0.0 < self.rate && self.rate < 1.0) {
@@ -93,7 +96,15 @@ fn load_state(path: &Path, model: &Model) -> Result<()> {
 /// Runs (or resumes) IMP. `model` is freshly initialised (seeded); `info` describes it for the saved
 /// checkpoints. Returns the tickets' densities. Training stops with `Error::Interrupted` when `ctl`
 /// is cancelled; progress and the rounds go to its progress sink.
-pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, info: &CheckpointInfo, resume: bool, ctl: &Control) -> Result<Vec<Density>> {
+pub fn run_imp(
+    dir: &Path,
+    model: &Model,
+    data: &TrainData,
+    cfg: &ImpConfig,
+    info: &CheckpointInfo,
+    resume: bool,
+    ctl: &Control,
+) -> Result<Vec<Density>> {
     cfg.validate()?;
     let rewind_path = dir.join("rewind.safetensors");
     let trained = |r: usize| round_dir(dir, r).join("trained.safetensors");
@@ -106,10 +117,16 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         }
         ctl.progress().note(&format!("IMP round 0: dense training, {} epochs", cfg.train.epochs));
         let run = RunFiles { dir: r0.clone() };
-        fit(model, data, &cfg.train, FitOptions { run: Some(&run), resume, ctl: ctl.clone(), ..Default::default() }, |epoch, m| match cfg.rewind {
-            Rewind::Epoch(r) if epoch == r => save_state(&rewind_path, m),
-            _ => Ok(()),
-        })?;
+        fit(
+            model,
+            data,
+            &cfg.train,
+            FitOptions { run: Some(&run), resume, ctl: ctl.clone(), ..Default::default() },
+            |epoch, m| match cfg.rewind {
+                Rewind::Epoch(r) if epoch == r => save_state(&rewind_path, m),
+                _ => Ok(()),
+            },
+        )?;
         if let Rewind::Epoch(0) = cfg.rewind {
             return Err(Error::invalid("rewind epoch", "epoch 0 is the initialisation: rewind to init instead"));
         }
@@ -125,7 +142,8 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         if step > 1 {
             masks = Masks::load(&round_dir(dir, step - 1).join("mask.safetensors"), model)?;
         }
-        let crit = if cfg.random { Criterion::Random(cfg.train.seed.wrapping_add(step as u64)) } else { Criterion::Magnitude };
+        let crit =
+            if cfg.random { Criterion::Random(cfg.train.seed.wrapping_add(step as u64)) } else { Criterion::Magnitude };
         let next = masks.prune(model, cfg.rate, cfg.scope, crit);
         if !ticket_path(dir, step).exists() {
             save_ticket(dir, step, model, &next, info)?;
@@ -153,7 +171,13 @@ pub fn run_imp(dir: &Path, model: &Model, data: &TrainData, cfg: &ImpConfig, inf
         let mut round_cfg = cfg.train.clone();
         round_cfg.epochs = end;
         let run = RunFiles { dir: rd.clone() };
-        fit(model, data, &round_cfg, FitOptions { run: Some(&run), resume: true, masks: next.to_map(), start_epoch: start, ctl: ctl.clone() }, |_, _| Ok(()))?;
+        fit(
+            model,
+            data,
+            &round_cfg,
+            FitOptions { run: Some(&run), resume: true, masks: next.to_map(), start_epoch: start, ctl: ctl.clone() },
+            |_, _| Ok(()),
+        )?;
         save_checkpoint(&trained(step), model, info)?;
     }
     Ok(densities)

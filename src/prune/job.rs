@@ -97,7 +97,15 @@ impl PruneJob {
         let mut train = TrainConfig::reference(self.epochs, self.seed, self.data.default_augment());
         train.lr = self.lr;
         train.batch_size = self.batch_size;
-        ImpConfig { train, steps: self.steps, rate: self.rate, scope: self.scope, rewind: self.rewind, epochs_per_round: self.epochs_per_round, random: false }
+        ImpConfig {
+            train,
+            steps: self.steps,
+            rate: self.rate,
+            scope: self.scope,
+            rewind: self.rewind,
+            epochs_per_round: self.epochs_per_round,
+            random: false,
+        }
     }
 
     /// Checks what can be checked before loading anything.
@@ -106,10 +114,18 @@ impl PruneJob {
             return Err(Error::invalid("pruning job", "no output folder"));
         }
         match (self.method, &self.model, self.arch) {
-            (Method::Imp, Some(_), _) => Err(Error::invalid("pruning job", "IMP trains its own dense model (it needs the rewind point): give an architecture, not a model")),
-            (Method::Imp, None, None) => Err(Error::invalid("pruning job", "IMP needs the architecture of the model it trains")),
+            (Method::Imp, Some(_), _) => Err(Error::invalid(
+                "pruning job",
+                "IMP trains its own dense model (it needs the rewind point): give an architecture, not a model",
+            )),
+            (Method::Imp, None, None) => {
+                Err(Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))
+            }
             (Method::Imp, None, Some(_)) => Ok(()),
-            (m, None, _) => Err(Error::invalid("pruning job", format!("a {} path prunes a trained model: give its checkpoint", m.title()))),
+            (m, None, _) => Err(Error::invalid(
+                "pruning job",
+                format!("a {} path prunes a trained model: give its checkpoint", m.title()),
+            )),
             (_, Some(_), _) => Ok(()),
         }
     }
@@ -176,12 +192,20 @@ pub fn run_with_data(job: &PruneJob, split: &Split, device: Device, ctl: &Contro
 /// The dense model the path starts from: for IMP a fresh one (seeded), else the job's checkpoint.
 fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Model, CheckpointInfo)> {
     let Some(path) = &job.model else {
-        let arch = job.arch.ok_or_else(|| Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))?;
+        let arch = job
+            .arch
+            .ok_or_else(|| Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))?;
         let norm = match &job.normalize {
             Some(n) => Normalization::parse(n, train.channels)?,
             None => job.data.default_normalization(train.channels).for_channels(train.channels)?,
         };
-        let meta = ModelMeta { arch, in_channels: train.channels, height: train.height, width: train.width, num_classes: train.num_classes() };
+        let meta = ModelMeta {
+            arch,
+            in_channels: train.channels,
+            height: train.height,
+            width: train.width,
+            num_classes: train.num_classes(),
+        };
         tch::manual_seed(job.seed as i64);
         let info = CheckpointInfo {
             meta: meta.clone(),
@@ -197,7 +221,13 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
         };
         return Ok((Model::new(meta, device)?, info));
     };
-    let ov = InputOverrides { arch: job.arch, image_size: job.image_size, channels: None, classes: None, normalize: job.normalize.clone() };
+    let ov = InputOverrides {
+        arch: job.arch,
+        image_size: job.image_size,
+        channels: None,
+        classes: None,
+        normalize: job.normalize.clone(),
+    };
     let (m, info, _) = load_checkpoint(path, &ov, device)?;
     Ok((m, info))
 }
@@ -207,7 +237,12 @@ fn clear_run(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ours = name == "tickets" || name == "score" || name.starts_with("round-") || name == "rewind.safetensors" || name.starts_with("winning-ticket") || name.starts_with("dynamics.");
+        let ours = name == "tickets"
+            || name == "score"
+            || name.starts_with("round-")
+            || name == "rewind.safetensors"
+            || name.starts_with("winning-ticket")
+            || name.starts_with("dynamics.");
         if ours {
             let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             removed.map_err(|e| Error::io(&p, e))?;
@@ -230,7 +265,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut set = |n: usize| {
             let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-            let images = labels.iter().flat_map(|&l| [l as u8 * 200; 64]).map(|v| v.saturating_add(rng.gen_range(0..40))).collect();
+            let images = labels
+                .iter()
+                .flat_map(|&l| [l as u8 * 200; 64])
+                .map(|v| v.saturating_add(rng.gen_range(0..40)))
+                .collect();
             ImageSet { images, labels, n, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] }
         };
         Split { train: set(64), test: Some(set(32)) }
@@ -270,11 +309,15 @@ mod tests {
         let e = run_with_data(&cut, &split(), Device::Cpu, &ctl).unwrap_err();
         assert!(matches!(e, Error::Interrupted(ref p) if *p == cut.out.join("round-001/train-state.json")), "{e}");
         assert!(!cut.out.join("prune.json").exists());
-        let resumed = run_with_data(&PruneJob { resume: true, ..cut.clone() }, &split(), Device::Cpu, &Control::quiet()).unwrap();
+        let resumed =
+            run_with_data(&PruneJob { resume: true, ..cut.clone() }, &split(), Device::Cpu, &Control::quiet()).unwrap();
         assert_eq!(resumed.densities, whole.densities);
         for step in 1..=3 {
             let f = format!("tickets/step-{step:03}.safetensors");
-            assert!(std::fs::read(cut.out.join(&f)).unwrap() == std::fs::read(job("whole").out.join(&f)).unwrap(), "{f}");
+            assert!(
+                std::fs::read(cut.out.join(&f)).unwrap() == std::fs::read(job("whole").out.join(&f)).unwrap(),
+                "{f}"
+            );
         }
     }
 

@@ -110,9 +110,16 @@ impl Masks {
     }
 
     /// Masks from raw state-dict tensors (a mask file, or a PyTorch checkpoint's `weight_mask`s).
-    pub fn from_raw(model: &Model, raw: &[(String, torchfile::RawTensor)], source: &std::path::Path) -> crate::Result<Self> {
+    pub fn from_raw(
+        model: &Model,
+        raw: &[(String, torchfile::RawTensor)],
+        source: &std::path::Path,
+    ) -> crate::Result<Self> {
         let dev = model.device();
-        let named = raw.iter().map(|(n, r)| Ok((n.clone(), crate::model::from_raw(r, source, n)?.to_device(dev)))).collect::<crate::Result<Vec<_>>>()?;
+        let named = raw
+            .iter()
+            .map(|(n, r)| Ok((n.clone(), crate::model::from_raw(r, source, n)?.to_device(dev))))
+            .collect::<crate::Result<Vec<_>>>()?;
         Ok(Masks::from_named(model, named))
     }
 
@@ -202,7 +209,11 @@ mod tests {
 
     fn model() -> Model {
         tch::manual_seed(1);
-        Model::new(ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10 }, Device::Cpu).unwrap()
+        Model::new(
+            ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10 },
+            Device::Cpu,
+        )
+        .unwrap()
     }
 
     #[test]

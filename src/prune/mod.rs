@@ -86,7 +86,16 @@ pub fn load_ticket(dir: &Path, step: usize, device: Device) -> Result<(Model, Ma
 }
 
 /// OMP / random path: tickets at densities 0.8^s, s = 1..=steps, from one trained model.
-pub fn one_shot_path(dir: &Path, model: &Model, info: &CheckpointInfo, steps: usize, rate: f64, scope: Scope, criterion: Criterion, start_masks: Masks) -> Result<Vec<Density>> {
+pub fn one_shot_path(
+    dir: &Path,
+    model: &Model,
+    info: &CheckpointInfo,
+    steps: usize,
+    rate: f64,
+    scope: Scope,
+    criterion: Criterion,
+    start_masks: Masks,
+) -> Result<Vec<Density>> {
     let dense: Vec<(String, tch::Tensor)> = model.named_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
     let mut masks = start_masks;
     let mut out = vec![];
@@ -130,11 +139,27 @@ mod tests {
         tch::manual_seed(3);
         let meta = ModelMeta { arch: crate::model::Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 2 };
         let model = Model::new(meta.clone(), Device::Cpu).unwrap();
-        let info = CheckpointInfo { meta, classes: vec!["a".into(), "b".into()], normalization: Normalization::none(1), seed: Some(3), versions: Versions::default(), data: None, config: None, metrics: None, batches_tracked: 0, imported_from: None };
+        let info = CheckpointInfo {
+            meta,
+            classes: vec!["a".into(), "b".into()],
+            normalization: Normalization::none(1),
+            seed: Some(3),
+            versions: Versions::default(),
+            data: None,
+            config: None,
+            metrics: None,
+            batches_tracked: 0,
+            imported_from: None,
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();
-        let images = labels.iter().flat_map(|&l| (0..64).map(move |_| l as u8 * 200)).map(|v: u8| v.saturating_add(rng.gen_range(0..40))).collect();
-        let set = ImageSet { images, labels, n: 64, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] };
+        let images = labels
+            .iter()
+            .flat_map(|&l| (0..64).map(move |_| l as u8 * 200))
+            .map(|v: u8| v.saturating_add(rng.gen_range(0..40)))
+            .collect();
+        let set =
+            ImageSet { images, labels, n: 64, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] };
         (model, info, set)
     }
 
@@ -164,7 +189,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut train = TrainConfig::reference(3, 3, Augment::NONE);
         train.batch_size = 16;
-        let cfg = ImpConfig { train, steps: 3, rate: 0.2, scope: Scope::Global, rewind: Rewind::Epoch(1), epochs_per_round: None, random: false };
+        let cfg = ImpConfig {
+            train,
+            steps: 3,
+            rate: 0.2,
+            scope: Scope::Global,
+            rewind: Rewind::Epoch(1),
+            epochs_per_round: None,
+            random: false,
+        };
         let norm = Normalization::none(1);
         let data = TrainData { train: &set, test: None, norm: &norm };
         let ctl = crate::control::Control::quiet();
@@ -176,7 +209,9 @@ mod tests {
             assert_eq!(den.alive, alive, "step {}", i + 1);
         }
         // Round 2 was trained with ticket 2's mask: its masked weights stayed exactly zero.
-        let (round2, _, _) = load_checkpoint(&dir.path().join("round-002/trained.safetensors"), &InputOverrides::default(), Device::Cpu).unwrap();
+        let (round2, _, _) =
+            load_checkpoint(&dir.path().join("round-002/trained.safetensors"), &InputOverrides::default(), Device::Cpu)
+                .unwrap();
         let (_, m2, _) = load_ticket(dir.path(), 2, Device::Cpu).unwrap();
         assert_eq!(masked_sum(&round2, &m2), 0.0);
         // Resuming a finished run retrains nothing and gives the same tickets.
@@ -185,6 +220,9 @@ mod tests {
         let d2 = run_imp(dir.path(), &model, &data, &cfg, &info, true, &ctl).unwrap();
         assert_eq!(d2.iter().map(|x| x.alive).collect::<Vec<_>>(), d.iter().map(|x| x.alive).collect::<Vec<_>>());
         assert_eq!(std::fs::read(ticket_path(dir.path(), 3)).unwrap(), before);
-        assert_eq!(std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap(), stamp);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("round-001/trained.safetensors")).unwrap().modified().unwrap(),
+            stamp
+        );
     }
 }

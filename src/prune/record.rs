@@ -37,4 +37,3 @@ pub struct PruneRecord {
     /// SHA-256 of the (poisoned) training set.
     pub data_sha256: String,
 }
-

@@ -14,13 +14,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use super::records::{read_record, DemoRecord, ExperimentRecord};
 use crate::detect::{DetectRecord, VerdictSummary};
 use crate::error::{Error, Result};
 use crate::reverse::ReverseReport;
 use crate::score::job::ScoreDynamics;
 use crate::util::write_atomic;
+use base64::Engine as _;
 
 /// The true attack of a model, when the experimenter knows it (demo, research runs).
 #[derive(Debug, Clone)]
@@ -106,7 +106,11 @@ pub fn verdict_box(det: &DetectRecord, name: &str) -> String {
     let ai = num(det.anomaly_index, 2);
     let thr = num(Some(det.threshold), 1);
     let text = if det.trojaned {
-        format!("{}: <b>TROJANED</b>, target label <b>{}</b> (anomaly index {ai} &gt; {thr})", esc(name), label(det.target))
+        format!(
+            "{}: <b>TROJANED</b>, target label <b>{}</b> (anomaly index {ai} &gt; {thr})",
+            esc(name),
+            label(det.target)
+        )
     } else {
         format!("{}: <b>no Trojan found</b> (anomaly index {ai} &le; {thr})", esc(name))
     };
@@ -135,16 +139,35 @@ fn reverse_table(rev: &ReverseReport) -> String {
     let rows: Vec<Vec<String>> = rev
         .labels
         .iter()
-        .map(|l| vec![l.label.to_string(), num(Some(l.l1), 2), num(Some(l.attack_success), 3), yes_no(l.reached), num(Some(l.anomaly_index), 2), num(l.recovered_asr, 3), num(l.iou, 3)])
+        .map(|l| {
+            vec![
+                l.label.to_string(),
+                num(Some(l.l1), 2),
+                num(Some(l.attack_success), 3),
+                yes_no(l.reached),
+                num(Some(l.anomaly_index), 2),
+                num(l.recovered_asr, 3),
+                num(l.iou, 3),
+            ]
+        })
         .collect();
-    table(&["label", "mask l1", "attack success (seeds)", "reached", "anomaly index", "recovered-trigger ASR", "IoU"], &rows)
+    table(
+        &["label", "mask l1", "attack success (seeds)", "reached", "anomaly index", "recovered-trigger ASR", "IoU"],
+        &rows,
+    )
 }
 
 /// Body of a `reverse` folder: l1 bars, recovered triggers, the per-label table.
 pub fn reverse_section(dir: &Path, heading: &str) -> Result<String> {
     let rev: ReverseReport = read_record(&dir.join("reverse.json"))?;
     let mut s = format!("<h2>{}</h2>", esc(heading));
-    let _ = write!(s, "<p>Detected target (argmin l1): <b>{}</b>, anomaly index {} (flagged: {}).</p>", label(rev.detected_target), num(rev.anomaly_index, 2), yes_no(rev.flagged));
+    let _ = write!(
+        s,
+        "<p>Detected target (argmin l1): <b>{}</b>, anomaly index {} (flagged: {}).</p>",
+        label(rev.detected_target),
+        num(rev.anomaly_index, 2),
+        yes_no(rev.flagged)
+    );
     s.push_str(&img(&dir.join("l1.png"), "mask l1 per label", "plot")?);
     s.push_str(&trigger_row(dir, &rev, "recovered triggers (mask ⊙ pattern)")?);
     s.push_str(&reverse_table(&rev));
@@ -169,10 +192,14 @@ pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Resul
         num(dec.pooled_anomaly_index, 2)
     );
     if let Some(t) = truth {
-        let _ = write!(s, "<p>Ground truth (known to the experimenter, not to the detector): {}.</p>", match t.target {
-            Some(x) => format!("Trojaned, target label <b>{x}</b>"),
-            None => "clean model".into(),
-        });
+        let _ = write!(
+            s,
+            "<p>Ground truth (known to the experimenter, not to the detector): {}.</p>",
+            match t.target {
+                Some(x) => format!("Trojaned, target label <b>{x}</b>"),
+                None => "clean model".into(),
+            }
+        );
     }
     let w = &det.winning_ticket;
     let _ = write!(
@@ -204,14 +231,29 @@ pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Resul
 /// The numbers of a detection: both verdicts, both per-label tables, how to reproduce it.
 fn detect_numbers(det: &DetectRecord, dense: &ReverseReport, ticket: &ReverseReport) -> String {
     let mut s = String::from("<h3>Numbers</h3>");
-    let row = |name: &str, v: &VerdictSummary| vec![esc(name), label(v.detected_target), num(v.l1, 2), num(Some(v.median_l1), 2), num(v.anomaly_index, 2), yes_no(v.flagged)];
-    s.push_str(&table(&["model", "argmin-l1 label", "its l1", "median l1", "anomaly index", "flagged"], &[row("dense", &det.dense), row("winning ticket", &det.ticket)]));
+    let row = |name: &str, v: &VerdictSummary| {
+        vec![
+            esc(name),
+            label(v.detected_target),
+            num(v.l1, 2),
+            num(Some(v.median_l1), 2),
+            num(v.anomaly_index, 2),
+            yes_no(v.flagged),
+        ]
+    };
+    s.push_str(&table(
+        &["model", "argmin-l1 label", "its l1", "median l1", "anomaly index", "flagged"],
+        &[row("dense", &det.dense), row("winning ticket", &det.ticket)],
+    ));
     s.push_str("<p>Winning ticket, per label:</p>");
     s.push_str(&reverse_table(ticket));
     s.push_str("<p>Dense model, per label:</p>");
     s.push_str(&reverse_table(dense));
     let _ = write!(s, "<p>Reproduce: <code>{}</code></p>", esc(&det.command));
-    s.push_str(&details("config, seed, versions", &serde_json::json!({"config": det.config, "seed": det.seed, "versions": det.versions, "model": det.model})));
+    s.push_str(&details(
+        "config, seed, versions",
+        &serde_json::json!({"config": det.config, "seed": det.seed, "versions": det.versions, "model": det.model}),
+    ));
     s
 }
 
@@ -226,7 +268,16 @@ pub fn score_section(dir: &Path) -> Result<String> {
     let rows: Vec<Vec<String>> = d
         .steps
         .iter()
-        .map(|r| vec![r.step.to_string(), num(Some(r.density), 4), num(r.ticket.clean_accuracy, 3), num(r.ticket.attack_success_rate, 3), num(Some(r.score_error), 3), num(Some(r.score_loss), 3)])
+        .map(|r| {
+            vec![
+                r.step.to_string(),
+                num(Some(r.density), 4),
+                num(r.ticket.clean_accuracy, 3),
+                num(r.ticket.attack_success_rate, 3),
+                num(Some(r.score_error), 3),
+                num(Some(r.score_loss), 3),
+            ]
+        })
         .collect();
     s.push_str(&table(&["step", "density", "clean acc.", "attack success", "score (error)", "score (loss)"], &rows));
     s.push_str(&details("config", &d.config));
@@ -250,8 +301,17 @@ fn demo_body(dir: &Path, demo: &DemoRecord) -> Result<String> {
             yes_no(m.correct),
         ]);
     }
-    s.push_str(&table(&["model", "truth", "clean acc.", "attack success (non-target)", "verdict", "anomaly index", "correct"], &rows));
-    let _ = write!(s, "<p>Reproduce: <code>{}</code> ({} s on {} threads).</p>", esc(&demo.command), num(Some(demo.seconds), 0), demo.threads);
+    s.push_str(&table(
+        &["model", "truth", "clean acc.", "attack success (non-target)", "verdict", "anomaly index", "correct"],
+        &rows,
+    ));
+    let _ = write!(
+        s,
+        "<p>Reproduce: <code>{}</code> ({} s on {} threads).</p>",
+        esc(&demo.command),
+        num(Some(demo.seconds), 0),
+        demo.threads
+    );
     for m in &demo.models {
         let trigger = dir.join(&m.train_dir).join("trigger.png");
         let truth = Truth { target: m.true_target, trigger_png: trigger.exists().then_some(trigger) };
@@ -290,7 +350,10 @@ pub fn write_report(dir: &Path) -> Result<PathBuf> {
     } else if dir.join("dynamics.json").exists() {
         ("quarantine score", score_section(dir)?)
     } else {
-        return Err(Error::bad_file(dir, "no demo.json, detect.json, reverse.json or dynamics.json: not a quarantine run folder"));
+        return Err(Error::bad_file(
+            dir,
+            "no demo.json, detect.json, reverse.json or dynamics.json: not a quarantine run folder",
+        ));
     };
     let out = dir.join("report.html");
     write_atomic(&out, page(title, &body).as_bytes())?;
@@ -324,12 +387,24 @@ mod tests {
     #[test]
     fn reverse_report_inlines_every_image() {
         let d = tempfile::tempdir().unwrap();
-        let png = crate::report::plot::svg_to_png(&crate::report::plot::bars("t", "l1", &[1.0, 2.0], Some(0)).unwrap()).unwrap();
+        let png = crate::report::plot::svg_to_png(&crate::report::plot::bars("t", "l1", &[1.0, 2.0], Some(0)).unwrap())
+            .unwrap();
         std::fs::write(d.path().join("l1.png"), &png).unwrap();
         for t in 0..2 {
             std::fs::write(d.path().join(format!("label{t}_trigger.png")), &png).unwrap();
         }
-        let line = |label: u32, l1: f64| crate::reverse::LabelSummary { label, l1, attack_success: 1.0, reached: true, recovered_asr: None, iou: None, anomaly_index: 0.0, epoch: 1, epoch_attack_success: 1.0, final_cost: [0.0; 5] };
+        let line = |label: u32, l1: f64| crate::reverse::LabelSummary {
+            label,
+            l1,
+            attack_success: 1.0,
+            reached: true,
+            recovered_asr: None,
+            iou: None,
+            anomaly_index: 0.0,
+            epoch: 1,
+            epoch_attack_success: 1.0,
+            final_cost: [0.0; 5],
+        };
         let labels = vec![line(0, 1.0), line(1, 2.0)];
         let mut v = crate::reverse::verdict(&labels, 2.0, crate::reverse::AnomalyScale::Log);
         v.anomaly_index = Some(3.5);

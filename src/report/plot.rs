@@ -88,7 +88,8 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
         let red = RGBColor(214, 39, 40);
         let green = RGBColor(44, 160, 44);
         let purple = RGBColor(148, 103, 189);
-        let acc: Vec<(f64, f64)> = points.iter().filter(|p| p.clean_accuracy.is_finite()).map(|p| (xs(p), 100.0 * p.clean_accuracy)).collect();
+        let acc: Vec<(f64, f64)> =
+            points.iter().filter(|p| p.clean_accuracy.is_finite()).map(|p| (xs(p), 100.0 * p.clean_accuracy)).collect();
         chart
             .draw_series(DashedLineSeries::new(acc.clone(), 6, 4, blue.stroke_width(2)))
             .map_err(plot_err)?
@@ -116,12 +117,21 @@ pub fn dynamics(title: &str, points: &[DynPoint], winner: Option<usize>) -> Resu
         }
         if let Some(w) = winner.and_then(|i| points.get(i)) {
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(xs(w), 0.0), (xs(w), 100.0)], BLACK.mix(0.5).stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(xs(w), 0.0), (xs(w), 100.0)],
+                    BLACK.mix(0.5).stroke_width(1),
+                )))
                 .map_err(plot_err)?
                 .label("winning ticket")
                 .legend(|(x, y)| PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], BLACK.mix(0.5)));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.85)).border_style(BLACK.mix(0.3)).draw().map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
@@ -172,7 +182,15 @@ mod tests {
 
     #[test]
     fn renders_both_plots_to_png() {
-        let pts: Vec<DynPoint> = (1..6).map(|i| DynPoint { sparsity: 100.0 * (1.0 - 0.8f64.powi(i)), clean_accuracy: 0.9 - 0.1 * i as f64, attack_success: Some(0.95), score_error: 0.01 * i as f64, score_loss: 0.02 * i as f64 }).collect();
+        let pts: Vec<DynPoint> = (1..6)
+            .map(|i| DynPoint {
+                sparsity: 100.0 * (1.0 - 0.8f64.powi(i)),
+                clean_accuracy: 0.9 - 0.1 * i as f64,
+                attack_success: Some(0.95),
+                score_error: 0.01 * i as f64,
+                score_loss: 0.02 * i as f64,
+            })
+            .collect();
         let svg = dynamics("test", &pts, Some(4)).unwrap();
         assert!(svg.contains("clean accuracy") && svg.contains("<svg"));
         let png = svg_to_png(&svg).unwrap();

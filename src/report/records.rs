@@ -108,5 +108,6 @@ pub struct ExperimentRecord {
 /// Reads a typed JSON record, naming the file when it is missing or malformed.
 pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, format!("not the record quarantine writes here: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::bad_file(path, format!("not the record quarantine writes here: {e}")))
 }

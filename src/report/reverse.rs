@@ -26,10 +26,31 @@ pub fn write_reverse(dir: &Path, results: &[LabelResult], report: &ReverseReport
     for r in results {
         let (c, h, w) = r.shape;
         let t = r.label;
-        png::write_hwc(&dir.join(format!("label{t}_mask.png")), &r.mask.iter().map(|&v| to_u8(v)).collect::<Vec<_>>(), h, w, 1, 8)?;
-        png::write_hwc(&dir.join(format!("label{t}_pattern.png")), &imagesets::chw_to_hwc(&r.pattern_image, c, to_u8), h, w, c, 8)?;
+        png::write_hwc(
+            &dir.join(format!("label{t}_mask.png")),
+            &r.mask.iter().map(|&v| to_u8(v)).collect::<Vec<_>>(),
+            h,
+            w,
+            1,
+            8,
+        )?;
+        png::write_hwc(
+            &dir.join(format!("label{t}_pattern.png")),
+            &imagesets::chw_to_hwc(&r.pattern_image, c, to_u8),
+            h,
+            w,
+            c,
+            8,
+        )?;
         let fused: Vec<f32> = r.pattern_image.iter().enumerate().map(|(j, v)| v * r.mask[j % (h * w)]).collect();
-        png::write_hwc(&dir.join(format!("label{t}_trigger.png")), &imagesets::chw_to_hwc(&fused, c, to_u8), h, w, c, 8)?;
+        png::write_hwc(
+            &dir.join(format!("label{t}_trigger.png")),
+            &imagesets::chw_to_hwc(&fused, c, to_u8),
+            h,
+            w,
+            c,
+            8,
+        )?;
         tensors.push((format!("mask.{t}"), raw(&r.mask, vec![1, h, w])));
         tensors.push((format!("pattern.{t}"), raw(&r.pattern, vec![c, h, w])));
         for e in &r.history {

@@ -14,8 +14,15 @@ pub fn write_scored_path(dir: &Path, scored: &ScoredPath, record: &ScoreDynamics
         save_ticket(dir, phi, masks, info, scored.rows[*w].step)?;
     }
     let points = super::dynamics_points(&scored.rows, true);
-    let title = format!("{} path, {} score data", scored.record.method.title(), if scored.data_free { "noise" } else { "training" });
-    plot::write_svg_and_png(&dir.join("dynamics.png"), &plot::dynamics(&title, &points, scored.winner.as_ref().map(|w| w.0))?)?;
+    let title = format!(
+        "{} path, {} score data",
+        scored.record.method.title(),
+        if scored.data_free { "noise" } else { "training" }
+    );
+    plot::write_svg_and_png(
+        &dir.join("dynamics.png"),
+        &plot::dynamics(&title, &points, scored.winner.as_ref().map(|w| w.0))?,
+    )?;
     write_atomic(&dir.join("dynamics.csv"), dynamics_csv(&scored.rows).as_bytes())?;
     write_json(&dir.join("dynamics.json"), record)
 }

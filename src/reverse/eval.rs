@@ -65,7 +65,12 @@ impl TryFrom<String> for TrueTrigger {
 impl FromStr for TrueTrigger {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("true trigger", format!("`{s}`: expected X,Y,SIZE (column, row, side) or LOCATION:SIZE (e.g. reference-upper-right:5)"));
+        let bad = || {
+            Error::invalid(
+                "true trigger",
+                format!("`{s}`: expected X,Y,SIZE (column, row, side) or LOCATION:SIZE (e.g. reference-upper-right:5)"),
+            )
+        };
         let (location, size) = if let Some((loc, size)) = s.split_once(':') {
             (loc.parse::<Location>()?, size)
         } else {
@@ -73,7 +78,10 @@ impl FromStr for TrueTrigger {
             if v.len() != 3 {
                 return Err(bad());
             }
-            (Location::At { x: v[0].trim().parse().map_err(|_| bad())?, y: v[1].trim().parse().map_err(|_| bad())? }, v[2])
+            (
+                Location::At { x: v[0].trim().parse().map_err(|_| bad())?, y: v[1].trim().parse().map_err(|_| bad())? },
+                v[2],
+            )
         };
         let size = size.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad)?;
         if location == Location::Random {
@@ -110,7 +118,16 @@ impl TrueTrigger {
 /// pixels, `pattern` (C·H·W, in the stamping space of `space`) kept, stamped on every clean image
 /// of `test` whose true label is not `target`; the fraction classified as `target`.
 #[allow(clippy::too_many_arguments)]
-pub fn recovered_asr(model: &Model, norm: &Normalization, space: Space, test: &ImageSet, target: u32, mask: &[f32], pattern: &[f32], patch_area: usize) -> f64 {
+pub fn recovered_asr(
+    model: &Model,
+    norm: &Normalization,
+    space: Space,
+    test: &ImageSet,
+    target: u32,
+    mask: &[f32],
+    pattern: &[f32],
+    patch_area: usize,
+) -> f64 {
     let (c, h, w) = (test.channels as i64, test.height as i64, test.width as i64);
     let device = model.device();
     let hard = Tensor::from_slice(&binarize_top_k(mask, patch_area)).view([1, 1, h, w]).to_device(device);
@@ -126,7 +143,15 @@ pub fn recovered_asr(model: &Model, norm: &Normalization, space: Space, test: &I
     };
     let mut hits = 0i64;
     tch::no_grad(|| {
-        for b in Batches::with_order(test, keep.clone(), 500, &view, Augment::NONE, rand::SeedableRng::seed_from_u64(0), device) {
+        for b in Batches::with_order(
+            test,
+            keep.clone(),
+            500,
+            &view,
+            Augment::NONE,
+            rand::SeedableRng::seed_from_u64(0),
+            device,
+        ) {
             let x = inputs.to_model(&stamp(&b.images, &hard, &p));
             hits += model.forward_frozen(&x).argmax(-1, false).eq(target as i64).sum(Kind::Int64).int64_value(&[]);
         }

@@ -6,7 +6,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{binarize_top_k, iou, recovered_asr, reverse_engineer_with, verdict, AnomalyScale, LabelResult, ReverseConfig, ReverseReport, SeedSpec, Seeds, TrueTrigger, Verdict};
+use super::{
+    binarize_top_k, iou, recovered_asr, reverse_engineer_with, verdict, AnomalyScale, LabelResult, ReverseConfig,
+    ReverseReport, SeedSpec, Seeds, TrueTrigger, Verdict,
+};
 use super::{load_seeds, SynthSummary};
 use crate::control::Control;
 use crate::data::{DataSpec, ImageSet, Normalization};
@@ -60,7 +63,14 @@ pub struct Examination {
 /// Reverse-engineers `model` (inputs normalized with `norm`) from `seeds` as `job` says; with a
 /// clean `test` set, every label's recovered trigger (binarised to `job.patch_area` pixels) is
 /// stamped on it for the recovered-trigger attack success.
-pub fn examine(model: &Model, norm: &Normalization, seeds: &Seeds, job: &ReverseJob, test: Option<&ImageSet>, ctl: &Control) -> Result<Examination> {
+pub fn examine(
+    model: &Model,
+    norm: &Normalization,
+    seeds: &Seeds,
+    job: &ReverseJob,
+    test: Option<&ImageSet>,
+    ctl: &Control,
+) -> Result<Examination> {
     let m = &model.meta;
     let true_mask = job.true_trigger.as_ref().map(|t| t.mask(m.height, m.width)).transpose()?;
     if let Some(t) = test {
@@ -71,8 +81,15 @@ pub fn examine(model: &Model, norm: &Normalization, seeds: &Seeds, job: &Reverse
     let seconds = t0.elapsed().as_secs_f64();
     let verdict = verdict(&results, job.threshold, job.anomaly_scale);
     let space = job.config.space;
-    let recovered: Option<Vec<f64>> = test.map(|t| results.iter().map(|r| recovered_asr(model, norm, space, t, r.label, &r.mask, &r.pattern, job.patch_area)).collect());
-    let ious: Option<Vec<f64>> = true_mask.as_ref().map(|tm| results.iter().map(|r| iou(&binarize_top_k(&r.mask, job.patch_area), tm)).collect());
+    let recovered: Option<Vec<f64>> = test.map(|t| {
+        results
+            .iter()
+            .map(|r| recovered_asr(model, norm, space, t, r.label, &r.mask, &r.pattern, job.patch_area))
+            .collect()
+    });
+    let ious: Option<Vec<f64>> = true_mask
+        .as_ref()
+        .map(|tm| results.iter().map(|r| iou(&binarize_top_k(&r.mask, job.patch_area), tm)).collect());
     let mut report = ReverseReport::new(&results, &verdict, recovered.as_deref(), ious.as_deref());
     report.seed = job.config.seed;
     report.seconds = seconds;
@@ -109,7 +126,14 @@ pub struct ReverseRun {
 
 /// Reverse-engineers the checkpoint `path` (loaded as `model` with sidecar `info`) as `job` says:
 /// loads the seeds, examines, and fills the record's config, model and versions.
-pub fn run(path: &Path, model: &Model, info: &CheckpointInfo, job: &ReverseJob, test: Option<&TestImages>, ctl: &Control) -> Result<ReverseRun> {
+pub fn run(
+    path: &Path,
+    model: &Model,
+    info: &CheckpointInfo,
+    job: &ReverseJob,
+    test: Option<&TestImages>,
+    ctl: &Control,
+) -> Result<ReverseRun> {
     let norm = &info.normalization;
     let m = &model.meta;
     if let Some(t) = &job.true_trigger {

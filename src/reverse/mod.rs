@@ -61,12 +61,15 @@ mod synth;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{anomaly_index, anomaly_of, AnomalyScale, binarize_top_k, iou, median, median_mad, recovered_asr, TrueTrigger, MAD_CONSISTENCY};
-pub use optim::{squash, stamp, tv2, l1_l2sq, class_loss, CostSchedule, CW_KAPPA};
+use crate::data::normals;
+pub use eval::{
+    anomaly_index, anomaly_of, binarize_top_k, iou, median, median_mad, recovered_asr, AnomalyScale, TrueTrigger,
+    MAD_CONSISTENCY,
+};
 pub use job::{examine, prepare_out, run, Examination, ReverseJob, ReverseRun, TestImages};
+pub use optim::{class_loss, l1_l2sq, squash, stamp, tv2, CostSchedule, CW_KAPPA};
 pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{load_seeds, SeedSpec, Seeds};
-use crate::data::normals;
 pub use synth::{synthesize, SynthConfig, SynthSummary};
 
 use rand::SeedableRng;
@@ -185,7 +188,11 @@ impl ReverseConfig {
         if self.batch_size == Some(0) || self.label_chunk == Some(0) {
             return bad("the batch size and the label chunk must be at least 1".into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.betas.0) && (0.0..1.0).contains(&self.betas.1)) {
+        if !(self.lr > 0.0
+            && self.lr.is_finite()
+            && (0.0..1.0).contains(&self.betas.0)
+            && (0.0..1.0).contains(&self.betas.1))
+        {
             return bad(format!("need lr > 0 and betas in [0, 1), got {} and {:?}", self.lr, self.betas));
         }
         if self.init_cost.iter().any(|c| !(*c >= 0.0 && c.is_finite())) {
@@ -261,12 +268,25 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 /// (inputs normalized with `norm`), from `seeds`. Labels run together in chunks of
 /// [`ReverseConfig::label_chunk`]; results come back in the order of `labels`. Silent; see
 /// [`reverse_engineer_with`] for progress.
-pub fn reverse_engineer(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32]) -> Result<Vec<LabelResult>> {
+pub fn reverse_engineer(
+    model: &Model,
+    norm: &Normalization,
+    seeds: &Seeds,
+    cfg: &ReverseConfig,
+    labels: &[u32],
+) -> Result<Vec<LabelResult>> {
     reverse_engineer_with(model, norm, seeds, cfg, labels, &Control::quiet())
 }
 
 /// [`reverse_engineer`], reporting the epochs done to `ctl`'s progress.
-pub fn reverse_engineer_with(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], ctl: &Control) -> Result<Vec<LabelResult>> {
+pub fn reverse_engineer_with(
+    model: &Model,
+    norm: &Normalization,
+    seeds: &Seeds,
+    cfg: &ReverseConfig,
+    labels: &[u32],
+    ctl: &Control,
+) -> Result<Vec<LabelResult>> {
     cfg.validate()?;
     let k = model.meta.num_classes;
     let labels: Vec<u32> = if labels.is_empty() { (0..k as u32).collect() } else { labels.to_vec() };
@@ -292,7 +312,11 @@ pub fn reverse_engineer_with(model: &Model, norm: &Normalization, seeds: &Seeds,
     progress.start("epochs", (chunks.len() * cfg.epochs) as u64);
     let mut out = vec![];
     for (i, ls) in chunks.iter().enumerate() {
-        progress.message(&if chunks.len() > 1 { format!("labels {ls:?} ({}/{})", i + 1, chunks.len()) } else { format!("{} labels", ls.len()) });
+        progress.message(&if chunks.len() > 1 {
+            format!("labels {ls:?} ({}/{})", i + 1, chunks.len())
+        } else {
+            format!("{} labels", ls.len())
+        });
         out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, progress)?);
     }
     progress.finish();
@@ -318,7 +342,8 @@ impl TriggerVars {
         let a_m = a_m.to_device(device).to_kind(Kind::Float).detach().copy().set_requires_grad(true);
         let a_p = a_p.to_device(device).to_kind(Kind::Float).detach().copy().set_requires_grad(true);
         let adam = Adam::new(&[&a_m, &a_p], cfg.lr, cfg.betas, cfg.eps);
-        let schedules = labels.iter().map(|_| CostSchedule::new(cfg.init_cost, cfg.patience, cfg.cost_up, cfg.cost_down)).collect();
+        let schedules =
+            labels.iter().map(|_| CostSchedule::new(cfg.init_cost, cfg.patience, cfg.cost_up, cfg.cost_down)).collect();
         let t: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
         TriggerVars { a_m, a_p, adam, schedules, targets: Tensor::from_slice(&t).to_device(device) }
     }
@@ -335,13 +360,22 @@ impl TriggerVars {
         let l = losses(model, space, &self.a_m, &self.a_p, x, &self.targets, &cost, kind);
         let grads = Tensor::run_backward(&[l.total.sum(Kind::Float)], &[&self.a_m, &self.a_p], false, false);
         self.adam.step(&mut [&mut self.a_m, &mut self.a_p], &grads);
-        let loss: Vec<f64> = Vec::try_from(l.total.detach().to_device(tch::Device::Cpu).to_kind(Kind::Double)).expect("losses");
+        let loss: Vec<f64> =
+            Vec::try_from(l.total.detach().to_device(tch::Device::Cpu).to_kind(Kind::Double)).expect("losses");
         let correct: Vec<i64> = Vec::try_from(l.correct.to_device(tch::Device::Cpu)).expect("counts");
         (loss, correct)
     }
 }
 
-fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &ReverseConfig, labels: &[u32], batch: usize, progress: &dyn Progress) -> Result<Vec<LabelResult>> {
+fn optimise_chunk(
+    model: &Model,
+    norm: &Normalization,
+    seeds: &Seeds,
+    cfg: &ReverseConfig,
+    labels: &[u32],
+    batch: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<LabelResult>> {
     let device = model.device();
     let shape @ (c, h, w) = (model.meta.in_channels, model.meta.height, model.meta.width);
     let l = labels.len();
@@ -366,7 +400,12 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
             let b = x.size()[0] as usize;
             let (loss, ok) = vars.step(model, &space, x, cfg.loss);
             if let Some(bad) = loss.iter().find(|v| !v.is_finite()) {
-                return Err(Error::Diverged { epoch, step, loss: *bad, remedy: "check --normalize and --space, or lower --lr" });
+                return Err(Error::Diverged {
+                    epoch,
+                    step,
+                    loss: *bad,
+                    remedy: "check --normalize and --space, or lower --lr",
+                });
             }
             for i in 0..l {
                 loss_sum[i] += loss[i] * b as f64;
@@ -375,7 +414,9 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
             n += b;
         }
         let (m, p) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
-        let l1s: Vec<f64> = Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu)).expect("l1");
+        let l1s: Vec<f64> =
+            Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu))
+                .expect("l1");
         for i in 0..l {
             let acc = correct[i] as f64 / n as f64;
             last_acc[i] = acc;
@@ -384,7 +425,13 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
                 kept[i] = Some((m.get(i as i64).copy(), p.get(i as i64).copy(), epoch + 1, acc));
             }
             vars.schedules[i].update(success);
-            history[i].push(EpochStat { epoch: epoch + 1, loss: loss_sum[i] / n as f64, attack_success: acc, l1: l1s[i], c1: vars.schedules[i].cost[0] });
+            history[i].push(EpochStat {
+                epoch: epoch + 1,
+                loss: loss_sum[i] / n as f64,
+                attack_success: acc,
+                l1: l1s[i],
+                c1: vars.schedules[i].cost[0],
+            });
         }
         progress.inc(1);
     }
@@ -418,7 +465,11 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
         let pattern = to_vec(&pats[i]);
         let pattern_image = match cfg.space {
             Space::Pixel => pattern.clone(),
-            Space::Normalized => pattern.iter().enumerate().map(|(j, v)| (v * std[j / (h * w)] + mean[j / (h * w)]).clamp(0.0, 1.0)).collect(),
+            Space::Normalized => pattern
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (v * std[j / (h * w)] + mean[j / (h * w)]).clamp(0.0, 1.0))
+                .collect(),
         };
         let (reached, epoch, epoch_attack_success) = meta[i];
         out.push(LabelResult {
@@ -441,7 +492,18 @@ fn optimise_chunk(model: &Model, norm: &Normalization, seeds: &Seeds, cfg: &Reve
 
 /// Attack success of the triggers `m [L,1,H,W]`, `p [L,C,H,W]` on a fresh pass over the seeds.
 #[allow(clippy::too_many_arguments)]
-fn seed_success(model: &Model, space: &InputSpace, seeds: &Seeds, cfg: &ReverseConfig, norm: &Normalization, shape: (usize, usize, usize), batch: usize, targets: &Tensor, m: &Tensor, p: &Tensor) -> Vec<f64> {
+fn seed_success(
+    model: &Model,
+    space: &InputSpace,
+    seeds: &Seeds,
+    cfg: &ReverseConfig,
+    norm: &Normalization,
+    shape: (usize, usize, usize),
+    batch: usize,
+    targets: &Tensor,
+    m: &Tensor,
+    p: &Tensor,
+) -> Vec<f64> {
     let l = m.size()[0];
     let xs = seeds.batches(batch, cfg.seed ^ EVAL_KEY, false, cfg.space, norm, shape, model.device());
     let mut hits = Tensor::zeros([l], (Kind::Int64, model.device()));
@@ -450,7 +512,11 @@ fn seed_success(model: &Model, space: &InputSpace, seeds: &Seeds, cfg: &ReverseC
         for x in &xs {
             let b = x.size()[0];
             let logits = model.forward_frozen(&space.to_model(&stamp(x, m, p))).view([l, b, -1]);
-            hits += logits.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+            hits += logits.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist(
+                [1i64].as_slice(),
+                false,
+                Kind::Int64,
+            );
             n += b;
         }
     });
@@ -484,5 +550,3 @@ pub fn retain_freed_memory() {
         }
     }
 }
-
-

@@ -29,7 +29,8 @@ impl InputSpace {
         let normalize = match space {
             Space::Normalized => None,
             Space::Pixel => {
-                let v = |x: &[f32]| Tensor::from_slice(&x[..channels]).view([1, channels as i64, 1, 1]).to_device(device);
+                let v =
+                    |x: &[f32]| Tensor::from_slice(&x[..channels]).view([1, channels as i64, 1, 1]).to_device(device);
                 Some((v(&norm.mean), v(&norm.std)))
             }
         };
@@ -60,14 +61,16 @@ pub fn tv2(t: &Tensor) -> Tensor {
     let (h, w) = (t.size()[2], t.size()[3]);
     let dh = t.narrow(3, 1, w - 1) - t.narrow(3, 0, w - 1);
     let dv = t.narrow(2, 1, h - 1) - t.narrow(2, 0, h - 1);
-    dh.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float) + dv.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+    dh.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+        + dv.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
 }
 
 /// `‖t‖₁ + ‖t‖₂²` per leading index (sums over the whole mask or pattern, as the reference's
 /// `norm(p=1)` and `norm(p=2)**2`): `[L, ...] -> [L]`.
 pub fn l1_l2sq(t: &Tensor) -> Tensor {
     let dims: Vec<i64> = (1..t.dim() as i64).collect();
-    t.abs().sum_dim_intlist(dims.as_slice(), false, Kind::Float) + t.square().sum_dim_intlist(dims.as_slice(), false, Kind::Float)
+    t.abs().sum_dim_intlist(dims.as_slice(), false, Kind::Float)
+        + t.square().sum_dim_intlist(dims.as_slice(), false, Kind::Float)
 }
 
 /// Classification loss of each label's rows, averaged over its rows: logits `[L, N, K]`, targets
@@ -76,7 +79,11 @@ pub fn class_loss(logits: &Tensor, targets: &Tensor, kind: LossKind) -> Tensor {
     let (l, n, k) = (logits.size()[0], logits.size()[1], logits.size()[2]);
     let idx = targets.view([l, 1, 1]).expand([l, n, 1], false);
     match kind {
-        LossKind::Ce => logits.log_softmax(-1, Kind::Float).gather(2, &idx, false).neg().mean_dim([1i64, 2].as_slice(), false, Kind::Float),
+        LossKind::Ce => logits.log_softmax(-1, Kind::Float).gather(2, &idx, false).neg().mean_dim(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        ),
         LossKind::Cw => {
             let zt = logits.gather(2, &idx, false).squeeze_dim(2);
             let onehot = Tensor::zeros([l, n, k], (Kind::Bool, logits.device())).scatter_value(2, &idx, 1);
@@ -101,7 +108,16 @@ pub(crate) struct Losses {
 /// `R = [‖m‖₁+‖m‖₂², ‖(1−m)⊙p‖₁+‖(1−m)⊙p‖₂², TV²(m), Σ_ch TV²((1−m)⊙p), class(f(m⊙p), t)]`.
 /// `x` are the seeds in the stamping space, `cost` is `[L, 5]`, `targets` `[L]` int64.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tensor, x: &Tensor, targets: &Tensor, cost: &Tensor, kind: LossKind) -> Losses {
+pub(crate) fn losses(
+    model: &Model,
+    space: &InputSpace,
+    a_m: &Tensor,
+    a_p: &Tensor,
+    x: &Tensor,
+    targets: &Tensor,
+    cost: &Tensor,
+    kind: LossKind,
+) -> Losses {
     let (l, b) = (a_m.size()[0], x.size()[0]);
     let m = squash(a_m);
     let p = squash(a_p);
@@ -113,9 +129,14 @@ pub(crate) fn losses(model: &Model, space: &InputSpace, a_m: &Tensor, a_p: &Tens
     let main = logits.narrow(0, 0, l * b).view([l, b, k]);
     let r4_logits = logits.narrow(0, l * b, l).view([l, 1, k]);
     let pattern = (1.0 - &m) * &p;
-    let terms = Tensor::stack(&[l1_l2sq(&m), l1_l2sq(&pattern), tv2(&m), tv2(&pattern), class_loss(&r4_logits, targets, kind)], 1);
-    let total = class_loss(&main, targets, kind) + (&terms * cost).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    let correct = main.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
+    let terms = Tensor::stack(
+        &[l1_l2sq(&m), l1_l2sq(&pattern), tv2(&m), tv2(&pattern), class_loss(&r4_logits, targets, kind)],
+        1,
+    );
+    let total =
+        class_loss(&main, targets, kind) + (&terms * cost).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let correct =
+        main.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64);
     Losses { total, correct }
 }
 
@@ -137,7 +158,14 @@ pub(crate) struct Adam {
 impl Adam {
     /// An Adam with zeroed moments shaped like `params`.
     pub fn new(params: &[&Tensor], lr: f64, betas: (f64, f64), eps: f64) -> Self {
-        Adam { lr, betas, eps, step: 0, m: params.iter().map(|p| p.zeros_like()).collect(), v: params.iter().map(|p| p.zeros_like()).collect() }
+        Adam {
+            lr,
+            betas,
+            eps,
+            step: 0,
+            m: params.iter().map(|p| p.zeros_like()).collect(),
+            v: params.iter().map(|p| p.zeros_like()).collect(),
+        }
     }
 
     /// One update of `params` in place from `grads` (same order as at construction).

@@ -20,11 +20,11 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::synth::{synthesize, SynthConfig, SynthSummary};
-use crate::data::normals;
 use super::Space;
+use crate::control::Control;
+use crate::data::normals;
 use crate::data::{Augment, Batches, DataSpec, ImageSet, Normalization};
 use crate::error::{Error, Result};
-use crate::control::Control;
 use crate::model::Model;
 
 /// `--seeds` values: `noise:N`, `synth:N` or `data:SPEC:N`.
@@ -42,7 +42,14 @@ pub enum SeedSpec {
 impl FromStr for SeedSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("seeds", format!("`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"));
+        let bad = || {
+            Error::invalid(
+                "seeds",
+                format!(
+                    "`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"
+                ),
+            )
+        };
         let count = |n: &str| n.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad);
         if let Some(n) = s.strip_prefix("noise:") {
             return Ok(SeedSpec::Noise(count(n)?));
@@ -94,7 +101,10 @@ impl SeedSpec {
             SeedSpec::Data(spec, n) => {
                 let split = spec.load()?;
                 if *n > split.train.n {
-                    return Err(Error::invalid("seeds", format!("{self}: the training split of {spec} has only {} images", split.train.n)));
+                    return Err(Error::invalid(
+                        "seeds",
+                        format!("{self}: the training split of {spec} has only {} images", split.train.n),
+                    ));
                 }
                 let images = split.train.subset(&(0..*n).collect::<Vec<_>>());
                 Ok((Seeds::Images { images, augment: spec.default_augment() }, None))
@@ -105,14 +115,25 @@ impl SeedSpec {
 
 /// Loads the seeds of `spec` for `model` ([`SeedSpec::load`]), telling `ctl`'s progress what is
 /// happening: synthesizing seeds takes a while, and how well the inversion went is worth a line.
-pub fn load_seeds(spec: &SeedSpec, model: &Model, norm: &Normalization, seed: u64, ctl: &Control) -> Result<(Seeds, Option<SynthSummary>)> {
+pub fn load_seeds(
+    spec: &SeedSpec,
+    model: &Model,
+    norm: &Normalization,
+    seed: u64,
+    ctl: &Control,
+) -> Result<(Seeds, Option<SynthSummary>)> {
     let progress = ctl.progress();
     if matches!(spec, SeedSpec::Synth(_)) {
         progress.note(&format!("seeds: synthesizing {spec} from the model (model inversion)"));
     }
     let (seeds, summary) = spec.load(model, norm, seed)?;
     if let (Seeds::Images { images, .. }, Some(s)) = (&seeds, &summary) {
-        progress.note(&format!("seeds: {} images in {:.1} s, {:.0}% classified as their intended label", images.n, s.seconds, s.accuracy * 100.0));
+        progress.note(&format!(
+            "seeds: {} images in {:.1} s, {:.0}% classified as their intended label",
+            images.n,
+            s.seconds,
+            s.accuracy * 100.0
+        ));
     }
     Ok((seeds, summary))
 }
@@ -152,7 +173,16 @@ impl Seeds {
     /// pixel values in \[0,1\] (noise: unclamped) for `Space::Pixel`, normalized values otherwise.
     /// `augmented = false` gives the un-augmented images in dataset order (final evaluation).
     #[allow(clippy::too_many_arguments)]
-    pub fn batches(&self, batch_size: usize, stream: u64, augmented: bool, space: Space, norm: &Normalization, (c, h, w): (usize, usize, usize), device: Device) -> Vec<Tensor> {
+    pub fn batches(
+        &self,
+        batch_size: usize,
+        stream: u64,
+        augmented: bool,
+        space: Space,
+        norm: &Normalization,
+        (c, h, w): (usize, usize, usize),
+        device: Device,
+    ) -> Vec<Tensor> {
         let bs = batch_size.max(1);
         match self {
             Seeds::Noise { n } => {
@@ -178,7 +208,11 @@ impl Seeds {
                     Space::Pixel => Normalization::none(c),
                     Space::Normalized => norm.clone(),
                 };
-                let batches = if augmented { Batches::new(images, bs, &view, *augment, Some(stream), device) } else { Batches::new(images, bs, &view, Augment::NONE, None, device) };
+                let batches = if augmented {
+                    Batches::new(images, bs, &view, *augment, Some(stream), device)
+                } else {
+                    Batches::new(images, bs, &view, Augment::NONE, None, device)
+                };
                 batches.map(|b| b.images).collect()
             }
         }

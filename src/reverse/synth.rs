@@ -89,8 +89,12 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
     for start in (0..cfg.n).step_by(per_pass) {
         let b = per_pass.min(cfg.n - start);
         let init: Vec<f32> = normals(&mut rng, b * c * h * w).into_iter().map(|z| 0.5 * z).collect();
-        let mut a = Tensor::from_slice(&init).view([b as i64, c as i64, h as i64, w as i64]).to_device(device).set_requires_grad(true);
-        let y = Tensor::from_slice(&labels[start..start + b].iter().map(|&l| l as i64).collect::<Vec<_>>()).to_device(device);
+        let mut a = Tensor::from_slice(&init)
+            .view([b as i64, c as i64, h as i64, w as i64])
+            .to_device(device)
+            .set_requires_grad(true);
+        let y = Tensor::from_slice(&labels[start..start + b].iter().map(|&l| l as i64).collect::<Vec<_>>())
+            .to_device(device);
         let mut adam = Adam::new(&[&a], cfg.lr, (0.5, 0.9), 1e-8);
         for step in 0..cfg.steps {
             adam.lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / cfg.steps as f64).cos());
@@ -103,7 +107,12 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
             let loss = &ce + &bn * cfg.bn_weight + tv2(&x).mean(Kind::Float) * cfg.tv_weight;
             let v = loss.double_value(&[]);
             if !v.is_finite() {
-                return Err(Error::Diverged { epoch: 0, step, loss: v, remedy: "model inversion diverged: check --normalize, or use noise or data seeds" });
+                return Err(Error::Diverged {
+                    epoch: 0,
+                    step,
+                    loss: v,
+                    remedy: "model inversion diverged: check --normalize, or use noise or data seeds",
+                });
             }
             let grads = Tensor::run_backward(&[loss], &[&a], false, false);
             adam.step(&mut [&mut a], &grads);
@@ -115,19 +124,40 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
         ce_sum += logits.cross_entropy_for_logits(&y).double_value(&[]) * b as f64;
         bn_sum += bn_distance(&stats, device).double_value(&[]) / stats.len().max(1) as f64 * b as f64;
         // [B, C, H, W] in [0,1] -> HWC bytes
-        let bytes = (x * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous().to_device(tch::Device::Cpu);
+        let bytes = (x * 255.0)
+            .round()
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8)
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .to_device(tch::Device::Cpu);
         let v: Vec<u8> = Vec::try_from(bytes.flatten(0, -1)).expect("uint8 pixels");
         pixels.extend(v);
     }
     let n = cfg.n;
-    let set = ImageSet { images: pixels, labels, n, height: h, width: w, channels: c, classes: (0..k).map(|i| i.to_string()).collect() };
-    let summary = SynthSummary { accuracy: hits as f64 / n as f64, bn_distance: bn_sum / n as f64, cross_entropy: ce_sum / n as f64, seconds: t0.elapsed().as_secs_f64() };
+    let set = ImageSet {
+        images: pixels,
+        labels,
+        n,
+        height: h,
+        width: w,
+        channels: c,
+        classes: (0..k).map(|i| i.to_string()).collect(),
+    };
+    let summary = SynthSummary {
+        accuracy: hits as f64 / n as f64,
+        bn_distance: bn_sum / n as f64,
+        cross_entropy: ce_sum / n as f64,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
     Ok((set, summary))
 }
 
 /// `Σ_l ‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂` (0 without BN layers).
 fn bn_distance(stats: &[crate::model::BnStat], device: tch::Device) -> Tensor {
-    stats.iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, s| acc + (&s.mean - &s.running_mean).norm() + (&s.var - &s.running_var).norm())
+    stats.iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, s| {
+        acc + (&s.mean - &s.running_mean).norm() + (&s.var - &s.running_var).norm()
+    })
 }
 
 #[cfg(test)]
@@ -138,7 +168,11 @@ mod tests {
     #[test]
     fn inversion_matches_labels_and_statistics_and_is_seeded() {
         tch::manual_seed(0);
-        let model = Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 3 }, tch::Device::Cpu).unwrap();
+        let model = Model::new(
+            ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 3 },
+            tch::Device::Cpu,
+        )
+        .unwrap();
         let norm = Normalization { mean: vec![0.5], std: vec![0.25] };
         let mut cfg = SynthConfig::new(6, 1);
         cfg.steps = 1;
@@ -153,7 +187,10 @@ mod tests {
         // The class term alone drives every image to its label.
         cfg.bn_weight = 0.0;
         let (_, class_only) = synthesize(&model, &norm, &cfg).unwrap();
-        assert!(class_only.cross_entropy < 0.9 * before.cross_entropy && class_only.accuracy == 1.0, "{before:?} -> {class_only:?}");
+        assert!(
+            class_only.cross_entropy < 0.9 * before.cross_entropy && class_only.accuracy == 1.0,
+            "{before:?} -> {class_only:?}"
+        );
         cfg.n = 0;
         assert!(synthesize(&model, &norm, &cfg).is_err());
     }

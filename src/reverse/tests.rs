@@ -23,7 +23,9 @@ fn golden() -> (HashMap<String, Tensor>, Model) {
             }
         }
     }
-    let model = Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4 }, Device::Cpu).unwrap();
+    let model =
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4 }, Device::Cpu)
+            .unwrap();
     model.load_state_dict(&model_sd, p).unwrap();
     (g, model)
 }
@@ -36,7 +38,9 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn two_batched_steps_match_pytorch_per_label_loop() {
     let (g, model) = golden();
     let norm = Normalization::cifar10();
-    for (name, space, kind) in [("pixel_ce", Space::Pixel, LossKind::Ce), ("normalized_cw", Space::Normalized, LossKind::Cw)] {
+    for (name, space, kind) in
+        [("pixel_ce", Space::Pixel, LossKind::Ce), ("normalized_cw", Space::Normalized, LossKind::Cw)]
+    {
         let cfg = ReverseConfig { space, loss: kind, ..Default::default() };
         let mut vars = TriggerVars::new(&g["am0"], &g["ap0"], &[1, 3], &cfg, Device::Cpu);
         vars.schedules[1].cost = INIT_COST.map(|c| c * 1.5);
@@ -47,7 +51,8 @@ fn two_batched_steps_match_pytorch_per_label_loop() {
             for (a, b) in loss.iter().zip(&want) {
                 assert!((a - *b as f64).abs() < 1e-5, "{name} step {s}: loss {loss:?} vs {want:?}");
             }
-            let (dm, dp) = (max_diff(&vars.a_m, &g[&format!("{name}.am{s}")]), max_diff(&vars.a_p, &g[&format!("{name}.ap{s}")]));
+            let (dm, dp) =
+                (max_diff(&vars.a_m, &g[&format!("{name}.am{s}")]), max_diff(&vars.a_p, &g[&format!("{name}.ap{s}")]));
             assert!(dm < 1e-5 && dp < 1e-5, "{name} step {s}: a_m off by {dm:e}, a_p by {dp:e}");
         }
     }
@@ -71,7 +76,13 @@ fn batched_equals_label_by_label() {
         let apart = reverse_engineer(&model, &norm, &seeds, &cfg, &[]).unwrap();
         for (a, b) in together.iter().zip(&apart) {
             assert_eq!((a.label, a.reached, a.epoch), (b.label, b.reached, b.epoch));
-            let d = a.mask.iter().zip(&b.mask).chain(a.pattern.iter().zip(&b.pattern)).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let d = a
+                .mask
+                .iter()
+                .zip(&b.mask)
+                .chain(a.pattern.iter().zip(&b.pattern))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
             assert!(d < 1e-4, "chunk {chunk}, label {}: differs by {d}", a.label);
             assert!((a.l1 - b.l1).abs() < 1e-3);
         }
@@ -114,7 +125,16 @@ fn outputs_are_written() {
     let v = verdict(&r, 2.0, AnomalyScale::Log);
     let d = tempfile::tempdir().unwrap();
     crate::report::write_reverse(d.path(), &r, &ReverseReport::new(&r, &v, None, None)).unwrap();
-    for f in ["reverse.json", "l1.png", "l1.svg", "triggers.safetensors", "history.jsonl", "label2_mask.png", "label2_pattern.png", "label0_trigger.png"] {
+    for f in [
+        "reverse.json",
+        "l1.png",
+        "l1.svg",
+        "triggers.safetensors",
+        "history.jsonl",
+        "label2_mask.png",
+        "label2_pattern.png",
+        "label0_trigger.png",
+    ] {
         assert!(d.path().join(f).exists(), "{f}");
     }
     let sd = torchfile::load(&d.path().join("triggers.safetensors")).unwrap();
@@ -144,10 +164,13 @@ fn detects_the_badnets_target_from_noise() {
     let (train, _) = attack.poison_training_set(&half, None).unwrap();
     let norm = Normalization::mnist();
     tch::manual_seed(0);
-    let model = Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 }, Device::Cpu).unwrap();
+    let model =
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 }, Device::Cpu)
+            .unwrap();
     let mut tc = TrainConfig::reference(2, 0, Augment::NONE);
     tc.milestones = vec![];
-    fit(&model, &TrainData { train: &train, test: None, norm: &norm }, &tc, FitOptions::default(), |_, _| Ok(())).unwrap();
+    fit(&model, &TrainData { train: &train, test: None, norm: &norm }, &tc, FitOptions::default(), |_, _| Ok(()))
+        .unwrap();
     let asr = attack_success(&model, test, &attack, &norm);
     let trained = t0.elapsed().as_secs_f64();
     assert!(asr.attack_success_rate_nontarget > 0.9, "the backdoor was not learned: {asr:?}");

@@ -86,7 +86,16 @@ pub struct ScoreJob {
 
 impl Default for ScoreJob {
     fn default() -> Self {
-        ScoreJob { k: 10, reference: false, alpha_grid: None, score_data: ScoreSource::Train, score_samples: 1024, bn_recalibrate: true, select: ScoreKind::Loss, max_density: None }
+        ScoreJob {
+            k: 10,
+            reference: false,
+            alpha_grid: None,
+            score_data: ScoreSource::Train,
+            score_samples: 1024,
+            bn_recalibrate: true,
+            select: ScoreKind::Loss,
+            max_density: None,
+        }
     }
 }
 
@@ -150,7 +159,14 @@ impl ScoredPath {
     pub fn record(&self, dir: &Path, job: &ScoreJob) -> ScoreDynamics {
         let winning_ticket = self.winner.as_ref().map(|(w, ..)| {
             let r = &self.rows[*w];
-            WinnerRecord { step: r.step, density: r.density, score_error: r.score_error, score_loss: r.score_loss, ticket: r.ticket.clone(), path: dir.join("winning-ticket.safetensors") }
+            WinnerRecord {
+                step: r.step,
+                density: r.density,
+                score_error: r.score_error,
+                score_loss: r.score_loss,
+                ticket: r.ticket.clone(),
+                path: dir.join("winning-ticket.safetensors"),
+            }
         });
         ScoreDynamics {
             winning_ticket,
@@ -217,13 +233,23 @@ fn source_model(dir: &Path, record: &PruneRecord, device: Device) -> Result<Mode
     };
     // A foreign source checkpoint is described by the first ticket's sidecar.
     let (_, _, info) = load_ticket(dir, 1, Device::Cpu)?;
-    let ov = InputOverrides { arch: Some(info.meta.arch), image_size: Some(info.meta.height), channels: Some(info.meta.in_channels), classes: Some(info.meta.num_classes), normalize: None };
+    let ov = InputOverrides {
+        arch: Some(info.meta.arch),
+        image_size: Some(info.meta.height),
+        channels: Some(info.meta.in_channels),
+        classes: Some(info.meta.num_classes),
+        normalize: None,
+    };
     Ok(load_checkpoint(&path, &ov, device)?.0)
 }
 
 /// Everything scoring run `dir` needs, loaded once.
 pub fn context(dir: &Path, record: &PruneRecord, job: &ScoreJob, device: Device) -> Result<PathContext> {
-    let mut cfg = if job.reference { ScoreConfig::reference(record.augment, record.seed) } else { ScoreConfig::paper(record.augment, record.seed) };
+    let mut cfg = if job.reference {
+        ScoreConfig::reference(record.augment, record.seed)
+    } else {
+        ScoreConfig::paper(record.augment, record.seed)
+    };
     if !job.reference {
         cfg.k = job.k;
     }
@@ -243,11 +269,19 @@ pub fn context(dir: &Path, record: &PruneRecord, job: &ScoreJob, device: Device)
     let finetune_set: ImageSet = match &job.score_data {
         // Same attack, same seed: the same poisoned set the model was trained on.
         ScoreSource::Train => match &attack {
-            Some(att) => att.poison_training_set(&split.train, None).map(|p| p.0).unwrap_or_else(|_| split.train.clone()),
+            Some(att) => {
+                att.poison_training_set(&split.train, None).map(|p| p.0).unwrap_or_else(|_| split.train.clone())
+            }
             None => split.train.clone(),
         },
         ScoreSource::Noise => {
-            let mut s = noise_set(job.score_samples.max(cfg.batch_size), (h, w, c), &norm, split.train.num_classes(), record.seed);
+            let mut s = noise_set(
+                job.score_samples.max(cfg.batch_size),
+                (h, w, c),
+                &norm,
+                split.train.num_classes(),
+                record.seed,
+            );
             s.labels = predict(&source_model(dir, record, device)?, &s, &norm);
             s
         }

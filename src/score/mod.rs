@@ -79,12 +79,29 @@ pub struct ScoreConfig {
 impl ScoreConfig {
     /// The paper: k = 10, uniform grid, shuffled finetuning.
     pub fn paper(augment: Augment, seed: u64) -> Self {
-        ScoreConfig { k: 10, lr: 1e-3, momentum: 0.9, weight_decay: 5e-4, batch_size: 128, shuffle: true, augment, alpha_grid: AlphaGrid::Uniform, bn_recalibrate: true, seed }
+        ScoreConfig {
+            k: 10,
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            batch_size: 128,
+            shuffle: true,
+            augment,
+            alpha_grid: AlphaGrid::Uniform,
+            bn_recalibrate: true,
+            seed,
+        }
     }
     /// The reference code: 21 finetuning steps on the unshuffled loader, its effective α grid, no BN
     /// recalibration.
     pub fn reference(augment: Augment, seed: u64) -> Self {
-        ScoreConfig { k: 21, shuffle: false, alpha_grid: AlphaGrid::Reference, bn_recalibrate: false, ..Self::paper(augment, seed) }
+        ScoreConfig {
+            k: 21,
+            shuffle: false,
+            alpha_grid: AlphaGrid::Reference,
+            bn_recalibrate: false,
+            ..Self::paper(augment, seed)
+        }
     }
 }
 
@@ -140,7 +157,11 @@ pub fn error_and_loss(model: &Model, data: &ScoreData) -> (f64, f64) {
 /// Recomputes every BN layer's running statistics as the exact batch statistics of `x` (one
 /// train-mode forward over all samples, running stats reset to 0 and divided by the momentum after).
 pub fn recalibrate_bn(model: &Model, x: &Tensor) {
-    let stats: Vec<(String, Tensor)> = model.named_tensors().into_iter().filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var")).collect();
+    let stats: Vec<(String, Tensor)> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
+        .collect();
     tch::no_grad(|| {
         for (_, t) in &stats {
             let _ = t.shallow_clone().zero_();
@@ -154,7 +175,13 @@ pub fn recalibrate_bn(model: &Model, x: &Tensor) {
 }
 
 /// Copies φ, finetunes the copy `k` steps on `train` with `masks` kept: φ_k.
-pub fn finetune(phi: &Model, masks: &Masks, train: &ImageSet, norm: &Normalization, cfg: &ScoreConfig) -> Result<Model> {
+pub fn finetune(
+    phi: &Model,
+    masks: &Masks,
+    train: &ImageSet,
+    norm: &Normalization,
+    cfg: &ScoreConfig,
+) -> Result<Model> {
     let phik = Model::new(phi.meta.clone(), phi.device())?;
     phik.copy_from(phi)?;
     let mut opt = Sgd::new(phik.named_parameters(), cfg.momentum, cfg.weight_decay);
@@ -163,10 +190,25 @@ pub fn finetune(phi: &Model, masks: &Masks, train: &ImageSet, norm: &Normalizati
     let mut epoch = 0;
     while step < cfg.k {
         let batches = if cfg.shuffle {
-            Batches::new(train, cfg.batch_size, norm, cfg.augment, Some(epoch_seed(cfg.seed ^ 0x4654, epoch)), phik.device())
+            Batches::new(
+                train,
+                cfg.batch_size,
+                norm,
+                cfg.augment,
+                Some(epoch_seed(cfg.seed ^ 0x4654, epoch)),
+                phik.device(),
+            )
         } else {
             // The reference's loader is unshuffled but still augments: draw augmentation from the seed.
-            Batches::with_order(train, (0..train.n).collect(), cfg.batch_size, norm, cfg.augment, rand::SeedableRng::seed_from_u64(epoch_seed(cfg.seed, epoch)), phik.device())
+            Batches::with_order(
+                train,
+                (0..train.n).collect(),
+                cfg.batch_size,
+                norm,
+                cfg.augment,
+                rand::SeedableRng::seed_from_u64(epoch_seed(cfg.seed, epoch)),
+                phik.device(),
+            )
         };
         for b in batches {
             if step >= cfg.k {
@@ -195,7 +237,14 @@ pub fn interpolate(into: &Model, a: &Model, b: &Model, alpha: f64) {
 }
 
 /// The LMC Trojan score of ticket `phi` (already pruned, BN recalibrated if wanted).
-pub fn trojan_score(phi: &Model, masks: &Masks, train: &ImageSet, norm: &Normalization, data: &ScoreData, cfg: &ScoreConfig) -> Result<(ScoreResult, Model)> {
+pub fn trojan_score(
+    phi: &Model,
+    masks: &Masks,
+    train: &ImageSet,
+    norm: &Normalization,
+    data: &ScoreData,
+    cfg: &ScoreConfig,
+) -> Result<(ScoreResult, Model)> {
     let phik = finetune(phi, masks, train, norm, cfg)?;
     let interp = Model::new(phi.meta.clone(), phi.device())?;
     let alphas = cfg.alpha_grid.alphas();
@@ -212,7 +261,13 @@ pub fn trojan_score(phi: &Model, masks: &Masks, train: &ImageSet, norm: &Normali
 }
 
 /// Fixed, seeded score samples from a set: `n` indices drawn without replacement.
-pub fn score_samples(set: &ImageSet, n: usize, norm: &Normalization, seed: u64, device: Device) -> (ScoreData, Vec<usize>) {
+pub fn score_samples(
+    set: &ImageSet,
+    n: usize,
+    norm: &Normalization,
+    seed: u64,
+    device: Device,
+) -> (ScoreData, Vec<usize>) {
     use rand::seq::SliceRandom;
     let mut rng: rand_chacha::ChaCha8Rng = rand::SeedableRng::seed_from_u64(seed ^ 0x5343_4F52);
     let mut idx: Vec<usize> = (0..set.n).collect();
@@ -244,7 +299,8 @@ mod tests {
 
     fn model() -> Model {
         tch::manual_seed(4);
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3 }, Device::Cpu).unwrap()
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3 }, Device::Cpu)
+            .unwrap()
     }
 
     #[test]

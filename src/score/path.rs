@@ -116,7 +116,12 @@ pub fn measure(model: &Model, ctx: &PathContext) -> Metrics {
 }
 
 /// Ticket `step` of the run in `dir`, BN recalibrated on the score samples when configured.
-pub fn load_scored_ticket(dir: &Path, step: usize, ctx: &PathContext, device: Device) -> Result<(Model, Masks, CheckpointInfo)> {
+pub fn load_scored_ticket(
+    dir: &Path,
+    step: usize,
+    ctx: &PathContext,
+    device: Device,
+) -> Result<(Model, Masks, CheckpointInfo)> {
     let (phi, masks, info) = load_ticket(dir, step, device)?;
     if ctx.cfg.bn_recalibrate {
         recalibrate_bn(&phi, &ctx.data.x);
@@ -159,7 +164,14 @@ pub fn step_path(dir: &Path, step: usize) -> PathBuf {
 /// Scores the given steps of the run in `dir` in order. Each row is saved atomically as it is
 /// done; with `resume`, rows saved earlier are read back instead of recomputed. Stops with
 /// `Error::Interrupted` at a step boundary when `ctl` is cancelled.
-pub fn score_steps(dir: &Path, steps: RangeInclusive<usize>, ctx: &PathContext, device: Device, resume: bool, ctl: &Control) -> Result<Vec<StepRow>> {
+pub fn score_steps(
+    dir: &Path,
+    steps: RangeInclusive<usize>,
+    ctx: &PathContext,
+    device: Device,
+    resume: bool,
+    ctl: &Control,
+) -> Result<Vec<StepRow>> {
     let sdir = dir.join("score");
     std::fs::create_dir_all(&sdir).map_err(|e| Error::io(&sdir, e))?;
     let progress = ctl.progress();
@@ -251,7 +263,19 @@ mod tests {
 
     fn row(step: usize, density: f64, loss: f64, error: f64) -> StepRow {
         let m = Metrics { clean_accuracy: None, attack_success_rate: None, attack_success_rate_nontarget: None };
-        StepRow { step, density, sparsity: 100.0 * (1.0 - density), ticket: m.clone(), finetuned: m, trained: None, score_error: error, score_loss: loss, alphas: vec![], errors: vec![], losses: vec![] }
+        StepRow {
+            step,
+            density,
+            sparsity: 100.0 * (1.0 - density),
+            ticket: m.clone(),
+            finetuned: m,
+            trained: None,
+            score_error: error,
+            score_loss: loss,
+            alphas: vec![],
+            errors: vec![],
+            losses: vec![],
+        }
     }
 
     #[test]

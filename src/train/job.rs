@@ -171,12 +171,24 @@ pub fn run_with_data(job: &TrainJob, split: &Split, device: Device, ctl: &Contro
             let _ = std::fs::remove_file(p);
         }
     }
-    let meta = ModelMeta { arch: job.arch, in_channels: train.channels, height: train.height, width: train.width, num_classes: train.num_classes() };
+    let meta = ModelMeta {
+        arch: job.arch,
+        in_channels: train.channels,
+        height: train.height,
+        width: train.width,
+        num_classes: train.num_classes(),
+    };
     tch::manual_seed(job.seed as i64);
     let model = Model::new(meta.clone(), device)?;
     let (config, data_info) = write_config(job, split, poisoned.as_ref(), &cfg, &norm, device)?;
     let data = TrainData { train, test: split.test.as_ref(), norm: &norm };
-    let history = fit(&model, &data, &cfg, FitOptions { run: Some(&run), resume: job.resume, ctl: ctl.clone(), ..Default::default() }, |_, _| Ok(()))?;
+    let history = fit(
+        &model,
+        &data,
+        &cfg,
+        FitOptions { run: Some(&run), resume: job.resume, ctl: ctl.clone(), ..Default::default() },
+        |_, _| Ok(()),
+    )?;
     let last = history.last();
     let asr = match (&poisoned, &split.test) {
         (Some(p), Some(t)) => Some(attack_success(&model, t, &p.attack, &norm)),
@@ -220,14 +232,24 @@ fn poison(job: &TrainJob, train: &ImageSet, device: Device) -> Result<Option<Poi
 
 /// Writes `config.json`; returns its `config` and `data` parts, which the checkpoint's sidecar
 /// carries too.
-fn write_config(job: &TrainJob, split: &Split, poisoned: Option<&Poisoned>, cfg: &TrainConfig, norm: &Normalization, device: Device) -> Result<(serde_json::Value, serde_json::Value)> {
+fn write_config(
+    job: &TrainJob,
+    split: &Split,
+    poisoned: Option<&Poisoned>,
+    cfg: &TrainConfig,
+    norm: &Normalization,
+    device: Device,
+) -> Result<(serde_json::Value, serde_json::Value)> {
     let data_info = serde_json::json!({
         "spec": job.data.to_string(),
         "train": {"n": split.train.n, "sha256": data_hash(&split.train), "poisoned_sha256": poisoned.map(|p| data_hash(&p.set))},
         "test": split.test.as_ref().map(|t| serde_json::json!({"n": t.n, "sha256": data_hash(t)})),
     });
     let config = serde_json::json!({ "command": "train", "arch": job.arch, "train": cfg, "attack": job.attack, "normalization": norm, "device": format!("{device:?}"), "threads": tch::get_num_threads() });
-    write_json(&job.out.join("config.json"), &serde_json::json!({"config": config, "data": data_info, "seed": job.seed, "versions": Versions::default()}))?;
+    write_json(
+        &job.out.join("config.json"),
+        &serde_json::json!({"config": config, "data": data_info, "seed": job.seed, "versions": Versions::default()}),
+    )?;
     Ok((config, data_info))
 }
 
@@ -246,7 +268,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let mut set = |n: usize| {
             let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-            let images = labels.iter().flat_map(|&l| [l as u8 * 200; 64]).map(|v| v.saturating_add(rng.gen_range(0..40))).collect();
+            let images = labels
+                .iter()
+                .flat_map(|&l| [l as u8 * 200; 64])
+                .map(|v| v.saturating_add(rng.gen_range(0..40)))
+                .collect();
             ImageSet { images, labels, n, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] }
         };
         Split { train: set(64), test: Some(set(32)) }
@@ -254,8 +280,21 @@ mod tests {
 
     fn job(out: &std::path::Path) -> TrainJob {
         let patch = Patch { trigger: TriggerSpec::Solid([255; 3]), trigger_size: Some(2), ..Patch::default() };
-        let attack = AttackConfig { spec: AttackSpec::Badnets(patch), target: Some(1), poison_ratio: 0.1, ..AttackConfig::default() };
-        TrainJob { data: DataSpec::Folder("unused".into()), epochs: 2, batch_size: 16, normalize: Some("none".into()), out: out.to_path_buf(), attack: Some(attack), ..TrainJob::default() }
+        let attack = AttackConfig {
+            spec: AttackSpec::Badnets(patch),
+            target: Some(1),
+            poison_ratio: 0.1,
+            ..AttackConfig::default()
+        };
+        TrainJob {
+            data: DataSpec::Folder("unused".into()),
+            epochs: 2,
+            batch_size: 16,
+            normalize: Some("none".into()),
+            out: out.to_path_buf(),
+            attack: Some(attack),
+            ..TrainJob::default()
+        }
     }
 
     /// Records stages, images and notes; cancels `stop` once it sees the note of epoch 1.
@@ -294,7 +333,9 @@ mod tests {
         assert_eq!(r, back);
         assert_eq!((r.epochs, r.model.clone()), (2, j.out.join("model.safetensors")));
         assert!(r.clean_accuracy.is_some() && r.attack_success_rate.is_some());
-        for f in ["model.safetensors", "config.json", "metrics.jsonl", "plan.json", "trigger.png", "poisoned-samples.png"] {
+        for f in
+            ["model.safetensors", "config.json", "metrics.jsonl", "plan.json", "trigger.png", "poisoned-samples.png"]
+        {
             assert!(j.out.join(f).exists(), "{f}");
         }
         let lines = rec.lines.lock().unwrap().clone();
@@ -317,6 +358,9 @@ mod tests {
         assert!(matches!(e, Error::Interrupted(ref p) if *p == cut.out.join("train-state.json")), "{e}");
         assert!(!cut.out.join("model.safetensors").exists());
         run_with_data(&TrainJob { resume: true, ..cut.clone() }, &split(), Device::Cpu, &Control::quiet()).unwrap();
-        assert!(std::fs::read(whole.out.join("model.safetensors")).unwrap() == std::fs::read(cut.out.join("model.safetensors")).unwrap());
+        assert!(
+            std::fs::read(whole.out.join("model.safetensors")).unwrap()
+                == std::fs::read(cut.out.join("model.safetensors")).unwrap()
+        );
     }
 }

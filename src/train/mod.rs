@@ -52,7 +52,17 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The reference's schedule (docs/METHOD.md §3): lr 0.1, momentum 0.9, wd 5e-4, batch 128, x0.1 at 50%/75%.
     pub fn reference(epochs: usize, seed: u64, augment: Augment) -> Self {
-        TrainConfig { epochs, batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5e-4, milestones: vec![epochs / 2, epochs * 3 / 4], gamma: 0.1, seed, augment }
+        TrainConfig {
+            epochs,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            milestones: vec![epochs / 2, epochs * 3 / 4],
+            gamma: 0.1,
+            seed,
+            augment,
+        }
     }
 
     /// The learning rate of epoch `epoch` (0-based).
@@ -71,7 +81,10 @@ impl TrainConfig {
             return bad(format!("the learning rate must be positive, got {}", self.lr));
         }
         if !(0.0..1.0).contains(&self.momentum) || !(self.weight_decay >= 0.0) {
-            return bad(format!("the momentum must be in [0, 1) and the weight decay >= 0, got {} and {}", self.momentum, self.weight_decay));
+            return bad(format!(
+                "the momentum must be in [0, 1) and the weight decay >= 0, got {} and {}",
+                self.momentum, self.weight_decay
+            ));
         }
         Ok(())
     }
@@ -109,7 +122,14 @@ pub struct EpochMetrics {
 /// One epoch of training; returns mean loss and accuracy over the epoch's samples. Reports each
 /// batch's images to `ctl`'s progress, and stops with `Error::Interrupted` (naming no state: the
 /// caller knows it) after the batch during which `ctl` was cancelled.
-pub fn train_epoch(model: &Model, opt: &mut Sgd, batches: Batches, lr: f64, epoch: usize, ctl: &Control) -> Result<(f64, f64)> {
+pub fn train_epoch(
+    model: &Model,
+    opt: &mut Sgd,
+    batches: Batches,
+    lr: f64,
+    epoch: usize,
+    ctl: &Control,
+) -> Result<(f64, f64)> {
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
     for (step, b) in batches.enumerate() {
         let logits = model.forward_t(&b.images, true);
@@ -184,7 +204,13 @@ pub struct FitOptions<'a> {
 /// atomic checkpoint after every epoch, and with `resume` continues from the last one. `on_epoch` sees
 /// each finished epoch (IMP saves its rewind point there). Stops with `Error::Interrupted` naming the
 /// last saved state when `opts.ctl` is cancelled.
-pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions, mut on_epoch: impl FnMut(usize, &Model) -> Result<()>) -> Result<Vec<EpochMetrics>> {
+pub fn fit(
+    model: &Model,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    opts: FitOptions,
+    mut on_epoch: impl FnMut(usize, &Model) -> Result<()>,
+) -> Result<Vec<EpochMetrics>> {
     cfg.validate()?;
     for (set, what) in std::iter::once((data.train, "training images")).chain(data.test.map(|t| (t, "test images"))) {
         model.meta.check_images((set.channels, set.height, set.width), what)?;
@@ -215,7 +241,8 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
         if let Some(run) = run {
             save_state(run, model, &opt, cfg, epoch + 1, &history)?;
             // Rewritten whole from the saved history, so it always matches the checkpoint.
-            let lines: String = history.iter().map(|h| serde_json::to_string(h).expect("metrics serialize") + "\n").collect();
+            let lines: String =
+                history.iter().map(|h| serde_json::to_string(h).expect("metrics serialize") + "\n").collect();
             write_atomic(&run.metrics(), lines.as_bytes())?;
         }
     }
@@ -224,12 +251,26 @@ pub fn fit(model: &Model, data: &TrainData, cfg: &TrainConfig, opts: FitOptions,
 }
 
 /// Epoch `epoch` of [`fit`]: trains, evaluates on the test set, reports the metrics line.
-fn fit_epoch(model: &Model, opt: &mut Sgd, data: &TrainData, cfg: &TrainConfig, epoch: usize, ctl: &Control) -> Result<EpochMetrics> {
+fn fit_epoch(
+    model: &Model,
+    opt: &mut Sgd,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    epoch: usize,
+    ctl: &Control,
+) -> Result<EpochMetrics> {
     let lr = cfg.lr_at(epoch);
     let progress = ctl.progress();
     progress.message(&format!("epoch {}/{} lr {lr:.4}", epoch + 1, cfg.epochs));
     let t0 = std::time::Instant::now();
-    let batches = Batches::new(data.train, cfg.batch_size, data.norm, cfg.augment, Some(epoch_seed(cfg.seed, epoch)), model.device());
+    let batches = Batches::new(
+        data.train,
+        cfg.batch_size,
+        data.norm,
+        cfg.augment,
+        Some(epoch_seed(cfg.seed, epoch)),
+        model.device(),
+    );
     let (train_loss, train_accuracy) = train_epoch(model, opt, batches, lr, epoch, ctl)?;
     let seconds = t0.elapsed().as_secs_f64();
     let test = data.test.map(|t| evaluate(model, t, data.norm, 500));
@@ -244,7 +285,10 @@ fn fit_epoch(model: &Model, opt: &mut Sgd, data: &TrainData, cfg: &TrainConfig, 
         images_per_second: data.train.n as f64 / seconds,
     };
     let test = m.test_accuracy.map(|a| format!("  test acc {a:.4}")).unwrap_or_default();
-    progress.note(&format!("epoch {:>3}  loss {:.4}  train acc {:.4}{test}  {seconds:.1}s", m.epoch, m.train_loss, m.train_accuracy));
+    progress.note(&format!(
+        "epoch {:>3}  loss {:.4}  train acc {:.4}{test}  {seconds:.1}s",
+        m.epoch, m.train_loss, m.train_accuracy
+    ));
     Ok(m)
 }
 

@@ -72,7 +72,11 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (for checkpoints).
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().zip(&self.bufs).filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
+        self.params
+            .iter()
+            .zip(&self.bufs)
+            .filter_map(|((n, _), b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
+            .collect()
     }
 
     /// Restores momentum buffers saved by [`Sgd::buffers`].

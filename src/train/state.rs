@@ -15,8 +15,16 @@ struct StateJson {
     history: Vec<EpochMetrics>,
 }
 
-pub(super) fn save_state(run: &RunFiles, model: &Model, opt: &Sgd, cfg: &TrainConfig, next_epoch: usize, history: &[EpochMetrics]) -> Result<()> {
-    let mut tensors: Vec<(String, torchfile::RawTensor)> = model.state_dict(0).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+pub(super) fn save_state(
+    run: &RunFiles,
+    model: &Model,
+    opt: &Sgd,
+    cfg: &TrainConfig,
+    next_epoch: usize,
+    history: &[EpochMetrics],
+) -> Result<()> {
+    let mut tensors: Vec<(String, torchfile::RawTensor)> =
+        model.state_dict(0).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     tensors.extend(opt.buffers().into_iter().map(|(n, b)| (format!("momentum.{n}"), crate::model::to_raw(&b))));
     // Two files cannot be renamed at once, so the JSON (config and history up to `next_epoch`) is
     // written first and the tensors, labelled with their epoch, last: after a kill between the two the
@@ -33,20 +41,31 @@ pub(super) fn save_state(run: &RunFiles, model: &Model, opt: &Sgd, cfg: &TrainCo
 /// Metadata key of `train-state.safetensors`: the `next_epoch` its tensors belong to.
 const EPOCH_KEY: &str = "quarantine.next_epoch";
 
-pub(super) fn load_state(run: &RunFiles, model: &Model, opt: &mut Sgd, cfg: &TrainConfig) -> Result<(usize, Vec<EpochMetrics>)> {
+pub(super) fn load_state(
+    run: &RunFiles,
+    model: &Model,
+    opt: &mut Sgd,
+    cfg: &TrainConfig,
+) -> Result<(usize, Vec<EpochMetrics>)> {
     let path = run.state_json();
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let st: StateJson = serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&path, format!("corrupt training state: {e}")))?;
+    let st: StateJson =
+        serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&path, format!("corrupt training state: {e}")))?;
     if st.config != *cfg {
         return Err(Error::bad_file(&path, "was written with a different training configuration; a resumed run needs the same options (or a new output folder)"));
     }
     let sd = torchfile::load(&run.state())?;
     let next_epoch = match sd.metadata.get(EPOCH_KEY) {
-        Some(e) => e.parse::<usize>().map_err(|_| Error::bad_file(run.state(), format!("corrupt {EPOCH_KEY} `{e}`")))?,
+        Some(e) => {
+            e.parse::<usize>().map_err(|_| Error::bad_file(run.state(), format!("corrupt {EPOCH_KEY} `{e}`")))?
+        }
         None => st.next_epoch,
     };
     if next_epoch > st.next_epoch {
-        return Err(Error::bad_file(&path, format!("records epoch {} but {} holds the later epoch {next_epoch}", st.next_epoch, run.state().display())));
+        return Err(Error::bad_file(
+            &path,
+            format!("records epoch {} but {} holds the later epoch {next_epoch}", st.next_epoch, run.state().display()),
+        ));
     }
     let mut history = st.history;
     history.retain(|h| h.epoch <= next_epoch);

@@ -62,13 +62,7 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}",
-            self.path.display(),
-            self.step.action(),
-            self.source
-        )
+        write!(f, "{}: {}: {}", self.path.display(), self.step.action(), self.source)
     }
 }
 
@@ -126,9 +120,7 @@ where
         let file = File::create(&tmp).map_err(at(Step::Create, &tmp))?;
         let mut w = BufWriter::with_capacity(BUFFER, file);
         fill(&mut w).map_err(at(Step::Write, &tmp))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| at(Step::Write, &tmp)(e.into_error()))?;
+        let file = w.into_inner().map_err(|e| at(Step::Write, &tmp)(e.into_error()))?;
         file.sync_all().map_err(at(Step::Sync, &tmp))?;
         drop(file);
         rename_durable(&tmp, path).map_err(at(Step::Rename, path))
@@ -141,11 +133,7 @@ where
 
 /// The [`Error`] for `step` on `path`, as a `map_err` argument.
 fn at(step: Step, path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error {
-        step,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error { step, path: path.to_path_buf(), source }
 }
 
 /// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
@@ -164,8 +152,7 @@ mod tests {
         fn new(tag: &str) -> Self {
             static N: AtomicU64 = AtomicU64::new(0);
             let n = N.fetch_add(1, Ordering::Relaxed);
-            let p = std::env::temp_dir()
-                .join(format!("atomicfile-test-{}-{tag}-{n}", std::process::id()));
+            let p = std::env::temp_dir().join(format!("atomicfile-test-{}-{tag}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -204,20 +191,14 @@ mod tests {
         for t in [&a, &b] {
             assert_eq!(t.parent(), p.parent());
             let name = t.file_name().unwrap().to_str().unwrap();
-            let middle = name
-                .strip_prefix("a.json.")
-                .and_then(|s| s.strip_suffix(".tmp"))
-                .unwrap();
+            let middle = name.strip_prefix("a.json.").and_then(|s| s.strip_suffix(".tmp")).unwrap();
             let (pid, n) = middle.split_once('-').unwrap();
             assert_eq!(pid, std::process::id().to_string());
             assert!(n.parse::<u64>().is_ok(), "{name}");
         }
         // a trailing slash names the folder itself, not a file inside it
         let t = tmp_path(Path::new("out/"));
-        assert!(
-            t.parent() == Some(Path::new("")) && t.to_str().unwrap().starts_with("out."),
-            "{t:?}"
-        );
+        assert!(t.parent() == Some(Path::new("")) && t.to_str().unwrap().starts_with("out."), "{t:?}");
     }
 
     #[test]
@@ -232,10 +213,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.step, Step::Write);
         let msg = err.to_string();
-        assert!(
-            msg.contains("a.bin.") && msg.ends_with(".tmp: cannot write: boom"),
-            "{msg}"
-        );
+        assert!(msg.contains("a.bin.") && msg.ends_with(".tmp: cannot write: boom"), "{msg}");
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         assert_eq!(d.names(), vec!["a.bin"]);
     }

@@ -64,7 +64,9 @@ pub fn valid_key(key: &str) -> bool {
 
 /// Whether `name` may name an output folder: letters, digits, `-`, `_`, `.`, not only dots.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !name.chars().all(|c| c == '.')
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.chars().all(|c| c == '.')
 }
 
 struct Ctx<'a> {
@@ -108,10 +110,13 @@ impl Ctx<'_> {
         let mut argv = vec![];
         for (k, v) in t {
             if RESERVED.contains(&k.as_str()) {
-                return Err(self.err(format!("[{name}] {k}: set by `quarantine run` itself (data and seed are top-level keys)")));
+                return Err(self
+                    .err(format!("[{name}] {k}: set by `quarantine run` itself (data and seed are top-level keys)")));
             }
             if !valid_key(k) {
-                return Err(self.err(format!("[{name}] `{k}`: not a flag name (lower-case letters, digits and -, as on the command line)")));
+                return Err(self.err(format!(
+                    "[{name}] `{k}`: not a flag name (lower-case letters, digits and -, as on the command line)"
+                )));
             }
             argv.extend(self.token(name, k, v)?);
         }
@@ -130,10 +135,15 @@ impl Ctx<'_> {
 /// Parses the text of an experiment file; `file` names it in errors.
 pub fn parse(text: &str, file: &Path) -> Result<ExperimentFile, ConfigError> {
     let c = Ctx { file };
-    let table: toml::Table = toml::from_str(text).map_err(|e| c.err(format!("not a valid TOML file: {}", e.message())))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| c.err(format!("not a valid TOML file: {}", e.message())))?;
     for k in table.keys() {
         if !TOP.contains(&k.as_str()) && !SECTIONS.contains(&k.as_str()) {
-            return Err(c.err(format!("unknown key `{k}` (expected {} or sections [{}])", TOP.join(", "), SECTIONS.join("], ["))));
+            return Err(c.err(format!(
+                "unknown key `{k}` (expected {} or sections [{}])",
+                TOP.join(", "),
+                SECTIONS.join("], [")
+            )));
         }
     }
     let name = c.string(&table, "name")?.ok_or_else(|| c.err("`name = \"...\"` is required"))?;
@@ -142,7 +152,9 @@ pub fn parse(text: &str, file: &Path) -> Result<ExperimentFile, ConfigError> {
     }
     let seed = match table.get("seed") {
         None => 0,
-        Some(v) => v.as_integer().filter(|i| *i >= 0).ok_or_else(|| c.err("seed must be a non-negative integer"))? as u64,
+        Some(v) => {
+            v.as_integer().filter(|i| *i >= 0).ok_or_else(|| c.err("seed must be a non-negative integer"))? as u64
+        }
     };
     Ok(ExperimentFile {
         name,
@@ -151,7 +163,9 @@ pub fn parse(text: &str, file: &Path) -> Result<ExperimentFile, ConfigError> {
         data: c.string(&table, "data")?.unwrap_or_else(|| "builtin".into()),
         attack: c.section(&table, "attack")?,
         train: c.section(&table, "train")?,
-        prune: c.section(&table, "prune")?.ok_or_else(|| c.err("a [prune] section is required (method = \"imp\" | \"omp\" | \"random\")"))?,
+        prune: c
+            .section(&table, "prune")?
+            .ok_or_else(|| c.err("a [prune] section is required (method = \"imp\" | \"omp\" | \"random\")"))?,
         score: c.section(&table, "score")?,
         reverse: c.section(&table, "reverse")?,
     })
@@ -166,7 +180,9 @@ impl ExperimentFile {
         t.insert("description".into(), self.description.clone().into());
         t.insert("seed".into(), toml::Value::Integer(self.seed as i64));
         t.insert("data".into(), self.data.clone().into());
-        for (name, argv) in SECTIONS.iter().zip([&self.attack, &self.train, &Some(self.prune.clone()), &self.score, &self.reverse]) {
+        for (name, argv) in
+            SECTIONS.iter().zip([&self.attack, &self.train, &Some(self.prune.clone()), &self.score, &self.reverse])
+        {
             let Some(argv) = argv else { continue };
             let mut s = toml::Table::new();
             for tok in argv {
@@ -184,7 +200,8 @@ impl ExperimentFile {
 
 /// Reads and parses an experiment file.
 pub fn load(file: &Path) -> Result<ExperimentFile, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError { file: file.to_path_buf(), msg: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError { file: file.to_path_buf(), msg: format!("cannot read: {e}") })?;
     parse(&text, file)
 }
 

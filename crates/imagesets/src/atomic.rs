@@ -48,18 +48,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("a.bin.") && err.ends_with(".tmp: cannot write: boom"),
-            "{err}"
-        );
+        assert!(err.contains("a.bin.") && err.ends_with(".tmp: cannot write: boom"), "{err}");
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
-        let err = write_atomic(&d.path().join("no/such/dir/a.bin"), b"x")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a.bin.") && err.contains(".tmp: cannot create: "),
-            "{err}"
-        );
+        let err = write_atomic(&d.path().join("no/such/dir/a.bin"), b"x").unwrap_err().to_string();
+        assert!(err.contains("a.bin.") && err.contains(".tmp: cannot create: "), "{err}");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }

@@ -21,18 +21,8 @@ use crate::idx::require_dir;
 use crate::{chw_to_hwc, to_strings, ImageSet, Split};
 
 /// CIFAR-10 class names, in label order (as in `batches.meta.txt`).
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// CIFAR-100 fine class names, in label order (as in `fine_label_names.txt`).
 pub const CIFAR100_FINE_CLASSES: [&str; 100] = [
@@ -164,10 +154,10 @@ pub const CIFAR100_COARSE_CLASSES: [&str; 20] = [
 
 /// The coarse label of each CIFAR-100 fine label (each coarse class has five fine classes).
 pub const CIFAR100_COARSE_OF_FINE: [u8; 100] = [
-    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15,
-    3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4,
-    2, 0, 17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
-    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10,
+    12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17, 10, 3, 2, 12, 12, 16,
+    12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14,
+    13,
 ];
 
 /// Which of the two CIFAR-100 labels becomes [`ImageSet::labels`].
@@ -202,11 +192,7 @@ struct Layout {
     label_at: usize,
 }
 
-const CIFAR10: Layout = Layout {
-    name: "CIFAR-10",
-    label_bytes: 1,
-    label_at: 0,
-};
+const CIFAR10: Layout = Layout { name: "CIFAR-10", label_bytes: 1, label_at: 0 };
 
 impl Layout {
     fn record(&self) -> usize {
@@ -225,19 +211,12 @@ fn read_records(
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let rec = layout.record();
     if bytes.is_empty() {
-        return Err(Error::format(
-            path,
-            format!("empty file: no {} records", layout.name),
-        ));
+        return Err(Error::format(path, format!("empty file: no {} records", layout.name)));
     }
     if bytes.len() % rec != 0 {
         return Err(Error::format(
             path,
-            format!(
-                "truncated: {} bytes is not a multiple of the {rec}-byte {} record",
-                bytes.len(),
-                layout.name
-            ),
+            format!("truncated: {} bytes is not a multiple of the {rec}-byte {} record", bytes.len(), layout.name),
         ));
     }
     let n = bytes.len() / rec;
@@ -262,26 +241,14 @@ fn read_set(paths: &[PathBuf], layout: &Layout, classes: Vec<String>) -> Result<
     for p in paths {
         read_records(p, layout, classes.len(), &mut images, &mut labels)?;
     }
-    Ok(ImageSet {
-        n: labels.len(),
-        images,
-        labels,
-        height: SIDE,
-        width: SIDE,
-        channels: 3,
-        classes,
-    })
+    Ok(ImageSet { n: labels.len(), images, labels, height: SIDE, width: SIDE, channels: 3, classes })
 }
 
 /// `dir/sub` if that folder exists, else `dir` (which must exist).
 fn resolve(dir: &Path, sub: &str) -> Result<PathBuf> {
     require_dir(dir)?;
     let inner = dir.join(sub);
-    Ok(if inner.is_dir() {
-        inner
-    } else {
-        dir.to_path_buf()
-    })
+    Ok(if inner.is_dir() { inner } else { dir.to_path_buf() })
 }
 
 /// Class names from a text file (one per line, blank lines ignored), or `default` if it is absent.
@@ -291,12 +258,7 @@ fn class_names(path: &Path, default: &[&str]) -> Result<Vec<String>> {
     }
     let text = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let text = String::from_utf8(text).map_err(|_| Error::format(path, "not UTF-8 text"))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.is_empty() {
         return Err(Error::format(path, "no class names in it"));
     }
@@ -333,32 +295,19 @@ pub fn cifar10(dir: impl AsRef<Path>) -> Result<Split> {
     let dir = resolve(dir.as_ref(), "cifar-10-batches-bin")?;
     let nums = batch_numbers(&dir)?;
     if nums.is_empty() {
-        return Err(Error::format(
-            &dir,
-            "no data_batch_1.bin (CIFAR-10 binary version) found here",
-        ));
+        return Err(Error::format(&dir, "no data_batch_1.bin (CIFAR-10 binary version) found here"));
     }
     if let Some((i, &k)) = nums.iter().enumerate().find(|&(i, &k)| k != i + 1) {
         return Err(Error::format(
             &dir,
-            format!(
-                "data_batch_{k}.bin is present but data_batch_{}.bin is missing",
-                i + 1
-            ),
+            format!("data_batch_{k}.bin is present but data_batch_{}.bin is missing", i + 1),
         ));
     }
     let classes = class_names(&dir.join("batches.meta.txt"), &CIFAR10_CLASSES)?;
-    let train_files: Vec<PathBuf> = nums
-        .iter()
-        .map(|k| dir.join(format!("data_batch_{k}.bin")))
-        .collect();
+    let train_files: Vec<PathBuf> = nums.iter().map(|k| dir.join(format!("data_batch_{k}.bin"))).collect();
     let train = read_set(&train_files, &CIFAR10, classes.clone())?;
     let test_file = dir.join("test_batch.bin");
-    let test = if test_file.exists() {
-        Some(read_set(&[test_file], &CIFAR10, classes)?)
-    } else {
-        None
-    };
+    let test = if test_file.exists() { Some(read_set(&[test_file], &CIFAR10, classes)?) } else { None };
     Ok(Split { train, test })
 }
 
@@ -370,39 +319,21 @@ pub fn cifar100(dir: impl AsRef<Path>, label: Cifar100Label) -> Result<Split> {
     let dir = resolve(dir.as_ref(), "cifar-100-binary")?;
     let train_file = dir.join("train.bin");
     if !train_file.exists() {
-        return Err(Error::format(
-            &dir,
-            "no train.bin (CIFAR-100 binary version) found here",
-        ));
+        return Err(Error::format(&dir, "no train.bin (CIFAR-100 binary version) found here"));
     }
     let (layout, classes) = match label {
         Cifar100Label::Fine => (
-            Layout {
-                name: "CIFAR-100",
-                label_bytes: 2,
-                label_at: 1,
-            },
+            Layout { name: "CIFAR-100", label_bytes: 2, label_at: 1 },
             class_names(&dir.join("fine_label_names.txt"), &CIFAR100_FINE_CLASSES)?,
         ),
         Cifar100Label::Coarse => (
-            Layout {
-                name: "CIFAR-100",
-                label_bytes: 2,
-                label_at: 0,
-            },
-            class_names(
-                &dir.join("coarse_label_names.txt"),
-                &CIFAR100_COARSE_CLASSES,
-            )?,
+            Layout { name: "CIFAR-100", label_bytes: 2, label_at: 0 },
+            class_names(&dir.join("coarse_label_names.txt"), &CIFAR100_COARSE_CLASSES)?,
         ),
     };
     let train = read_set(&[train_file], &layout, classes.clone())?;
     let test_file = dir.join("test.bin");
-    let test = if test_file.exists() {
-        Some(read_set(&[test_file], &layout, classes)?)
-    } else {
-        None
-    };
+    let test = if test_file.exists() { Some(read_set(&[test_file], &layout, classes)?) } else { None };
     Ok(Split { train, test })
 }
 
@@ -416,9 +347,7 @@ fn check_writable(set: &ImageSet) -> Result<()> {
         )));
     }
     if let Some(&l) = set.labels.iter().find(|&&l| l > 255) {
-        return Err(Error::invalid(format!(
-            "label {l} does not fit in a CIFAR label byte"
-        )));
+        return Err(Error::invalid(format!("label {l} does not fit in a CIFAR label byte")));
     }
     if set.n == 0 {
         return Err(Error::invalid("cannot write an empty set as CIFAR"));
@@ -447,14 +376,8 @@ fn write_records(
 
 fn write_cifar10_batches(dir: &Path, set: &ImageSet, per_batch: usize) -> Result<()> {
     check_writable(set)?;
-    if let Some(c) = set
-        .classes
-        .iter()
-        .find(|c| c.contains('\n') || c.trim().is_empty())
-    {
-        return Err(Error::invalid(format!(
-            "class name {c:?} cannot be a line of batches.meta.txt"
-        )));
+    if let Some(c) = set.classes.iter().find(|c| c.contains('\n') || c.trim().is_empty()) {
+        return Err(Error::invalid(format!("class name {c:?} cannot be a line of batches.meta.txt")));
     }
     create_dir_all(dir)?;
     let batches = set.n.div_ceil(per_batch);
@@ -465,8 +388,7 @@ fn write_cifar10_batches(dir: &Path, set: &ImageSet, per_batch: usize) -> Result
     }
     for k in batch_numbers(dir)?.into_iter().filter(|&k| k > batches) {
         let stale = dir.join(format!("data_batch_{k}.bin"));
-        std::fs::remove_file(&stale)
-            .map_err(|e| Error::io(&stale, "cannot remove stale batch", e))?;
+        std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, "cannot remove stale batch", e))?;
     }
     let mut meta = set.classes.join("\n");
     meta.push('\n');
@@ -486,33 +408,21 @@ pub fn write_cifar10_test(dir: impl AsRef<Path>, set: &ImageSet) -> Result<()> {
     check_writable(set)?;
     let dir = dir.as_ref();
     create_dir_all(dir)?;
-    write_records(&dir.join("test_batch.bin"), set, 0..set.n, |i| {
-        vec![set.labels[i] as u8]
-    })
+    write_records(&dir.join("test_batch.bin"), set, 0..set.n, |i| vec![set.labels[i] as u8])
 }
 
 /// Writes a CIFAR-100 file (`train.bin` or `test.bin`) at `path`. `set.labels` are the fine labels;
 /// the coarse labels are `coarse_labels` if given (one per image), else derived from the fine ones
 /// with the standard [`CIFAR100_COARSE_OF_FINE`] (which needs every label below 100).
-pub fn write_cifar100_bin(
-    path: impl AsRef<Path>,
-    set: &ImageSet,
-    coarse_labels: Option<&[u32]>,
-) -> Result<()> {
+pub fn write_cifar100_bin(path: impl AsRef<Path>, set: &ImageSet, coarse_labels: Option<&[u32]>) -> Result<()> {
     check_writable(set)?;
     let coarse: Vec<u8> = match coarse_labels {
         Some(c) => {
             if c.len() != set.n {
-                return Err(Error::invalid(format!(
-                    "{} coarse labels for {} images",
-                    c.len(),
-                    set.n
-                )));
+                return Err(Error::invalid(format!("{} coarse labels for {} images", c.len(), set.n)));
             }
             if let Some(&l) = c.iter().find(|&&l| l > 255) {
-                return Err(Error::invalid(format!(
-                    "coarse label {l} does not fit in a byte"
-                )));
+                return Err(Error::invalid(format!("coarse label {l} does not fit in a byte")));
             }
             c.iter().map(|&l| l as u8).collect()
         }
@@ -520,20 +430,13 @@ pub fn write_cifar100_bin(
             .labels
             .iter()
             .map(|&l| {
-                CIFAR100_COARSE_OF_FINE
-                    .get(l as usize)
-                    .copied()
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                        "fine label {l} has no standard CIFAR-100 coarse class; pass coarse_labels"
-                    ))
-                    })
+                CIFAR100_COARSE_OF_FINE.get(l as usize).copied().ok_or_else(|| {
+                    Error::invalid(format!("fine label {l} has no standard CIFAR-100 coarse class; pass coarse_labels"))
+                })
             })
             .collect::<Result<_>>()?,
     };
-    write_records(path.as_ref(), set, 0..set.n, |i| {
-        vec![coarse[i], set.labels[i] as u8]
-    })
+    write_records(path.as_ref(), set, 0..set.n, |i| vec![coarse[i], set.labels[i] as u8])
 }
 
 #[cfg(test)]
@@ -571,16 +474,10 @@ mod tests {
         assert_eq!((at(5, 7, 0), at(5, 7, 1), at(5, 7, 2)), (11, 22, 0));
         assert_eq!(at(31, 0, 2), 33);
         assert_eq!(at(0, 31, 0), 44);
-        assert_eq!(
-            img.iter().map(|&v| v as u32).sum::<u32>(),
-            11 + 22 + 33 + 44
-        );
+        assert_eq!(img.iter().map(|&v| v as u32).sum::<u32>(), 11 + 22 + 33 + 44);
         // and back: writing gives the same record
         write_cifar10_test(d.path().join("out"), &s.test.unwrap()).unwrap();
-        assert_eq!(
-            std::fs::read(d.path().join("out/test_batch.bin")).unwrap(),
-            rec
-        );
+        assert_eq!(std::fs::read(d.path().join("out/test_batch.bin")).unwrap(), rec);
     }
 
     #[test]
@@ -590,13 +487,8 @@ mod tests {
         let test = rgb32(3, 4);
         write_cifar10_batches(d.path(), &train, 10).unwrap();
         write_cifar10_test(d.path(), &test).unwrap();
-        let sizes: Vec<u64> = (1..=3)
-            .map(|k| {
-                std::fs::metadata(d.path().join(format!("data_batch_{k}.bin")))
-                    .unwrap()
-                    .len()
-            })
-            .collect();
+        let sizes: Vec<u64> =
+            (1..=3).map(|k| std::fs::metadata(d.path().join(format!("data_batch_{k}.bin"))).unwrap().len()).collect();
         assert_eq!(sizes, vec![10 * 3073, 10 * 3073, 5 * 3073]);
         let s = cifar10(d.path()).unwrap();
         assert_eq!(s.train, train);
@@ -606,13 +498,9 @@ mod tests {
         assert!(!d.path().join("data_batch_2.bin").exists());
         assert_eq!(cifar10(d.path()).unwrap().train, test);
         // no .tmp left behind
-        let tmps = std::fs::read_dir(d.path()).unwrap().filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp")
-        });
+        let tmps = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"));
         assert_eq!(tmps.count(), 0);
     }
 
@@ -650,10 +538,7 @@ mod tests {
         two[3073] = 12;
         std::fs::write(p.join("data_batch_1.bin"), &two).unwrap();
         let e = err_of(cifar10(p));
-        assert!(
-            e.ends_with("data_batch_1.bin: record 1: label 12 out of range for 10 classes"),
-            "{e}"
-        );
+        assert!(e.ends_with("data_batch_1.bin: record 1: label 12 out of range for 10 classes"), "{e}");
         // label out of range for a shorter meta list
         two[3073] = 2;
         std::fs::write(p.join("data_batch_1.bin"), &two).unwrap();
@@ -665,10 +550,7 @@ mod tests {
         // a gap in the batch numbers
         std::fs::write(p.join("data_batch_3.bin"), &two).unwrap();
         let e = err_of(cifar10(p));
-        assert!(
-            e.contains("data_batch_3.bin is present but data_batch_2.bin is missing"),
-            "{e}"
-        );
+        assert!(e.contains("data_batch_3.bin is present but data_batch_2.bin is missing"), "{e}");
         std::fs::remove_file(p.join("data_batch_3.bin")).unwrap();
         // a bad test batch
         std::fs::write(p.join("test_batch.bin"), vec![0u8; 3074]).unwrap();
@@ -684,9 +566,7 @@ mod tests {
         assert!(e.contains("empty set"), "{e}");
         let mut bad = rgb32(2, 3);
         bad.labels[0] = 5;
-        assert!(
-            err_of(write_cifar10_test(d.path(), &bad)).contains("label 5 (image 0) out of range")
-        );
+        assert!(err_of(write_cifar10_test(d.path(), &bad)).contains("label 5 (image 0) out of range"));
     }
 
     #[test]
@@ -705,11 +585,7 @@ mod tests {
         let coarse = cifar100(d.path(), Cifar100Label::Coarse).unwrap();
         assert_eq!(coarse.train.images, train.images);
         assert_eq!(coarse.train.classes, to_strings(&CIFAR100_COARSE_CLASSES));
-        let expect: Vec<u32> = train
-            .labels
-            .iter()
-            .map(|&l| CIFAR100_COARSE_OF_FINE[l as usize] as u32)
-            .collect();
+        let expect: Vec<u32> = train.labels.iter().map(|&l| CIFAR100_COARSE_OF_FINE[l as usize] as u32).collect();
         assert_eq!(coarse.train.labels, expect);
         // explicit coarse labels, and names files
         let mine: Vec<u32> = (0..30).map(|i| i % 2).collect();
@@ -722,24 +598,20 @@ mod tests {
         // bad record size; missing train.bin; wrong count of coarse labels
         std::fs::write(sub.join("test.bin"), vec![0u8; 3073]).unwrap();
         let e = err_of(cifar100(&sub, Cifar100Label::Fine));
-        assert!(e.ends_with("test.bin: truncated: 3073 bytes is not a multiple of the 3074-byte CIFAR-100 record"), "{e}");
+        assert!(
+            e.ends_with("test.bin: truncated: 3073 bytes is not a multiple of the 3074-byte CIFAR-100 record"),
+            "{e}"
+        );
         std::fs::remove_file(sub.join("train.bin")).unwrap();
         assert!(err_of(cifar100(&sub, Cifar100Label::Fine)).contains("no train.bin"));
-        let e = err_of(write_cifar100_bin(
-            sub.join("x.bin"),
-            &train,
-            Some(&mine[..3]),
-        ));
+        let e = err_of(write_cifar100_bin(sub.join("x.bin"), &train, Some(&mine[..3])));
         assert_eq!(e, "3 coarse labels for 30 images");
         // a coarse label beyond the names file
         let mut rec = vec![0u8; 3074];
         rec[0] = 2;
         std::fs::write(sub.join("train.bin"), &rec).unwrap();
         let e = err_of(cifar100(&sub, Cifar100Label::Coarse));
-        assert!(
-            e.ends_with("train.bin: record 0: label 2 out of range for 2 classes"),
-            "{e}"
-        );
+        assert!(e.ends_with("train.bin: record 0: label 2 out of range for 2 classes"), "{e}");
     }
 
     #[test]
@@ -751,23 +623,9 @@ mod tests {
         assert_eq!(per_coarse, [5; 20]);
         let mut sorted = CIFAR100_FINE_CLASSES.to_vec();
         sorted.sort_unstable();
-        assert_eq!(
-            sorted, CIFAR100_FINE_CLASSES,
-            "fine names are in alphabetical order"
-        );
-        assert_eq!(
-            CIFAR100_FINE_CLASSES[CIFAR100_COARSE_OF_FINE
-                .iter()
-                .position(|&c| c == 14)
-                .unwrap()],
-            "baby"
-        );
-        let fine = |name: &str| {
-            CIFAR100_FINE_CLASSES
-                .iter()
-                .position(|&n| n == name)
-                .unwrap()
-        };
+        assert_eq!(sorted, CIFAR100_FINE_CLASSES, "fine names are in alphabetical order");
+        assert_eq!(CIFAR100_FINE_CLASSES[CIFAR100_COARSE_OF_FINE.iter().position(|&c| c == 14).unwrap()], "baby");
+        let fine = |name: &str| CIFAR100_FINE_CLASSES.iter().position(|&n| n == name).unwrap();
         let coarse = |f: &str| CIFAR100_COARSE_CLASSES[CIFAR100_COARSE_OF_FINE[fine(f)] as usize];
         assert_eq!(coarse("whale"), "aquatic_mammals");
         assert_eq!(coarse("tulip"), "flowers");

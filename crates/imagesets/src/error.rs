@@ -37,26 +37,16 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl AsRef<Path>, action: &'static str, err: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            action,
-            err,
-        }
+        Error::Io { path: path.as_ref().display().to_string(), action, err }
     }
 
     pub(crate) fn format(file: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::Format {
-            file: file.as_ref().display().to_string(),
-            msg: msg.into(),
-        }
+        Error::Format { file: file.as_ref().display().to_string(), msg: msg.into() }
     }
 
     /// A format error for data that is not a file (e.g. bytes embedded in the binary).
     pub(crate) fn format_named(name: &str, msg: impl Into<String>) -> Self {
-        Error::Format {
-            file: name.to_string(),
-            msg: msg.into(),
-        }
+        Error::Format { file: name.to_string(), msg: msg.into() }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {

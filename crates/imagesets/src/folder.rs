@@ -58,9 +58,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>> {
 }
 
 fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 fn list(root: &Path) -> Result<Listing> {
@@ -69,18 +67,13 @@ fn list(root: &Path) -> Result<Listing> {
     let mut class_dirs = Vec::new();
     for (name, path) in sorted_entries(root)? {
         if path.is_dir() {
-            let name = name
-                .into_string()
-                .map_err(|_| Error::format(&path, "class folder name is not UTF-8"))?;
+            let name = name.into_string().map_err(|_| Error::format(&path, "class folder name is not UTF-8"))?;
             classes.push(name);
             class_dirs.push(path);
         }
     }
     if classes.is_empty() {
-        return Err(Error::format(
-            root,
-            "no class folders (expected one sub-folder per class)",
-        ));
+        return Err(Error::format(root, "no class folders (expected one sub-folder per class)"));
     }
     let mut files = Vec::new();
     for (label, dir) in class_dirs.iter().enumerate() {
@@ -91,16 +84,9 @@ fn list(root: &Path) -> Result<Listing> {
         }
     }
     if files.is_empty() {
-        return Err(Error::format(
-            root,
-            "no .png/.jpg/.jpeg images in any class folder",
-        ));
+        return Err(Error::format(root, "no .png/.jpg/.jpeg images in any class folder"));
     }
-    Ok(Listing {
-        root: root.to_path_buf(),
-        classes,
-        files,
-    })
+    Ok(Listing { root: root.to_path_buf(), classes, files })
 }
 
 /// One decoded image: 1 byte per pixel if grayscale, else 3.
@@ -120,19 +106,10 @@ fn format_of(path: &Path, bytes: &[u8]) -> Result<(ImageFormat, &'static str)> {
     // Trust the content over the name (a .png that is really a JPEG decodes as a JPEG).
     let format = match image::guess_format(bytes) {
         Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Ok(other) => {
-            return Err(Error::format(
-                path,
-                format!("is a {other:?} image; only PNG and JPEG are read"),
-            ))
-        }
+        Ok(other) => return Err(Error::format(path, format!("is a {other:?} image; only PNG and JPEG are read"))),
         Err(_) => by_extension,
     };
-    let label = if format == ImageFormat::Png {
-        "PNG"
-    } else {
-        "JPEG"
-    };
+    let label = if format == ImageFormat::Png { "PNG" } else { "JPEG" };
     Ok((format, label))
 }
 
@@ -140,10 +117,9 @@ fn format_of(path: &Path, bytes: &[u8]) -> Result<(ImageFormat, &'static str)> {
 fn probe(path: &Path) -> Result<(usize, usize)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let (format, label) = format_of(path, &bytes)?;
-    let (w, h) = guarded(|| {
-        image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format).into_dimensions()
-    })
-    .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
+    let (w, h) =
+        guarded(|| image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format).into_dimensions())
+            .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
     Ok((w as usize, h as usize))
 }
 
@@ -154,18 +130,10 @@ fn decode(path: &Path) -> Result<Decoded> {
         .map_err(|e| Error::format(path, format!("cannot decode {label}: {e}")))?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     Ok(match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_) => Decoded {
-            width,
-            height,
-            gray: true,
-            pixels: img.into_luma8().into_raw(),
-        },
-        other => Decoded {
-            width,
-            height,
-            gray: false,
-            pixels: other.into_rgb8().into_raw(),
-        },
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_) => {
+            Decoded { width, height, gray: true, pixels: img.into_luma8().into_raw() }
+        }
+        other => Decoded { width, height, gray: false, pixels: other.into_rgb8().into_raw() },
     })
 }
 
@@ -179,9 +147,7 @@ fn decode(path: &Path) -> Result<Decoded> {
 /// panic (it crosses the rayon pool in [`decode_all`]). Decoding shares no state between calls,
 /// so nothing is left inconsistent by the unwinding. (Only effective with `panic = "unwind"`,
 /// the default profile setting.)
-fn guarded<T>(
-    f: impl FnOnce() -> image::ImageResult<T> + std::panic::UnwindSafe,
-) -> std::result::Result<T, String> {
+fn guarded<T>(f: impl FnOnce() -> image::ImageResult<T> + std::panic::UnwindSafe) -> std::result::Result<T, String> {
     match std::panic::catch_unwind(f) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -191,9 +157,7 @@ fn guarded<T>(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_string());
-            Err(format!(
-                "the decoder failed on malformed data (it panicked: {why})"
-            ))
+            Err(format!("the decoder failed on malformed data (it panicked: {why})"))
         }
     }
 }
@@ -222,9 +186,7 @@ fn check_sizes(listing: &Listing, sizes: &[(usize, usize)], channels: usize) -> 
         .ok_or_else(|| {
             Error::format(
                 &listing.root,
-                format!(
-                    "{n} images of {w0}x{h0}x{channels}: more than {MAX_ELEMENTS} bytes, refused"
-                ),
+                format!("{n} images of {w0}x{h0}x{channels}: more than {MAX_ELEMENTS} bytes, refused"),
             )
         })
 }
@@ -235,22 +197,14 @@ fn decode_all(listing: Listing) -> Result<ImageSet> {
     // the first one's size and the whole set to fit MAX_ELEMENTS (with one byte per pixel, as
     // gray or RGB is only known after decoding). Found by fuzzing: twenty copies of a 458-byte
     // JPEG of 55031x2040 pixels took 2.2 GB before the set was refused.
-    let probed: Vec<Result<(usize, usize)>> = listing
-        .files
-        .par_iter()
-        .map(|(path, _)| probe(path))
-        .collect();
+    let probed: Vec<Result<(usize, usize)>> = listing.files.par_iter().map(|(path, _)| probe(path)).collect();
     let mut sizes = Vec::with_capacity(probed.len());
     for p in probed {
         sizes.push(p?);
     }
     check_sizes(&listing, &sizes, 1)?;
 
-    let decoded: Vec<Result<Decoded>> = listing
-        .files
-        .par_iter()
-        .map(|(path, _)| decode(path))
-        .collect();
+    let decoded: Vec<Result<Decoded>> = listing.files.par_iter().map(|(path, _)| decode(path)).collect();
     let mut images = Vec::with_capacity(decoded.len());
     for d in decoded {
         images.push(d?);
@@ -288,17 +242,10 @@ pub fn folder(dir: impl AsRef<Path>) -> Result<Split> {
     require_dir(dir)?;
     let train_dir = dir.join("train");
     if !train_dir.is_dir() {
-        return Ok(Split {
-            train: decode_all(list(dir)?)?,
-            test: None,
-        });
+        return Ok(Split { train: decode_all(list(dir)?)?, test: None });
     }
     let train = list(&train_dir)?;
-    let test = match ["test", "val"]
-        .map(|n| dir.join(n))
-        .into_iter()
-        .find(|p| p.is_dir())
-    {
+    let test = match ["test", "val"].map(|n| dir.join(n)).into_iter().find(|p| p.is_dir()) {
         None => None,
         Some(test_dir) => {
             let test = list(&test_dir)?;
@@ -316,17 +263,11 @@ pub fn folder(dir: impl AsRef<Path>) -> Result<Split> {
             Some(test)
         }
     };
-    Ok(Split {
-        train: decode_all(train)?,
-        test: test.map(decode_all).transpose()?,
-    })
+    Ok(Split { train: decode_all(train)?, test: test.map(decode_all).transpose()? })
 }
 
 fn usable_folder_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && name.trim() == name
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']) && name.trim() == name
 }
 
 /// Class names that [`write_folder`] accepts and that read back in the same label order: `classes`
@@ -342,17 +283,8 @@ pub fn folder_class_names<S: AsRef<str>>(classes: &[S]) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(k, name)| {
-            let clean: String = name
-                .trim()
-                .chars()
-                .map(|c| {
-                    if matches!(c, '/' | '\\' | '\0') {
-                        '_'
-                    } else {
-                        c
-                    }
-                })
-                .collect();
+            let clean: String =
+                name.trim().chars().map(|c| if matches!(c, '/' | '\\' | '\0') { '_' } else { c }).collect();
             format!("{k:0width$}_{clean}")
         })
         .collect()
@@ -378,11 +310,7 @@ fn check_class_names(classes: &[&str]) -> Result<()> {
 
 fn encode_png(set: &ImageSet, i: usize) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    let color = if set.channels == 1 {
-        ExtendedColorType::L8
-    } else {
-        ExtendedColorType::Rgb8
-    };
+    let color = if set.channels == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
     image::codecs::png::PngEncoder::new(&mut buf)
         .write_image(set.image(i), set.width as u32, set.height as u32, color)
         .map_err(|e| format!("cannot encode PNG: {e}"))?;
@@ -421,10 +349,7 @@ pub fn write_folder(dir: impl AsRef<Path>, set: &ImageSet) -> Result<()> {
     if existing {
         let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list", e))?;
         if entries.next().is_some() {
-            return Err(Error::format(
-                dir,
-                "exists and is not empty; refusing to write into it",
-            ));
+            return Err(Error::format(dir, "exists and is not empty; refusing to write into it"));
         }
     } else if dir.exists() {
         return Err(Error::format(dir, "exists and is not a folder"));
@@ -432,11 +357,9 @@ pub fn write_folder(dir: impl AsRef<Path>, set: &ImageSet) -> Result<()> {
     let tmp = tmp_path(dir);
     let result = fill_tmp_dir(&tmp, set).and_then(|()| {
         if existing {
-            std::fs::remove_dir(dir)
-                .map_err(|e| Error::io(dir, "cannot replace empty folder", e))?;
+            std::fs::remove_dir(dir).map_err(|e| Error::io(dir, "cannot replace empty folder", e))?;
         }
-        rename_durable(&tmp, dir)
-            .map_err(|e| Error::io(dir, "cannot rename the temporary folder to", e))
+        rename_durable(&tmp, dir).map_err(|e| Error::io(dir, "cannot rename the temporary folder to", e))
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -513,12 +436,8 @@ mod tests {
         let px = |v: u8| RgbImage::from_pixel(3, 2, Rgb([v, v / 2, 255 - v]));
         px(10).save(p.join("zebra/b.PNG")).unwrap();
         px(20).save(p.join("zebra/a.png")).unwrap();
-        GrayImage::from_pixel(3, 2, image::Luma([77]))
-            .save(p.join("ant/x.png"))
-            .unwrap();
-        RgbaImage::from_pixel(3, 2, Rgba([1, 2, 3, 4]))
-            .save(p.join("ant/y.png"))
-            .unwrap();
+        GrayImage::from_pixel(3, 2, image::Luma([77])).save(p.join("ant/x.png")).unwrap();
+        RgbaImage::from_pixel(3, 2, Rgba([1, 2, 3, 4])).save(p.join("ant/y.png")).unwrap();
         std::fs::write(p.join("ant/notes.txt"), "not an image").unwrap();
         std::fs::write(p.join("ant/._x.png"), "macOS resource fork").unwrap();
         std::fs::write(p.join(".ipynb_checkpoints/z.png"), "junk").unwrap();
@@ -543,12 +462,7 @@ mod tests {
         let s = folder(d.path()).unwrap().train;
         assert_eq!((s.n, s.height, s.width, s.channels), (2, 8, 16, 3));
         let p = &s.image(1)[..3];
-        assert!(
-            p.iter()
-                .zip([200, 100, 50])
-                .all(|(&a, b)| (a as i32 - b).abs() < 6),
-            "{p:?}"
-        );
+        assert!(p.iter().zip([200, 100, 50]).all(|(&a, b)| (a as i32 - b).abs() < 6), "{p:?}");
     }
 
     #[test]
@@ -566,10 +480,7 @@ mod tests {
         RgbImage::new(5, 3).save(p.join("dogs/c.png")).unwrap();
         RgbImage::new(6, 6).save(p.join("dogs/d.png")).unwrap();
         let e = err_of(folder(p));
-        assert!(
-            e.contains("dogs/c.png: image is 5x3 but ") && e.contains("dogs/a.png is 4x4"),
-            "{e}"
-        );
+        assert!(e.contains("dogs/c.png: image is 5x3 but ") && e.contains("dogs/a.png is 4x4"), "{e}");
         std::fs::remove_file(p.join("dogs/c.png")).unwrap();
         std::fs::remove_file(p.join("dogs/d.png")).unwrap();
         // undecodable files
@@ -583,10 +494,7 @@ mod tests {
         std::fs::remove_file(p.join("dogs/y.jpg")).unwrap();
         std::fs::write(p.join("dogs/z.png"), b"GIF89a....").unwrap();
         let e = err_of(folder(p));
-        assert!(
-            e.contains("dogs/z.png: is a Gif image; only PNG and JPEG are read"),
-            "{e}"
-        );
+        assert!(e.contains("dogs/z.png: is a Gif image; only PNG and JPEG are read"), "{e}");
     }
 
     #[test]
@@ -594,16 +502,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = named(tiny(2, 2, 2, 1, 2), &["a", "b"]);
         write_folder(d.path().join("train"), &s).unwrap();
-        write_folder(
-            d.path().join("test"),
-            &named(tiny(2, 2, 2, 1, 2), &["a", "c"]),
-        )
-        .unwrap();
+        write_folder(d.path().join("test"), &named(tiny(2, 2, 2, 1, 2), &["a", "c"])).unwrap();
         let e = err_of(folder(d.path()));
-        assert!(
-            e.contains(r#"test: class folders ["a", "c"] differ from those of "#),
-            "{e}"
-        );
+        assert!(e.contains(r#"test: class folders ["a", "c"] differ from those of "#), "{e}");
     }
 
     #[test]
@@ -611,14 +512,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = named(tiny(2, 2, 2, 1, 2), &["b", "a"]);
         let e = err_of(write_folder(d.path().join("o"), &s));
-        assert!(
-            e.contains("\"b\" and \"a\" are not in strictly increasing order"),
-            "{e}"
-        );
-        let e = err_of(write_folder(
-            d.path().join("o"),
-            &named(s.clone(), &["T-shirt/top", "x"]),
-        ));
+        assert!(e.contains("\"b\" and \"a\" are not in strictly increasing order"), "{e}");
+        let e = err_of(write_folder(d.path().join("o"), &named(s.clone(), &["T-shirt/top", "x"])));
         assert!(e.contains("\"T-shirt/top\" cannot be a folder name"), "{e}");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
         // the helper makes any names writable, keeping label order
@@ -633,10 +528,7 @@ mod tests {
         assert_eq!(folder(d.path().join("o")).unwrap().train, grouped(&s));
         // a non-empty target is refused
         let e = err_of(write_folder(d.path().join("o"), &s));
-        assert!(
-            e.ends_with("o: exists and is not empty; refusing to write into it"),
-            "{e}"
-        );
+        assert!(e.ends_with("o: exists and is not empty; refusing to write into it"), "{e}");
     }
 
     #[test]

@@ -31,18 +31,8 @@ use crate::{check_labels, numeric_classes, to_strings, ImageSet, Split, MAX_ELEM
 pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// Fashion-MNIST class names, in label order.
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const FASHION_MNIST_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 const LABELS_MAGIC: u32 = 0x0000_0801;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -74,28 +64,20 @@ fn maybe_gunzip(bytes: &[u8]) -> std::result::Result<std::borrow::Cow<'_, [u8]>,
         .read_to_end(&mut out)
         .map_err(|e| format!("cannot decompress gzip: {e}"))?;
     if out.len() as u64 > cap {
-        return Err(format!(
-            "gzip decompresses to more than {cap} bytes, refused"
-        ));
+        return Err(format!("gzip decompresses to more than {cap} bytes, refused"));
     }
     Ok(std::borrow::Cow::Owned(out))
 }
 
 fn check_magic(b: &[u8], accepted: &[u32], what: &str) -> std::result::Result<u32, String> {
     if b.len() < 4 {
-        return Err(format!(
-            "{} bytes is too short for an IDX header ({what})",
-            b.len()
-        ));
+        return Err(format!("{} bytes is too short for an IDX header ({what})", b.len()));
     }
     let magic = be_u32(b, 0);
     if accepted.contains(&magic) {
         Ok(magic)
     } else {
-        Err(format!(
-            "wrong magic 0x{magic:08x}, expected 0x{:08x} ({what})",
-            accepted[0]
-        ))
+        Err(format!("wrong magic 0x{magic:08x}, expected 0x{:08x} ({what})", accepted[0]))
     }
 }
 
@@ -104,58 +86,33 @@ fn parse_images(b: &[u8]) -> std::result::Result<RawImages<'_>, String> {
     let ndim = (magic & 0xff) as usize;
     let header = 4 + 4 * ndim;
     if b.len() < header {
-        return Err(format!(
-            "truncated header: {} bytes, an {ndim}-dimension IDX header needs {header}",
-            b.len()
-        ));
+        return Err(format!("truncated header: {} bytes, an {ndim}-dimension IDX header needs {header}", b.len()));
     }
     let dims: Vec<usize> = (0..ndim).map(|i| be_u32(b, 4 + 4 * i) as usize).collect();
     let (n, h, w) = (dims[0], dims[1], dims[2]);
     let c = if ndim == 4 { dims[3] } else { 1 };
-    let shape = if ndim == 4 {
-        format!("{h}x{w}x{c}")
-    } else {
-        format!("{h}x{w}")
-    };
+    let shape = if ndim == 4 { format!("{h}x{w}x{c}") } else { format!("{h}x{w}") };
     if ndim == 4 && c != 1 && c != 3 {
-        return Err(format!(
-            "header says {c} channels; only 1 or 3 are supported"
-        ));
+        return Err(format!("header says {c} channels; only 1 or 3 are supported"));
     }
     if h == 0 || w == 0 {
         return Err(format!("header says images of {shape}: empty images"));
     }
-    let expected = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&e| e <= MAX_ELEMENTS);
+    let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&e| e <= MAX_ELEMENTS);
     let Some(expected) = expected else {
-        return Err(format!(
-            "header says {n} images of {shape}: more than {MAX_ELEMENTS} bytes, refused"
-        ));
+        return Err(format!("header says {n} images of {shape}: more than {MAX_ELEMENTS} bytes, refused"));
     };
     let have = b.len() - header;
     if have != expected {
-        return Err(format!(
-            "header says {n} images of {shape} = {expected} bytes, file has {have}"
-        ));
+        return Err(format!("header says {n} images of {shape} = {expected} bytes, file has {have}"));
     }
-    Ok(RawImages {
-        n,
-        h,
-        w,
-        c,
-        pixels: &b[header..],
-    })
+    Ok(RawImages { n, h, w, c, pixels: &b[header..] })
 }
 
 fn parse_labels(b: &[u8]) -> std::result::Result<&[u8], String> {
     check_magic(b, &[LABELS_MAGIC], "IDX labels")?;
     if b.len() < 8 {
-        return Err(format!(
-            "truncated header: {} bytes, an IDX labels header needs 8",
-            b.len()
-        ));
+        return Err(format!("truncated header: {} bytes, an IDX labels header needs 8", b.len()));
     }
     let n = be_u32(b, 4) as usize;
     let have = b.len() - 8;
@@ -179,10 +136,7 @@ fn assemble(images: &[u8], labels: &[u8]) -> std::result::Result<ImageSet, PairE
     let raw = parse_images(&images).map_err(PairError::Images)?;
     let labels = parse_labels(&labels).map_err(PairError::Labels)?;
     if labels.len() != raw.n {
-        return Err(PairError::Counts {
-            images: raw.n,
-            labels: labels.len(),
-        });
+        return Err(PairError::Counts { images: raw.n, labels: labels.len() });
     }
     let max = labels.iter().copied().max().unwrap_or(0) as usize;
     Ok(ImageSet {
@@ -211,10 +165,9 @@ pub fn idx_pair(images_path: impl AsRef<Path>, labels_path: impl AsRef<Path>) ->
     assemble(&images, &labels).map_err(|e| match e {
         PairError::Images(m) => Error::format(ip, m),
         PairError::Labels(m) => Error::format(lp, m),
-        PairError::Counts { images, labels } => Error::format(
-            ip,
-            format!("{images} images, but {} has {labels} labels", lp.display()),
-        ),
+        PairError::Counts { images, labels } => {
+            Error::format(ip, format!("{images} images, but {} has {labels} labels", lp.display()))
+        }
     })
 }
 
@@ -239,9 +192,7 @@ fn find_idx(dirs: &[PathBuf], prefix: &str, kind: &str, d: u32) -> Option<PathBu
         format!("{prefix}-{kind}.idx{d}-ubyte"),
         format!("{prefix}-{kind}.idx{d}-ubyte.gz"),
     ];
-    dirs.iter()
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
+    dirs.iter().flat_map(|dir| names.iter().map(move |n| dir.join(n))).find(|p| p.is_file())
 }
 
 /// Checks that `dir` is an existing folder.
@@ -274,11 +225,7 @@ pub fn mnist_dir(dir: impl AsRef<Path>, classes: &[&str]) -> Result<Split> {
             (Some(i), Some(l)) => (i, l),
             (None, None) if !required => return Ok(None),
             (i, _) => {
-                let (kind, d) = if i.is_none() {
-                    ("images", 3)
-                } else {
-                    ("labels", 1)
-                };
+                let (kind, d) = if i.is_none() { ("images", 3) } else { ("labels", 1) };
                 return Err(Error::format(
                     dir,
                     format!(
@@ -300,9 +247,7 @@ pub fn mnist_dir(dir: impl AsRef<Path>, classes: &[&str]) -> Result<Split> {
 fn images_bytes(set: &ImageSet) -> Result<Vec<u8>> {
     let too_big = |d: usize| u32::try_from(d).is_err();
     if [set.n, set.height, set.width].into_iter().any(too_big) {
-        return Err(Error::invalid(
-            "image set too large for IDX (sizes must fit in u32)",
-        ));
+        return Err(Error::invalid("image set too large for IDX (sizes must fit in u32)"));
     }
     let mut header = Vec::with_capacity(20);
     if set.channels == 1 {
@@ -347,9 +292,7 @@ pub fn write_idx_pair(
 ) -> Result<()> {
     set.validate()?;
     if let Some(&l) = set.labels.iter().find(|&&l| l > 255) {
-        return Err(Error::invalid(format!(
-            "label {l} does not fit in the u8 labels of IDX"
-        )));
+        return Err(Error::invalid(format!("label {l} does not fit in the u8 labels of IDX")));
     }
     let header = images_bytes(set)?;
     let labels: Vec<u8> = set.labels.iter().map(|&l| l as u8).collect();
@@ -395,11 +338,7 @@ mod tests {
         let px: Vec<u8> = (0..2 * 2 * 3).collect();
         let im = idx_images(2, 2, 3, &px);
         let lb = idx_labels(2, &[7, 3]);
-        for (i, l) in [
-            (im.clone(), lb.clone()),
-            (gz(&im), gz(&lb)),
-            (im.clone(), gz(&lb)),
-        ] {
+        for (i, l) in [(im.clone(), lb.clone()), (gz(&im), gz(&lb)), (im.clone(), gz(&lb))] {
             let s = idx_pair_from_bytes(&i, &l, "t").unwrap();
             assert_eq!((s.n, s.height, s.width, s.channels), (2, 2, 3, 1));
             assert_eq!(s.images, px);
@@ -430,22 +369,14 @@ mod tests {
         );
         // truncated pixels, trailing bytes
         let e = err_of(idx_pair_from_bytes(&im[..im.len() - 10], &lb, "x"));
-        assert_eq!(
-            e,
-            "x (images): header says 2 images of 28x28 = 1568 bytes, file has 1558"
-        );
+        assert_eq!(e, "x (images): header says 2 images of 28x28 = 1568 bytes, file has 1558");
         let mut long = im.clone();
         long.push(0);
-        assert!(
-            err_of(idx_pair_from_bytes(&long, &lb, "x")).contains("= 1568 bytes, file has 1569")
-        );
+        assert!(err_of(idx_pair_from_bytes(&long, &lb, "x")).contains("= 1568 bytes, file has 1569"));
         // truncated header, empty file
-        assert!(
-            err_of(idx_pair_from_bytes(&im[..10], &lb, "x")).contains("truncated header: 10 bytes")
-        );
+        assert!(err_of(idx_pair_from_bytes(&im[..10], &lb, "x")).contains("truncated header: 10 bytes"));
         assert!(err_of(idx_pair_from_bytes(&[], &lb, "x")).contains("0 bytes is too short"));
-        assert!(err_of(idx_pair_from_bytes(&im, &lb[..6], "x"))
-            .contains("x (labels): truncated header: 6 bytes"));
+        assert!(err_of(idx_pair_from_bytes(&im, &lb[..6], "x")).contains("x (labels): truncated header: 6 bytes"));
         // labels count vs. data
         assert_eq!(
             err_of(idx_pair_from_bytes(&im, &idx_labels(3, &[1, 2]), "x")),
@@ -455,21 +386,13 @@ mod tests {
         let e = err_of(idx_pair_from_bytes(&im, &idx_labels(1, &[1]), "x"));
         assert_eq!(e, "x (images): 2 images, but x (labels) has 1 labels");
         // absurd declared sizes: refused before allocating
-        let e = err_of(idx_pair_from_bytes(
-            &idx_images(u32::MAX, 65535, 65535, &[]),
-            &lb,
-            "x",
-        ));
+        let e = err_of(idx_pair_from_bytes(&idx_images(u32::MAX, 65535, 65535, &[]), &lb, "x"));
         assert!(e.contains("more than 2147483648 bytes, refused"), "{e}");
-        assert!(
-            err_of(idx_pair_from_bytes(&idx_images(1, 0, 5, &[]), &lb, "x"))
-                .contains("empty images")
-        );
+        assert!(err_of(idx_pair_from_bytes(&idx_images(1, 0, 5, &[]), &lb, "x")).contains("empty images"));
         // broken gzip
         let mut bad = gz(&im);
         bad.truncate(bad.len() / 2);
-        assert!(err_of(idx_pair_from_bytes(&bad, &lb, "x"))
-            .contains("x (images): cannot decompress gzip"));
+        assert!(err_of(idx_pair_from_bytes(&bad, &lb, "x")).contains("x (images): cannot decompress gzip"));
     }
 
     #[test]
@@ -480,7 +403,10 @@ mod tests {
         std::fs::write(&ip, idx_images(2, 1, 1, &[1, 2])).unwrap();
         std::fs::write(&lp, gz(&idx_images(2, 1, 1, &[1, 2]))).unwrap();
         let e = err_of(idx_pair(&ip, &lp));
-        assert!(e.ends_with("train-labels-idx1-ubyte.gz: wrong magic 0x00000803, expected 0x00000801 (IDX labels)"), "{e}");
+        assert!(
+            e.ends_with("train-labels-idx1-ubyte.gz: wrong magic 0x00000803, expected 0x00000801 (IDX labels)"),
+            "{e}"
+        );
         std::fs::write(&lp, gz(&idx_labels(3, &[1, 2, 3]))).unwrap();
         let e = err_of(idx_pair(&ip, &lp));
         assert!(
@@ -511,12 +437,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut set = tiny(2, 1, 1, 1, 300);
         set.labels[1] = 299;
-        let e = err_of(write_idx_pair(
-            d.path().join("i"),
-            d.path().join("l"),
-            &set,
-            false,
-        ));
+        let e = err_of(write_idx_pair(d.path().join("i"), d.path().join("l"), &set, false));
         assert!(e.contains("label 299 does not fit"), "{e}");
     }
 
@@ -526,13 +447,7 @@ mod tests {
         let set = tiny(6, 3, 3, 1, 10);
         let test = tiny(2, 3, 3, 1, 10);
         let p = d.path();
-        write_idx_pair(
-            p.join("train-images-idx3-ubyte.gz"),
-            p.join("train-labels-idx1-ubyte.gz"),
-            &set,
-            true,
-        )
-        .unwrap();
+        write_idx_pair(p.join("train-images-idx3-ubyte.gz"), p.join("train-labels-idx1-ubyte.gz"), &set, true).unwrap();
         // train only: test is None
         let s = mnist_dir(p, &FASHION_MNIST_CLASSES).unwrap();
         assert_eq!(s.train.images, set.images);
@@ -540,13 +455,8 @@ mod tests {
         assert!(s.test.is_none());
         // dotted names for the test pair, in raw/
         std::fs::create_dir(p.join("raw")).unwrap();
-        write_idx_pair(
-            p.join("raw/t10k-images.idx3-ubyte"),
-            p.join("raw/t10k-labels.idx1-ubyte"),
-            &test,
-            false,
-        )
-        .unwrap();
+        write_idx_pair(p.join("raw/t10k-images.idx3-ubyte"), p.join("raw/t10k-labels.idx1-ubyte"), &test, false)
+            .unwrap();
         let s = mnist_dir(p, &MNIST_CLASSES).unwrap();
         assert_eq!(s.test.unwrap().labels, test.labels);
         // half a test pair
@@ -555,10 +465,7 @@ mod tests {
         assert!(e.contains("no t10k-labels-idx1-ubyte[.gz]"), "{e}");
         // labels out of range for the class list
         let e = err_of(mnist_dir(p, &["a", "b", "c"]));
-        assert!(
-            e.contains("train-labels-idx1-ubyte.gz: label 3 (image 3) out of range for 3 classes"),
-            "{e}"
-        );
+        assert!(e.contains("train-labels-idx1-ubyte.gz: label 3 (image 3) out of range for 3 classes"), "{e}");
         // missing train, missing dir
         let empty = tempfile::tempdir().unwrap();
         let e = err_of(mnist_dir(empty.path(), &MNIST_CLASSES));

@@ -30,10 +30,7 @@ mod tests {
         assert_eq!(chw_to_hwc(&chw, 1, |v| v), chw.to_vec());
         assert_eq!(chw_to_hwc(&chw, 3, u32::from), vec![1, 3, 20, 2, 10, 30]);
         let floats = [0.0f32, 1.0, 0.5, 0.25];
-        assert_eq!(
-            chw_to_hwc(&floats, 2, |v| (v * 100.0) as u8),
-            vec![0, 50, 100, 25]
-        );
+        assert_eq!(chw_to_hwc(&floats, 2, |v| (v * 100.0) as u8), vec![0, 50, 100, 25]);
         assert!(chw_to_hwc(&[] as &[u8], 3, |v| v).is_empty());
     }
 

@@ -32,9 +32,7 @@ pub use cifar::{
 };
 pub use error::{Error, Result};
 pub use folder::{folder, folder_class_names, write_folder};
-pub use idx::{
-    idx_pair, idx_pair_from_bytes, mnist_dir, write_idx_pair, FASHION_MNIST_CLASSES, MNIST_CLASSES,
-};
+pub use idx::{idx_pair, idx_pair_from_bytes, mnist_dir, write_idx_pair, FASHION_MNIST_CLASSES, MNIST_CLASSES};
 pub use layout::chw_to_hwc;
 
 /// The most elements (bytes) a declared size may have; larger headers are refused before anything
@@ -140,15 +138,10 @@ impl ImageSet {
             )));
         }
         if self.labels.len() != self.n {
-            return Err(Error::invalid(format!(
-                "{} labels for {} images",
-                self.labels.len(),
-                self.n
-            )));
+            return Err(Error::invalid(format!("{} labels for {} images", self.labels.len(), self.n)));
         }
-        let expected = [self.n, self.height, self.width, self.channels]
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let expected =
+            [self.n, self.height, self.width, self.channels].iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         match expected {
             Some(e) if e == self.images.len() => {}
             Some(e) => {
@@ -180,10 +173,7 @@ impl ImageSet {
 pub(crate) fn check_labels(labels: &[u32], num_classes: usize) -> std::result::Result<(), String> {
     match labels.iter().position(|&l| l as usize >= num_classes) {
         None => Ok(()),
-        Some(i) => Err(format!(
-            "label {} (image {}) out of range for {} classes",
-            labels[i], i, num_classes
-        )),
+        Some(i) => Err(format!("label {} (image {}) out of range for {} classes", labels[i], i, num_classes)),
     }
 }
 
@@ -236,34 +226,19 @@ mod tests {
         let mut s = good.clone();
         s.labels[3] = 12;
         s.classes = numeric_classes(10);
-        assert_eq!(
-            s.validate().unwrap_err().to_string(),
-            "label 12 (image 3) out of range for 10 classes"
-        );
+        assert_eq!(s.validate().unwrap_err().to_string(), "label 12 (image 3) out of range for 10 classes");
         let mut s = good.clone();
         s.channels = 2;
         assert!(s.validate().unwrap_err().to_string().contains("2 channels"));
         let mut s = good.clone();
         s.labels.pop();
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("3 labels for 4 images"));
+        assert!(s.validate().unwrap_err().to_string().contains("3 labels for 4 images"));
         let mut s = good.clone();
         s.images.pop();
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("need 16 bytes, have 15"));
+        assert!(s.validate().unwrap_err().to_string().contains("need 16 bytes, have 15"));
         let mut s = good.clone();
         s.classes.clear();
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("no class names"));
+        assert!(s.validate().unwrap_err().to_string().contains("no class names"));
         let mut s = good;
         s.height = usize::MAX;
         assert!(s.validate().unwrap_err().to_string().contains("overflows"));
@@ -275,9 +250,6 @@ mod tests {
         let named = s.clone().with_classes(&["a", "b", "c"]).unwrap();
         assert_eq!(named.classes, vec!["a", "b", "c"]);
         let err = s.with_classes(&["a", "b"]).unwrap_err().to_string();
-        assert!(
-            err.contains("label 2 (image 2) out of range for 2 classes"),
-            "{err}"
-        );
+        assert!(err.contains("label 2 (image 2) out of range for 2 classes"), "{err}");
     }
 }

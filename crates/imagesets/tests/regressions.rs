@@ -43,10 +43,7 @@ fn zune_jpeg_idct_panics_are_errors() {
         match read_as_folder(&bytes, "img.jpg") {
             Err(e) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.contains("img.jpg") && msg.contains("cannot decode JPEG"),
-                    "{name}: {msg}"
-                );
+                assert!(msg.contains("img.jpg") && msg.contains("cannot decode JPEG"), "{name}: {msg}");
             }
             // Without AVX2 the decoder takes another path, which may accept the AVX2 cases.
             Ok(split) if name.contains("avx2") && !has_avx2() => split.train.validate().unwrap(),
@@ -90,22 +87,14 @@ fn tiny_files_declaring_huge_images_are_refused_before_decoding() {
         std::fs::write(class.join(format!("b{i:02}.jpg")), &bomb).unwrap();
     }
     let e = imagesets::folder(root.path()).unwrap_err().to_string();
-    assert!(
-        e.contains("20 images of 55031x2040x1: more than 2147483648 bytes, refused"),
-        "{e}"
-    );
+    assert!(e.contains("20 images of 55031x2040x1: more than 2147483648 bytes, refused"), "{e}");
     // Different sizes: refused at the first mismatching header, before anything is decoded.
     for i in 1..20 {
         std::fs::remove_file(class.join(format!("b{i:02}.jpg"))).unwrap();
     }
-    image::GrayImage::new(4, 4)
-        .save(class.join("a.png"))
-        .unwrap();
+    image::GrayImage::new(4, 4).save(class.join("a.png")).unwrap();
     let e = imagesets::folder(root.path()).unwrap_err().to_string();
-    assert!(
-        e.contains("b00.jpg: image is 55031x2040 but ") && e.contains("a.png is 4x4"),
-        "{e}"
-    );
+    assert!(e.contains("b00.jpg: image is 55031x2040 but ") && e.contains("a.png is 4x4"), "{e}");
     if let Some(peak) = peak_rss() {
         assert!(peak < 1 << 30, "peak RSS {} MB", peak >> 20);
     }

@@ -11,13 +11,7 @@ use crate::pickle::{Dict, Heap, Value};
 use crate::tensor::{materialise, OutputBudget, StorageRef, TensorRef};
 
 /// Keys under which training scripts commonly nest the state dict, in order of preference.
-pub(crate) const NESTED_KEYS: [&str; 5] = [
-    "state_dict",
-    "model",
-    "model_state_dict",
-    "net",
-    "state_dict_ema",
-];
+pub(crate) const NESTED_KEYS: [&str; 5] = ["state_dict", "model", "model_state_dict", "net", "state_dict_ema"];
 
 /// The tensors of the chosen state dict (still descriptions) and the keys that were skipped.
 pub(crate) struct Selection<'h> {
@@ -45,10 +39,7 @@ fn has_tensor(heap: &Heap, d: &Dict) -> bool {
 /// else the top-level dict itself.
 pub(crate) fn select(heap: &Heap, root: Value) -> Result<Selection<'_>, Fault> {
     let top = heap.as_dict(root).ok_or_else(|| {
-        state_dict(format!(
-            "the checkpoint holds a {} at top level, not a dict of tensors",
-            heap.type_name(root)
-        ))
+        state_dict(format!("the checkpoint holds a {} at top level, not a dict of tensors", heap.type_name(root)))
     })?;
     let nested = NESTED_KEYS.iter().find_map(|&k| {
         let d = heap.as_dict(top.get_str(k)?)?;
@@ -89,8 +80,5 @@ pub(crate) fn materialise_all(
         let raw = materialise(&name, t, bytes, &mut budget)?;
         tensors.push((name, raw));
     }
-    Ok(Extracted {
-        tensors,
-        ignored: sel.ignored,
-    })
+    Ok(Extracted { tensors, ignored: sel.ignored })
 }

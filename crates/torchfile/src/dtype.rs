@@ -127,9 +127,7 @@ impl RawTensor {
 
     /// The byte length `shape` and `dtype` call for, or `None` if it overflows.
     pub fn expected_len(&self) -> Option<usize> {
-        self.shape
-            .iter()
-            .try_fold(self.dtype.size(), |n, &d| n.checked_mul(d))
+        self.shape.iter().try_fold(self.dtype.size(), |n, &d| n.checked_mul(d))
     }
 
     /// Whether `data` has exactly the length `shape` and `dtype` call for.
@@ -140,11 +138,7 @@ impl RawTensor {
     /// Builds an F32 tensor. Panics if `values.len()` does not match `shape` (a programming
     /// error, not a data error).
     pub fn from_f32(shape: &[usize], values: &[f32]) -> RawTensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
-            "shape/values mismatch"
-        );
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/values mismatch");
         RawTensor {
             dtype: DType::F32,
             shape: shape.to_vec(),
@@ -155,36 +149,22 @@ impl RawTensor {
     /// Builds a tensor of any type from `f64` values (rounded/truncated as `as` casts do; bool
     /// is `v != 0`). Panics if `values.len()` does not match `shape`.
     pub fn from_f64(dtype: DType, shape: &[usize], values: &[f64]) -> RawTensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
-            "shape/values mismatch"
-        );
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/values mismatch");
         let size = dtype.size();
         let mut data = vec![0u8; values.len() * size];
         for (chunk, &v) in data.chunks_exact_mut(size).zip(values) {
             elem::write_f64(dtype, v, chunk);
         }
-        RawTensor {
-            dtype,
-            shape: shape.to_vec(),
-            data,
-        }
+        RawTensor { dtype, shape: shape.to_vec(), data }
     }
 
     /// All elements converted to `f64` (exact for every type except I64 beyond 2^53).
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        self.data
-            .chunks_exact(self.dtype.size())
-            .map(|c| elem::read_f64(self.dtype, c))
-            .collect()
+        self.data.chunks_exact(self.dtype.size()).map(|c| elem::read_f64(self.dtype, c)).collect()
     }
 
     /// All elements converted to `f32`.
     pub fn to_f32_vec(&self) -> Vec<f32> {
-        self.data
-            .chunks_exact(self.dtype.size())
-            .map(|c| elem::read_f64(self.dtype, c) as f32)
-            .collect()
+        self.data.chunks_exact(self.dtype.size()).map(|c| elem::read_f64(self.dtype, c) as f32).collect()
     }
 }

@@ -81,11 +81,7 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
         let v = mant as f32 * (1.0 / 16_777_216.0);
         return if sign != 0 { -v } else { v };
     }
-    let bits = if exp == 0x1f {
-        sign | 0x7f80_0000 | (mant << 13)
-    } else {
-        sign | ((exp + 112) << 23) | (mant << 13)
-    };
+    let bits = if exp == 0x1f { sign | 0x7f80_0000 | (mant << 13) } else { sign | ((exp + 112) << 23) | (mant << 13) };
     f32::from_bits(bits)
 }
 
@@ -95,11 +91,7 @@ pub(crate) fn f32_to_f16(f: f32) -> u16 {
     let exp = ((x >> 23) & 0xff) as i32;
     let mant = x & 0x007f_ffff;
     if exp == 0xff {
-        let nan = if mant != 0 {
-            0x0200 | (mant >> 13) as u16
-        } else {
-            0
-        };
+        let nan = if mant != 0 { 0x0200 | (mant >> 13) as u16 } else { 0 };
         return sign | 0x7c00 | nan;
     }
     let e = exp - 127 + 15;

@@ -65,11 +65,7 @@ pub enum Error {
     /// A tensor handed to a `save_*` function is inconsistent (data length does not match
     /// shape and dtype, duplicate name, ...).
     #[error("{}: cannot save tensor `{name}`: {detail}", .path.display())]
-    InvalidTensor {
-        path: PathBuf,
-        name: String,
-        detail: String,
-    },
+    InvalidTensor { path: PathBuf, name: String, detail: String },
 }
 
 impl Error {
@@ -89,18 +85,11 @@ impl Error {
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_owned(),
-            source,
-        }
+        Error::Io { path: path.to_owned(), source }
     }
 
     pub(crate) fn invalid_tensor(path: &Path, name: &str, detail: impl Into<String>) -> Self {
-        Error::InvalidTensor {
-            path: path.to_owned(),
-            name: name.to_owned(),
-            detail: detail.into(),
-        }
+        Error::InvalidTensor { path: path.to_owned(), name: name.to_owned(), detail: detail.into() }
     }
 }
 

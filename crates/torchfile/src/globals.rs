@@ -120,15 +120,9 @@ const UNSUPPORTED_REBUILDS: &[(&str, &str)] = &[
     ("_rebuild_sparse_tensor", "sparse tensors"),
     ("_rebuild_sparse_csr", "sparse tensors"),
     ("_rebuild_nested_tensor", "nested tensors"),
-    (
-        "_rebuild_device_tensor_from_numpy",
-        "tensors stored as NumPy arrays",
-    ),
+    ("_rebuild_device_tensor_from_numpy", "tensors stored as NumPy arrays"),
     ("_rebuild_device_tensor_from_cpu_tensor", "device tensors"),
-    (
-        "_rebuild_meta_tensor_no_storage",
-        "meta tensors without data",
-    ),
+    ("_rebuild_meta_tensor_no_storage", "meta tensors without data"),
     ("_rebuild_wrapper_subclass", "tensor subclasses"),
     ("_rebuild_xla_tensor", "XLA tensors"),
     ("_rebuild_mtia_tensor", "MTIA tensors"),
@@ -152,14 +146,10 @@ pub(crate) fn resolve(module: &str, name: &str) -> Result<Global, Fault> {
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
-        ("torch", "Tensor") | ("torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => {
-            Global::TensorClass
-        }
+        ("torch", "Tensor") | ("torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorClass,
         ("torch", "device") => Global::TorchDevice,
         ("_codecs", "encode") => Global::CodecsEncode,
-        ("torch", "UntypedStorage") | ("torch.storage", "UntypedStorage") => {
-            Global::StorageType(DType::U8)
-        }
+        ("torch", "UntypedStorage") | ("torch.storage", "UntypedStorage") => Global::StorageType(DType::U8),
         ("torch" | "torch.cuda", n) if DType::from_storage_class(n).is_some() => {
             Global::StorageType(DType::from_storage_class(n).unwrap_or(DType::U8))
         }
@@ -168,29 +158,17 @@ pub(crate) fn resolve(module: &str, name: &str) -> Result<Global, Fault> {
                 "storage type `{module}.{name}` (complex or quantized tensors) is not supported"
             )))
         }
-        ("torch", n) if DType::from_name(n).is_some() => {
-            Global::TorchDType(DType::from_name(n).unwrap_or(DType::U8))
-        }
+        ("torch", n) if DType::from_name(n).is_some() => Global::TorchDType(DType::from_name(n).unwrap_or(DType::U8)),
         ("torch", n) if UNSUPPORTED_DTYPES.contains(&n) => {
-            return Err(unsupported(format!(
-                "tensors of dtype `torch.{n}` are not supported"
-            )))
+            return Err(unsupported(format!("tensors of dtype `torch.{n}` are not supported")))
         }
         ("torch._utils", n) if UNSUPPORTED_REBUILDS.iter().any(|(f, _)| *f == n) => {
-            let what = UNSUPPORTED_REBUILDS
-                .iter()
-                .find(|(f, _)| *f == n)
-                .map_or("these tensors", |(_, w)| w);
+            let what = UNSUPPORTED_REBUILDS.iter().find(|(f, _)| *f == n).map_or("these tensors", |(_, w)| w);
             return Err(unsupported(format!(
                 "the checkpoint contains {what} (`torch._utils.{n}`), which this reader does not handle"
             )));
         }
-        _ => {
-            return Err(Fault::Forbidden {
-                global: format!("{module}.{name}"),
-                hint: hint(module).to_owned(),
-            })
-        }
+        _ => return Err(Fault::Forbidden { global: format!("{module}.{name}"), hint: hint(module).to_owned() }),
     };
     Ok(global)
 }
@@ -220,18 +198,9 @@ mod tests {
 
     #[test]
     fn known_names_resolve() {
-        assert_eq!(
-            resolve("torch", "FloatStorage").unwrap(),
-            Global::StorageType(DType::F32)
-        );
-        assert_eq!(
-            resolve("torch", "BFloat16Storage").unwrap(),
-            Global::StorageType(DType::BF16)
-        );
-        assert_eq!(
-            resolve("torch", "bfloat16").unwrap(),
-            Global::TorchDType(DType::BF16)
-        );
+        assert_eq!(resolve("torch", "FloatStorage").unwrap(), Global::StorageType(DType::F32));
+        assert_eq!(resolve("torch", "BFloat16Storage").unwrap(), Global::StorageType(DType::BF16));
+        assert_eq!(resolve("torch", "bfloat16").unwrap(), Global::TorchDType(DType::BF16));
         assert_eq!(resolve("__builtin__", "set").unwrap(), Global::Set);
         assert_eq!(resolve("collections", "OrderedDict").unwrap(), Global::Dict);
     }
@@ -258,14 +227,8 @@ mod tests {
 
     #[test]
     fn benign_but_unsupported_names_say_so() {
-        assert!(matches!(
-            resolve("torch", "complex64"),
-            Err(Fault::Unsupported(_))
-        ));
-        assert!(matches!(
-            resolve("torch._utils", "_rebuild_qtensor"),
-            Err(Fault::Unsupported(_))
-        ));
+        assert!(matches!(resolve("torch", "complex64"), Err(Fault::Unsupported(_))));
+        assert!(matches!(resolve("torch._utils", "_rebuild_qtensor"), Err(Fault::Unsupported(_))));
         match resolve("numpy.core.multiarray", "scalar") {
             Err(Fault::Forbidden { hint, .. }) => assert!(hint.contains("NumPy")),
             other => panic!("{other:?}"),

@@ -28,9 +28,7 @@ const PROTOCOL_VERSION: i64 = 1001;
 /// within its first few bytes.
 pub(crate) fn sniff(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x80)
-        && bytes
-            .get(..32.min(bytes.len()))
-            .is_some_and(|head| head.windows(MAGIC.len()).any(|w| w == MAGIC))
+        && bytes.get(..32.min(bytes.len())).is_some_and(|head| head.windows(MAGIC.len()).any(|w| w == MAGIC))
 }
 
 /// Reads a legacy checkpoint.
@@ -41,17 +39,12 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     }
     let version = pickle::unpickle(bytes, magic.end)?;
     if version.root != Value::Int(PROTOCOL_VERSION) {
-        return Err(unsupported(format!(
-            "legacy checkpoint protocol {:?} (expected 1001)",
-            version.root
-        )));
+        return Err(unsupported(format!("legacy checkpoint protocol {:?} (expected 1001)", version.root)));
     }
     let sys_info = pickle::unpickle(bytes, version.end)?;
     if let Some(d) = sys_info.heap.as_dict(sys_info.root) {
         if d.get_str("little_endian") == Some(Value::Bool(false)) {
-            return Err(unsupported(
-                "the checkpoint was written on a big-endian machine",
-            ));
+            return Err(unsupported("the checkpoint was written on a big-endian machine"));
         }
     }
     let main = pickle::unpickle(bytes, sys_info.end)?;
@@ -72,15 +65,12 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     }
 
     // The data sections, in key-list order.
-    let mut sections: HashMap<String, &[u8]> =
-        HashMap::with_capacity(key_list.len().min(bytes.len()));
+    let mut sections: HashMap<String, &[u8]> = HashMap::with_capacity(key_list.len().min(bytes.len()));
     let mut pos = keys.end;
     for key in key_list {
-        let dtype = *dtypes.get(key).ok_or_else(|| {
-            malformed(format!(
-                "storage '{key}' has data but no tensor refers to it"
-            ))
-        })?;
+        let dtype = *dtypes
+            .get(key)
+            .ok_or_else(|| malformed(format!("storage '{key}' has data but no tensor refers to it")))?;
         let header = bytes
             .get(pos..pos + 8)
             .ok_or_else(|| truncated(format!("storage '{key}': the file ends before its size")))?;
@@ -89,9 +79,7 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
         let need = numel as u128 * dtype.size() as u128;
         let have = bytes.len() - pos;
         if need > have as u128 {
-            return Err(truncated(format!(
-                "storage '{key}' needs {need} bytes, file has {have}"
-            )));
+            return Err(truncated(format!("storage '{key}' needs {need} bytes, file has {have}")));
         }
         sections.insert(key.to_owned(), &bytes[pos..pos + need as usize]);
         pos += need as usize;
@@ -107,9 +95,6 @@ struct LegacyStorages<'a> {
 
 impl Storages for LegacyStorages<'_> {
     fn bytes(&self, r: &StorageRef) -> Result<&[u8], Fault> {
-        self.sections
-            .get(&r.key)
-            .copied()
-            .ok_or_else(|| truncated(format!("storage '{}' has no data section", r.key)))
+        self.sections.get(&r.key).copied().ok_or_else(|| truncated(format!("storage '{}' has no data section", r.key)))
     }
 }

@@ -127,9 +127,7 @@ fn load_inner(bytes: &[u8]) -> Result<StateDict, Fault> {
     let format = match sniff(bytes) {
         Some(f) => f,
         None if bytes.get(257..262) == Some(b"ustar") => {
-            return Err(error::unsupported(
-                "this is a tar checkpoint from PyTorch < 0.4, which is not supported",
-            ))
+            return Err(error::unsupported("this is a tar checkpoint from PyTorch < 0.4, which is not supported"))
         }
         None => return Err(Fault::NotACheckpoint),
     };
@@ -148,11 +146,5 @@ fn load_inner(bytes: &[u8]) -> Result<StateDict, Fault> {
         }
     };
     let n = normalize::normalise(tensors)?;
-    Ok(StateDict {
-        tensors: n.tensors,
-        masks: n.masks,
-        format,
-        ignored,
-        metadata,
-    })
+    Ok(StateDict { tensors: n.tensors, masks: n.masks, format, ignored, metadata })
 }

@@ -12,13 +12,7 @@ fn f32_bytes(n: usize) -> Vec<u8> {
     (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
 }
 
-fn entry<'a>(
-    name: &'a str,
-    numel: u64,
-    offset: u64,
-    shape: &[u64],
-    stride: &[u64],
-) -> PickledTensor<'a> {
+fn entry<'a>(name: &'a str, numel: u64, offset: u64, shape: &[u64], stride: &[u64]) -> PickledTensor<'a> {
     PickledTensor {
         name,
         dtype: DType::F32,
@@ -80,18 +74,12 @@ fn storage_shorter_than_numel() {
     let z = zip_with(&[entry("w", 256, 0, &[256], &[1])], &f32_bytes(128));
     let e = load(&z).unwrap_err();
     assert!(matches!(e, Error::Truncated { .. }), "{e}");
-    assert_eq!(
-        e.to_string(),
-        "model.pth: truncated: storage '0' needs 1024 bytes, file has 512"
-    );
+    assert_eq!(e.to_string(), "model.pth: truncated: storage '0' needs 1024 bytes, file has 512");
 
     let main = pickle_entries(&[entry("w", 256, 0, &[256], &[1])]);
     let data = f32_bytes(128);
     let e = load(&legacy_with(&main, &["0"], &[(256, &data)])).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "model.pth: truncated: storage '0' needs 1024 bytes, file has 512"
-    );
+    assert_eq!(e.to_string(), "model.pth: truncated: storage '0' needs 1024 bytes, file has 512");
 }
 
 #[test]
@@ -113,10 +101,7 @@ fn stride_out_of_bounds() {
     let z = zip_with(&[entry("w", 12, 12, &[1], &[1])], &f32_bytes(12));
     assert!(matches!(load(&z), Err(Error::Malformed { .. })));
     // A stride so large the index computation overflows.
-    let z = zip_with(
-        &[entry("w", 12, 0, &[3, 3], &[u64::MAX / 2, 1])],
-        &f32_bytes(12),
-    );
+    let z = zip_with(&[entry("w", 12, 0, &[3, 3], &[u64::MAX / 2, 1])], &f32_bytes(12));
     assert!(matches!(load(&z), Err(Error::Malformed { .. })));
 }
 
@@ -175,10 +160,7 @@ fn forbidden_globals_are_named() {
     );
     // Same in a legacy file, in the object pickle.
     let e = load(&legacy_with(&p, &[], &[])).unwrap_err();
-    assert!(
-        matches!(&e, Error::ForbiddenGlobal { global, .. } if global == "posix.system"),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::ForbiddenGlobal { global, .. } if global == "posix.system"), "{e}");
     // numpy gets a hint.
     let p = b"\x80\x02cnumpy.core.multiarray\nscalar\n.";
     let e = load(&archive_bytes(p, &[])).unwrap_err();
@@ -189,10 +171,7 @@ fn forbidden_globals_are_named() {
 fn wrong_magic_and_garbage() {
     let e = load(b"hello world, this is not a checkpoint").unwrap_err();
     assert!(matches!(e, Error::NotACheckpoint { .. }));
-    assert_eq!(
-        e.to_string(),
-        "model.pth: not a PyTorch checkpoint (no zip, legacy pickle or safetensors signature)"
-    );
+    assert_eq!(e.to_string(), "model.pth: not a PyTorch checkpoint (no zip, legacy pickle or safetensors signature)");
     // Legacy with one magic byte changed.
     let main = pickle_entries(&[]);
     let mut l = legacy_with(&main, &[], &[]);
@@ -248,14 +227,7 @@ fn fuzz_pickles_inside_zip_archives() {
         state ^= state << 17;
         state
     };
-    for file in [
-        "zip_basic.pt",
-        "views.pt",
-        "dtypes.pt",
-        "nested.pt",
-        "pruned.pt",
-        "zip_proto4.pt",
-    ] {
+    for file in ["zip_basic.pt", "views.pt", "dtypes.pt", "nested.pt", "pruned.pt", "zip_proto4.pt"] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let ar = crate::zip::Archive::parse(&bytes).unwrap();
         let mut pickle = Vec::new();
@@ -268,24 +240,15 @@ fn fuzz_pickles_inside_zip_archives() {
                 storages.push((key.to_owned(), data));
             }
         }
-        let storages: Vec<(&str, &[u8])> = storages
-            .iter()
-            .map(|(k, d)| (k.as_str(), d.as_slice()))
-            .collect();
-        let iterations = std::env::var("TORCHFILE_FUZZ_ITERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(400);
+        let storages: Vec<(&str, &[u8])> = storages.iter().map(|(k, d)| (k.as_str(), d.as_slice())).collect();
+        let iterations = std::env::var("TORCHFILE_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
         for _ in 0..iterations {
             let mut p = pickle.clone();
             for _ in 0..1 + next() % 3 {
                 let i = (next() % p.len() as u64) as usize;
                 match next() % 4 {
                     0 => p[i] ^= 1 << (next() % 8),
-                    1 => {
-                        p[i] = [0x00, 0xff, 0x80, b'(', b'.', b'R', b'Q', b'K', b'h', b'u']
-                            [(next() % 10) as usize]
-                    }
+                    1 => p[i] = [0x00, 0xff, 0x80, b'(', b'.', b'R', b'Q', b'K', b'h', b'u'][(next() % 10) as usize],
                     2 => p.truncate(i),
                     _ => {
                         p.remove(i);

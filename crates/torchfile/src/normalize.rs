@@ -24,21 +24,13 @@ pub(crate) struct Normalised {
 
 /// Applies both conventions, keeping file order (a pruned `X` takes the place of `X_orig`).
 pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normalised, Fault> {
-    if !tensors.is_empty()
-        && tensors
-            .iter()
-            .all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX))
-    {
+    if !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX)) {
         for (k, _) in tensors.iter_mut() {
             k.drain(..DATA_PARALLEL_PREFIX.len());
         }
     }
 
-    let index: HashMap<&str, usize> = tensors
-        .iter()
-        .enumerate()
-        .map(|(i, (k, _))| (k.as_str(), i))
-        .collect();
+    let index: HashMap<&str, usize> = tensors.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect();
     // For each `X_orig`: the index of `X_mask`.
     let mut mask_of: HashMap<usize, usize> = HashMap::new();
     for (i, (k, _)) in tensors.iter().enumerate() {
@@ -52,17 +44,12 @@ pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normali
             )));
         };
         if index.contains_key(base) {
-            return Err(state_dict(format!(
-                "both `{base}` and the pruned `{k}` are present"
-            )));
+            return Err(state_dict(format!("both `{base}` and the pruned `{k}` are present")));
         }
         mask_of.insert(i, m);
     }
     if mask_of.is_empty() {
-        return Ok(Normalised {
-            tensors,
-            masks: Vec::new(),
-        });
+        return Ok(Normalised { tensors, masks: Vec::new() });
     }
 
     let consumed: HashSet<usize> = mask_of.values().copied().collect();
@@ -89,10 +76,7 @@ pub(crate) fn normalise(mut tensors: Vec<(String, RawTensor)>) -> Result<Normali
             }
         }
     }
-    Ok(Normalised {
-        tensors: out,
-        masks,
-    })
+    Ok(Normalised { tensors: out, masks })
 }
 
 /// `orig * mask` elementwise, in `orig`'s dtype (16-bit floats computed in f32 and rounded,
@@ -106,11 +90,7 @@ fn apply_mask(name: &str, orig: &RawTensor, mask: &RawTensor) -> Result<RawTenso
     }
     let (os, ms) = (orig.dtype.size(), mask.dtype.size());
     let mut data = vec![0u8; orig.data.len()];
-    for ((out, o), m) in data
-        .chunks_exact_mut(os)
-        .zip(orig.data.chunks_exact(os))
-        .zip(mask.data.chunks_exact(ms))
-    {
+    for ((out, o), m) in data.chunks_exact_mut(os).zip(orig.data.chunks_exact(os)).zip(mask.data.chunks_exact(ms)) {
         match orig.dtype {
             DType::F64 | DType::F32 | DType::F16 | DType::BF16 => {
                 let v = elem::read_f64(orig.dtype, o) * elem::read_f64(mask.dtype, m);
@@ -122,11 +102,7 @@ fn apply_mask(name: &str, orig: &RawTensor, mask: &RawTensor) -> Result<RawTenso
             }
         }
     }
-    Ok(RawTensor {
-        dtype: orig.dtype,
-        shape: orig.shape.clone(),
-        data,
-    })
+    Ok(RawTensor { dtype: orig.dtype, shape: orig.shape.clone(), data })
 }
 
 #[cfg(test)]
@@ -143,11 +119,7 @@ mod tests {
 
     #[test]
     fn strips_data_parallel_prefix_only_when_universal() {
-        let n = normalise(vec![
-            ("module.a".into(), t(&[1.])),
-            ("module.b".into(), t(&[2.])),
-        ])
-        .unwrap();
+        let n = normalise(vec![("module.a".into(), t(&[1.])), ("module.b".into(), t(&[2.]))]).unwrap();
         assert_eq!(names(&n.tensors), ["a", "b"]);
         let n = normalise(vec![("module.a".into(), t(&[1.])), ("b".into(), t(&[2.]))]).unwrap();
         assert_eq!(names(&n.tensors), ["module.a", "b"]);
@@ -181,19 +153,9 @@ mod tests {
 
     #[test]
     fn orphan_orig_is_an_error() {
-        let e = normalise(vec![("fc.weight_orig".into(), t(&[1.]))])
-            .err()
-            .unwrap();
-        assert!(
-            matches!(&e, Fault::StateDict(m) if m.contains("fc.weight_mask")),
-            "{e:?}"
-        );
-        let e = normalise(vec![
-            ("w_orig".into(), t(&[1., 2.])),
-            ("w_mask".into(), t(&[1.])),
-        ])
-        .err()
-        .unwrap();
+        let e = normalise(vec![("fc.weight_orig".into(), t(&[1.]))]).err().unwrap();
+        assert!(matches!(&e, Fault::StateDict(m) if m.contains("fc.weight_mask")), "{e:?}");
+        let e = normalise(vec![("w_orig".into(), t(&[1., 2.])), ("w_mask".into(), t(&[1.]))]).err().unwrap();
         assert!(matches!(e, Fault::StateDict(_)));
     }
 }

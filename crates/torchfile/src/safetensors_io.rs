@@ -34,38 +34,20 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Loaded, Fault> {
     let data = bytes.get(8 + n..).unwrap_or_default();
 
     let mut order: Vec<(String, &TensorInfo)> = meta.tensors().into_iter().collect();
-    order.sort_by(|a, b| {
-        a.1.data_offsets
-            .cmp(&b.1.data_offsets)
-            .then_with(|| a.0.cmp(&b.0))
-    });
+    order.sort_by(|a, b| a.1.data_offsets.cmp(&b.1.data_offsets).then_with(|| a.0.cmp(&b.0)));
 
     let mut tensors = Vec::with_capacity(order.len());
     for (name, info) in order {
-        let dtype = from_st(info.dtype).ok_or_else(|| {
-            unsupported(format!(
-                "tensor `{name}` has safetensors dtype {:?}",
-                info.dtype
-            ))
-        })?;
+        let dtype = from_st(info.dtype)
+            .ok_or_else(|| unsupported(format!("tensor `{name}` has safetensors dtype {:?}", info.dtype)))?;
         let (begin, end) = info.data_offsets;
-        let bytes = data.get(begin..end).ok_or_else(|| {
-            truncated(format!("safetensors tensor `{name}` lies outside the file"))
-        })?;
-        tensors.push((
-            name,
-            RawTensor {
-                dtype,
-                shape: info.shape.clone(),
-                data: bytes.to_vec(),
-            },
-        ));
+        let bytes = data
+            .get(begin..end)
+            .ok_or_else(|| truncated(format!("safetensors tensor `{name}` lies outside the file")))?;
+        tensors.push((name, RawTensor { dtype, shape: info.shape.clone(), data: bytes.to_vec() }));
     }
-    let metadata = meta
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let metadata =
+        meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     Ok(Loaded { tensors, metadata })
 }
 
@@ -82,12 +64,12 @@ fn describe(e: SafeTensorError) -> Fault {
         E::TensorInvalidInfo | E::InvalidTensorView(..) | E::ValidationOverflow => {
             malformed("a safetensors tensor's shape and dtype do not match its byte range")
         }
-        E::InvalidOffset(name) => malformed(format!(
-            "safetensors tensor `{name}` does not start where the previous one ends"
-        )),
-        E::MetadataIncompleteBuffer => truncated(
-            "the safetensors data section does not match the tensor table (file cut short or padded)",
-        ),
+        E::InvalidOffset(name) => {
+            malformed(format!("safetensors tensor `{name}` does not start where the previous one ends"))
+        }
+        E::MetadataIncompleteBuffer => {
+            truncated("the safetensors data section does not match the tensor table (file cut short or padded)")
+        }
         other => malformed(format!("safetensors: {other:?}")),
     }
 }
@@ -109,17 +91,13 @@ fn precheck(bytes: &[u8]) -> Result<(), Fault> {
     let data_len = bytes.len() as u64 - header_end;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end as usize])
         .map_err(|e| malformed(format!("safetensors header is not valid JSON: {e}")))?;
-    let obj = header
-        .as_object()
-        .ok_or_else(|| malformed("safetensors header is not a JSON object"))?;
+    let obj = header.as_object().ok_or_else(|| malformed("safetensors header is not a JSON object"))?;
     for (name, info) in obj {
         if name == "__metadata__" {
             continue;
         }
         let offsets = info.get("data_offsets").and_then(|o| o.as_array());
-        let ok = offsets.is_some_and(|o| {
-            o.len() == 2 && o.iter().all(|v| v.as_u64().is_some_and(|v| v <= data_len))
-        });
+        let ok = offsets.is_some_and(|o| o.len() == 2 && o.iter().all(|v| v.as_u64().is_some_and(|v| v <= data_len)));
         if !ok {
             return Err(truncated(format!(
                 "safetensors tensor `{name}` has data offsets outside the {data_len} data bytes"

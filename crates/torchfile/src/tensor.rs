@@ -79,9 +79,7 @@ pub(crate) fn materialise(
                     storage.len()
                 )));
             }
-            storage
-                .get(start as usize..end as usize)
-                .unwrap_or_default()
+            storage.get(start as usize..end as usize).unwrap_or_default()
         }
     };
     let es = t.dtype.size();
@@ -92,30 +90,16 @@ pub(crate) fn materialise(
         numel = numel
             .checked_mul(s as u128)
             .filter(|&n| n <= u64::MAX as u128)
-            .ok_or_else(|| {
-                limit(format!(
-                    "tensor `{name}` has shape {:?}, which is too large",
-                    t.size
-                ))
-            })?;
+            .ok_or_else(|| limit(format!("tensor `{name}` has shape {:?}, which is too large", t.size)))?;
     }
     let shape: Vec<usize> = t
         .size
         .iter()
         .map(|&s| usize::try_from(s))
         .collect::<Result<_, _>>()
-        .map_err(|_| {
-            limit(format!(
-                "tensor `{name}` has shape {:?}, which is too large",
-                t.size
-            ))
-        })?;
+        .map_err(|_| limit(format!("tensor `{name}` has shape {:?}, which is too large", t.size)))?;
     if numel == 0 {
-        return Ok(RawTensor {
-            dtype: t.dtype,
-            shape,
-            data: Vec::new(),
-        });
+        return Ok(RawTensor { dtype: t.dtype, shape, data: Vec::new() });
     }
 
     // The element with the largest index; all indices are offset + sum(i_d * stride_d) >= offset.
@@ -123,9 +107,7 @@ pub(crate) fn materialise(
     for (&s, &st) in t.size.iter().zip(&t.stride) {
         last = last
             .checked_add((s as u128 - 1) * st as u128)
-            .ok_or_else(|| {
-                malformed(format!("tensor `{name}`: stride {:?} overflows", t.stride))
-            })?;
+            .ok_or_else(|| malformed(format!("tensor `{name}`: stride {:?} overflows", t.stride)))?;
     }
     if last >= storage_elems {
         return Err(malformed(format!(
@@ -153,11 +135,7 @@ pub(crate) fn materialise(
     let mut out = Vec::with_capacity(out_bytes as usize);
     copy_strided(base, es, offset, &shape, &stride, &mut out)
         .ok_or_else(|| malformed(format!("tensor `{name}` reads outside its storage")))?;
-    Ok(RawTensor {
-        dtype: t.dtype,
-        shape,
-        data: out,
-    })
+    Ok(RawTensor { dtype: t.dtype, shape, data: out })
 }
 
 /// Whether a (size, stride) pair describes row-major contiguous memory.
@@ -226,12 +204,7 @@ mod tests {
 
     fn tref(n: u64, offset: u64, size: &[u64], stride: &[u64]) -> TensorRef {
         TensorRef {
-            storage: StorageRef {
-                key: "0".into(),
-                dtype: DType::F32,
-                numel: n,
-                view: None,
-            },
+            storage: StorageRef { key: "0".into(), dtype: DType::F32, numel: n, view: None },
             dtype: DType::F32,
             offset,
             size: size.to_vec(),
@@ -248,16 +221,10 @@ mod tests {
         let s = storage_f32(12);
         // 3x4 row-major, transposed to 4x3.
         let t = run(&tref(12, 0, &[4, 3], &[1, 4]), &s).unwrap();
-        assert_eq!(
-            t.to_f64_vec(),
-            vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]
-        );
+        assert_eq!(t.to_f64_vec(), vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
         // Rows 1..3 of the 3x4 matrix.
         let t = run(&tref(12, 4, &[2, 4], &[4, 1]), &s).unwrap();
-        assert_eq!(
-            t.to_f64_vec(),
-            (4..12).map(|i| i as f64).collect::<Vec<_>>()
-        );
+        assert_eq!(t.to_f64_vec(), (4..12).map(|i| i as f64).collect::<Vec<_>>());
         // Every other column.
         let t = run(&tref(12, 0, &[3, 2], &[4, 2]), &s).unwrap();
         assert_eq!(t.to_f64_vec(), vec![0., 2., 4., 6., 8., 10.]);
@@ -276,10 +243,7 @@ mod tests {
     fn stride_out_of_bounds_is_an_error() {
         let s = storage_f32(12);
         let e = run(&tref(12, 0, &[4, 4], &[4, 1]), &s).unwrap_err();
-        assert!(
-            matches!(&e, Fault::Malformed(m) if m.contains("reads element 15")),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Fault::Malformed(m) if m.contains("reads element 15")), "{e:?}");
         let e = run(&tref(12, 12, &[], &[]), &s).unwrap_err();
         assert!(matches!(e, Fault::Malformed(_)));
         let e = run(&tref(12, u64::MAX, &[2], &[u64::MAX]), &s).unwrap_err();

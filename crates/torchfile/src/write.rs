@@ -30,11 +30,7 @@ pub fn save_pt(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error
         let mut z = ZipWriter::new(out);
         z.add(&format!("{ARCHIVE}/data.pkl"), &pickle, ALIGNMENT)?;
         z.add(&format!("{ARCHIVE}/.format_version"), b"1", ALIGNMENT)?;
-        z.add(
-            &format!("{ARCHIVE}/.storage_alignment"),
-            ALIGNMENT.to_string().as_bytes(),
-            ALIGNMENT,
-        )?;
+        z.add(&format!("{ARCHIVE}/.storage_alignment"), ALIGNMENT.to_string().as_bytes(), ALIGNMENT)?;
         z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT)?;
         for (i, (_, t)) in tensors.iter().enumerate() {
             z.add(&format!("{ARCHIVE}/data/{i}"), &t.data, ALIGNMENT)?;
@@ -49,16 +45,12 @@ pub fn save_pt(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error
 #[cfg(test)]
 pub(crate) fn archive_bytes(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut z = ZipWriter::new(Vec::new());
-    z.add(&format!("{ARCHIVE}/data.pkl"), pickle, ALIGNMENT)
-        .unwrap();
-    z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT)
-        .unwrap();
+    z.add(&format!("{ARCHIVE}/data.pkl"), pickle, ALIGNMENT).unwrap();
+    z.add(&format!("{ARCHIVE}/byteorder"), b"little", ALIGNMENT).unwrap();
     for (key, data) in storages {
-        z.add(&format!("{ARCHIVE}/data/{key}"), data, ALIGNMENT)
-            .unwrap();
+        z.add(&format!("{ARCHIVE}/data/{key}"), data, ALIGNMENT).unwrap();
     }
-    z.add(&format!("{ARCHIVE}/version"), b"3\n", ALIGNMENT)
-        .unwrap();
+    z.add(&format!("{ARCHIVE}/version"), b"3\n", ALIGNMENT).unwrap();
     z.finish().unwrap()
 }
 
@@ -86,21 +78,10 @@ fn validate(path: &Path, tensors: &[(String, RawTensor)]) -> Result<(), Error> {
                 return Err(Error::invalid_tensor(
                     path,
                     name,
-                    format!(
-                        "shape {:?} of {} needs {n} bytes, data has {}",
-                        t.shape,
-                        t.dtype,
-                        t.data.len()
-                    ),
+                    format!("shape {:?} of {} needs {n} bytes, data has {}", t.shape, t.dtype, t.data.len()),
                 ))
             }
-            None => {
-                return Err(Error::invalid_tensor(
-                    path,
-                    name,
-                    format!("shape {:?} overflows", t.shape),
-                ))
-            }
+            None => return Err(Error::invalid_tensor(path, name, format!("shape {:?} overflows", t.shape))),
         }
     }
     Ok(())
@@ -138,10 +119,7 @@ fn state_dict_pickle(tensors: &[(String, RawTensor)]) -> Vec<u8> {
             storage_numel: t.numel() as u64,
             offset: 0,
             shape: t.shape.iter().map(|&d| d as u64).collect(),
-            stride: contiguous_strides(&t.shape)
-                .into_iter()
-                .map(|d| d as u64)
-                .collect(),
+            stride: contiguous_strides(&t.shape).into_iter().map(|d| d as u64).collect(),
         })
         .collect();
     pickle_entries(&entries)
@@ -243,10 +221,7 @@ impl PickleOut {
         } else {
             // LONG1: minimal little-endian two's complement (a 0x00 byte keeps it positive).
             let mut bytes = v.to_le_bytes().to_vec();
-            while bytes.len() > 1
-                && bytes[bytes.len() - 1] == 0
-                && bytes[bytes.len() - 2] & 0x80 == 0
-            {
+            while bytes.len() > 1 && bytes[bytes.len() - 1] == 0 && bytes[bytes.len() - 2] & 0x80 == 0 {
                 bytes.pop();
             }
             self.out.extend_from_slice(&[0x8a, bytes.len() as u8]);
@@ -281,25 +256,11 @@ mod tests {
 
     #[test]
     fn emitted_ints_read_back() {
-        for v in [
-            0u64,
-            255,
-            256,
-            65535,
-            65536,
-            0x7fff_ffff,
-            0x8000_0000,
-            1 << 40,
-            u64::MAX >> 1,
-        ] {
+        for v in [0u64, 255, 256, 65535, 65536, 0x7fff_ffff, 0x8000_0000, 1 << 40, u64::MAX >> 1] {
             let mut p = PickleOut::default();
             p.int(v);
             p.out.push(b'.');
-            assert_eq!(
-                unpickle(&p.out, 0).unwrap().root,
-                Value::Int(v as i64),
-                "{v}"
-            );
+            assert_eq!(unpickle(&p.out, 0).unwrap().root, Value::Int(v as i64), "{v}");
         }
     }
 

@@ -60,11 +60,8 @@ pub(crate) struct Archive<'a> {
 
 impl<'a> Archive<'a> {
     pub(crate) fn parse(data: &'a [u8]) -> Result<Self, Fault> {
-        let eocd = find_eocd(data).ok_or_else(|| {
-            truncated(
-                "no zip end-of-central-directory record (the archive is cut short or damaged)",
-            )
-        })?;
+        let eocd = find_eocd(data)
+            .ok_or_else(|| truncated("no zip end-of-central-directory record (the archive is cut short or damaged)"))?;
         let bad = || malformed("zip end-of-central-directory record is damaged");
         let mut count = rd16(data, eocd + 10).ok_or_else(bad)? as u64;
         let mut cd_size = rd32(data, eocd + 12).ok_or_else(bad)? as u64;
@@ -72,17 +69,14 @@ impl<'a> Archive<'a> {
         if count == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff {
             (count, cd_size, cd_offset) = read_zip64_eocd(data, eocd)?;
         }
-        let cd_end = cd_offset
-            .checked_add(cd_size)
-            .filter(|&e| e <= data.len() as u64)
-            .ok_or_else(|| truncated(format!(
+        let cd_end = cd_offset.checked_add(cd_size).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
+            truncated(format!(
                 "zip central directory at {cd_offset} (+{cd_size} bytes) lies beyond the end of the file ({} bytes)",
                 data.len()
-            )))?;
+            ))
+        })?;
         if count > cd_size / CENTRAL_HEADER_LEN as u64 {
-            return Err(malformed(format!(
-                "zip directory claims {count} entries in {cd_size} bytes"
-            )));
+            return Err(malformed(format!("zip directory claims {count} entries in {cd_size} bytes")));
         }
         let cd = &data[cd_offset as usize..cd_end as usize];
         let mut entries = Vec::with_capacity(count as usize);
@@ -93,18 +87,11 @@ impl<'a> Archive<'a> {
                 .ok_or_else(|| malformed(format!("zip central directory entry {i} is damaged")))?;
             at += len;
             if by_name.insert(entry.name.clone(), entries.len()).is_some() {
-                return Err(malformed(format!(
-                    "zip archive contains `{}` twice (ambiguous content)",
-                    entry.name
-                )));
+                return Err(malformed(format!("zip archive contains `{}` twice (ambiguous content)", entry.name)));
             }
             entries.push(entry);
         }
-        Ok(Archive {
-            data,
-            entries,
-            by_name,
-        })
+        Ok(Archive { data, entries, by_name })
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
@@ -121,15 +108,8 @@ impl<'a> Archive<'a> {
         let name = &e.name;
         let off = usize::try_from(e.header_offset)
             .ok()
-            .filter(|&o| {
-                o.checked_add(LOCAL_HEADER_LEN)
-                    .is_some_and(|end| end <= data.len())
-            })
-            .ok_or_else(|| {
-                truncated(format!(
-                    "zip entry `{name}` starts beyond the end of the file"
-                ))
-            })?;
+            .filter(|&o| o.checked_add(LOCAL_HEADER_LEN).is_some_and(|end| end <= data.len()))
+            .ok_or_else(|| truncated(format!("zip entry `{name}` starts beyond the end of the file")))?;
         if rd32(data, off) != Some(LOCAL_SIG) {
             return Err(malformed(format!("zip entry `{name}` has no local header")));
         }
@@ -151,50 +131,29 @@ impl<'a> Archive<'a> {
         let bytes: Cow<'a, [u8]> = match e.method {
             0 => {
                 if e.compressed_size != e.size {
-                    return Err(malformed(format!(
-                        "stored zip entry `{name}` has two different sizes"
-                    )));
+                    return Err(malformed(format!("stored zip entry `{name}` has two different sizes")));
                 }
                 Cow::Borrowed(raw)
             }
             8 => {
-                if e.size
-                    > e.compressed_size
-                        .saturating_mul(MAX_DEFLATE_RATIO)
-                        .saturating_add(1024)
-                {
+                if e.size > e.compressed_size.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024) {
                     return Err(limit(format!(
                         "zip entry `{name}` claims to inflate {} bytes to {}, more than deflate can",
                         e.compressed_size, e.size
                     )));
                 }
-                let size = usize::try_from(e.size)
-                    .map_err(|_| limit(format!("zip entry `{name}` is too large")))?;
-                let out = miniz_oxide::inflate::decompress_to_vec_with_limit(raw, size).map_err(
-                    |_| {
-                        malformed(format!(
-                            "zip entry `{name}` does not inflate to its declared size"
-                        ))
-                    },
-                )?;
+                let size = usize::try_from(e.size).map_err(|_| limit(format!("zip entry `{name}` is too large")))?;
+                let out = miniz_oxide::inflate::decompress_to_vec_with_limit(raw, size)
+                    .map_err(|_| malformed(format!("zip entry `{name}` does not inflate to its declared size")))?;
                 if out.len() != size {
-                    return Err(malformed(format!(
-                        "zip entry `{name}` inflates to {} bytes, not {size}",
-                        out.len()
-                    )));
+                    return Err(malformed(format!("zip entry `{name}` inflates to {} bytes, not {size}", out.len())));
                 }
                 Cow::Owned(out)
             }
-            m => {
-                return Err(unsupported(format!(
-                    "zip entry `{name}` uses compression method {m}"
-                )))
-            }
+            m => return Err(unsupported(format!("zip entry `{name}` uses compression method {m}"))),
         };
         if crc32fast::hash(&bytes) != e.crc {
-            return Err(malformed(format!(
-                "checksum mismatch in zip entry `{name}` (the file is corrupt)"
-            )));
+            return Err(malformed(format!("checksum mismatch in zip entry `{name}` (the file is corrupt)")));
         }
         Ok(bytes)
     }
@@ -205,8 +164,7 @@ fn find_eocd(data: &[u8]) -> Option<usize> {
     let last = data.len().checked_sub(EOCD_LEN)?;
     let first = last.saturating_sub(0xffff);
     (first..=last).rev().find(|&i| {
-        rd32(data, i) == Some(EOCD_SIG)
-            && rd16(data, i + 20).is_some_and(|c| i + EOCD_LEN + c as usize == data.len())
+        rd32(data, i) == Some(EOCD_SIG) && rd16(data, i + 20).is_some_and(|c| i + EOCD_LEN + c as usize == data.len())
     })
 }
 
@@ -262,25 +220,11 @@ fn parse_central_entry(cd: &[u8], at: usize) -> Option<(Entry, usize)> {
         i += 4 + len;
     }
     // Keep all three below 2^62 so later additions cannot overflow.
-    if [size, compressed_size, header_offset]
-        .iter()
-        .any(|&v| v >= 1 << 62)
-    {
+    if [size, compressed_size, header_offset].iter().any(|&v| v >= 1 << 62) {
         return None;
     }
     let len = CENTRAL_HEADER_LEN + name_len + extra_len + comment_len;
-    Some((
-        Entry {
-            name,
-            method,
-            flags,
-            crc,
-            compressed_size,
-            size,
-            header_offset,
-        },
-        len,
-    ))
+    Some((Entry { name, method, flags, crc, compressed_size, size, header_offset }, len))
 }
 
 /// Writes a zip archive of stored (uncompressed) entries.
@@ -295,13 +239,7 @@ pub(crate) struct ZipWriter<W: Write> {
 
 impl<W: Write> ZipWriter<W> {
     pub(crate) fn new(out: W) -> Self {
-        ZipWriter {
-            out,
-            pos: 0,
-            central: Vec::new(),
-            count: 0,
-            zip64_threshold: 0xffff_ffff,
-        }
+        ZipWriter { out, pos: 0, central: Vec::new(), count: 0, zip64_threshold: 0xffff_ffff }
     }
 
     #[cfg(test)]
@@ -366,11 +304,7 @@ impl<W: Write> ZipWriter<W> {
             cextra.extend_from_slice(&size.to_le_bytes());
             cextra.extend_from_slice(&offset.to_le_bytes());
         }
-        let (csize, coffset) = if big_any {
-            (0xffff_ffff, 0xffff_ffff)
-        } else {
-            (size as u32, offset as u32)
-        };
+        let (csize, coffset) = if big_any { (0xffff_ffff, 0xffff_ffff) } else { (size as u32, offset as u32) };
         let c = &mut self.central;
         c.extend_from_slice(&CENTRAL_SIG.to_le_bytes());
         c.extend_from_slice(&version.to_le_bytes()); // made by
@@ -401,9 +335,7 @@ impl<W: Write> ZipWriter<W> {
         let cd_size = self.central.len() as u64;
         let central = std::mem::take(&mut self.central);
         self.emit(&central)?;
-        let zip64 = self.count >= 0xffff
-            || cd_offset >= self.zip64_threshold
-            || cd_size >= self.zip64_threshold;
+        let zip64 = self.count >= 0xffff || cd_offset >= self.zip64_threshold || cd_size >= self.zip64_threshold;
         if zip64 {
             let rec_offset = self.pos;
             let mut r = Vec::with_capacity(76);
@@ -486,10 +418,7 @@ mod tests {
         bad[off] ^= 1;
         let ar = Archive::parse(&bad).unwrap();
         let e = ar.read(ar.find("a/data/0").unwrap()).unwrap_err();
-        assert!(
-            matches!(&e, Fault::Malformed(m) if m.contains("checksum")),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Fault::Malformed(m) if m.contains("checksum")), "{e:?}");
     }
 
     #[test]
@@ -500,10 +429,7 @@ mod tests {
         z.add("x", &deflated, 1).unwrap();
         let mut bytes = z.finish().unwrap();
         // Patch method to 8 and sizes/crc in the central directory.
-        let c = (0..bytes.len())
-            .rev()
-            .find(|&i| rd32(&bytes, i) == Some(CENTRAL_SIG))
-            .unwrap();
+        let c = (0..bytes.len()).rev().find(|&i| rd32(&bytes, i) == Some(CENTRAL_SIG)).unwrap();
         bytes[c + 10..c + 12].copy_from_slice(&8u16.to_le_bytes());
         bytes[c + 16..c + 20].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes[c + 24..c + 28].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -512,10 +438,7 @@ mod tests {
         // A claimed size far beyond deflate's ratio is refused before inflating.
         bytes[c + 24..c + 28].copy_from_slice(&u32::MAX.to_le_bytes());
         let ar = Archive::parse(&bytes).unwrap();
-        assert!(matches!(
-            ar.read(ar.find("x").unwrap()),
-            Err(Fault::Limit(_))
-        ));
+        assert!(matches!(ar.read(ar.find("x").unwrap()), Err(Fault::Limit(_))));
     }
 
     #[test]

@@ -23,11 +23,7 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
     let ar = Archive::parse(bytes)?;
     let prefix = find_prefix(&ar)?;
 
-    if ar
-        .entries()
-        .iter()
-        .any(|e| e.name.starts_with(&format!("{prefix}code/")))
-    {
+    if ar.entries().iter().any(|e| e.name.starts_with(&format!("{prefix}code/"))) {
         return Err(unsupported(
             "this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; \
              load it in Python and torch.save(model.state_dict()) instead",
@@ -43,9 +39,7 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
         }
     }
 
-    let pkl_entry = ar
-        .find(&format!("{prefix}data.pkl"))
-        .ok_or_else(|| malformed("zip archive has no data.pkl"))?;
+    let pkl_entry = ar.find(&format!("{prefix}data.pkl")).ok_or_else(|| malformed("zip archive has no data.pkl"))?;
     let pkl = ar.read(pkl_entry)?;
     let up = pickle::unpickle(&pkl, 0)?;
     let sel = checkpoint::select(&up.heap, up.root)?;
@@ -58,11 +52,9 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
             continue;
         }
         let name = format!("{prefix}data/{key}");
-        let e = ar.find(&name).ok_or_else(|| {
-            truncated(format!(
-                "storage '{key}' is missing (no `{name}` in the archive)"
-            ))
-        })?;
+        let e = ar
+            .find(&name)
+            .ok_or_else(|| truncated(format!("storage '{key}' is missing (no `{name}` in the archive)")))?;
         entries.insert(key.clone(), ar.read(e)?);
     }
     checkpoint::materialise_all(sel, &ZipStorages { entries }, bytes.len())
@@ -74,9 +66,9 @@ fn find_prefix(ar: &Archive<'_>) -> Result<String, Fault> {
         let p = e.name.strip_suffix("data.pkl")?;
         (p.is_empty() || (p.ends_with('/') && p.matches('/').count() == 1)).then(|| p.to_owned())
     });
-    let first = found.next().ok_or_else(|| {
-        malformed("zip archive has no `<name>/data.pkl`, so it is not a torch.save checkpoint")
-    })?;
+    let first = found
+        .next()
+        .ok_or_else(|| malformed("zip archive has no `<name>/data.pkl`, so it is not a torch.save checkpoint"))?;
     if found.next().is_some() {
         return Err(malformed("zip archive holds more than one data.pkl"));
     }
@@ -89,17 +81,10 @@ struct ZipStorages<'a> {
 
 impl Storages for ZipStorages<'_> {
     fn bytes(&self, r: &StorageRef) -> Result<&[u8], Fault> {
-        let data = self
-            .entries
-            .get(&r.key)
-            .ok_or_else(|| truncated(format!("storage '{}' is missing", r.key)))?;
+        let data = self.entries.get(&r.key).ok_or_else(|| truncated(format!("storage '{}' is missing", r.key)))?;
         let need = (r.numel as u128) * r.dtype.size() as u128;
         if need > data.len() as u128 {
-            return Err(truncated(format!(
-                "storage '{}' needs {need} bytes, file has {}",
-                r.key,
-                data.len()
-            )));
+            return Err(truncated(format!("storage '{}' needs {need} bytes, file has {}", r.key, data.len())));
         }
         Ok(&data[..need as usize])
     }

@@ -39,11 +39,9 @@ fn load_bytes_agrees_with_load() {
         let from_mem = load_bytes(&bytes, Path::new("mem.pt"));
         match (load(&path), from_mem) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{file}"),
-            (Err(a), Err(b)) => assert_eq!(
-                a.to_string().replace(&path.display().to_string(), "mem.pt"),
-                b.to_string(),
-                "{file}"
-            ),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string().replace(&path.display().to_string(), "mem.pt"), b.to_string(), "{file}")
+            }
             (a, b) => panic!("{file}: {a:?} vs {b:?}"),
         }
     }
@@ -52,11 +50,9 @@ fn load_bytes_agrees_with_load() {
 #[test]
 fn format_is_sniffed_from_content_not_extension() {
     let dir = tempfile::tempdir().unwrap();
-    for (src, format) in [
-        ("zip_basic.pt", Format::Zip),
-        ("legacy_basic.pt", Format::Legacy),
-        ("model.safetensors", Format::Safetensors),
-    ] {
+    for (src, format) in
+        [("zip_basic.pt", Format::Zip), ("legacy_basic.pt", Format::Legacy), ("model.safetensors", Format::Safetensors)]
+    {
         let renamed = dir.path().join("weights.bin");
         std::fs::copy(fixtures_dir().join(src), &renamed).unwrap();
         assert_eq!(load(&renamed).unwrap().format, format, "{src}");
@@ -67,13 +63,7 @@ fn format_is_sniffed_from_content_not_extension() {
 fn same_weights_in_every_layout() {
     let dir = fixtures_dir();
     let reference = load(&dir.join("zip_basic.pt")).unwrap().tensors;
-    for f in [
-        "legacy_basic.pt",
-        "zip_proto4.pt",
-        "legacy_proto4.pt",
-        "nested.pt",
-        "dataparallel.pt",
-    ] {
+    for f in ["legacy_basic.pt", "zip_proto4.pt", "legacy_proto4.pt", "nested.pt", "dataparallel.pt"] {
         assert_eq!(load(&dir.join(f)).unwrap().tensors, reference, "{f}");
     }
     let zip = load(&dir.join("views.pt")).unwrap();
@@ -90,11 +80,7 @@ fn pruned_weights_are_masked() {
     let w = sd.get("0.weight").unwrap().to_f64_vec();
     let m = sd.mask("0.weight").unwrap().to_f64_vec();
     assert_eq!(w.len(), 24);
-    assert_eq!(
-        m.iter().filter(|&&v| v == 0.0).count(),
-        12,
-        "l1_unstructured(amount=0.5)"
-    );
+    assert_eq!(m.iter().filter(|&&v| v == 0.0).count(), 12, "l1_unstructured(amount=0.5)");
     for (w, m) in w.iter().zip(&m) {
         if *m == 0.0 {
             assert_eq!(*w, 0.0);

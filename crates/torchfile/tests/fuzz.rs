@@ -66,10 +66,7 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
 
 /// Cases per fixture; `TORCHFILE_FUZZ_ITERS=100000` for a long run.
 fn iterations() -> usize {
-    std::env::var("TORCHFILE_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500)
+    std::env::var("TORCHFILE_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
 }
 
 #[test]
@@ -82,10 +79,7 @@ fn mutated_fixtures_never_panic() {
             let input = mutate(&mut rng, &src);
             if let Err(e) = load_bytes(&input, name) {
                 let msg = e.to_string();
-                assert!(
-                    msg.starts_with("fuzz.pt: ") && msg.len() > 12,
-                    "{file}: {msg}"
-                );
+                assert!(msg.starts_with("fuzz.pt: ") && msg.len() > 12, "{file}: {msg}");
             }
         }
     }

@@ -8,11 +8,7 @@ use common::{expectations, fixtures_dir};
 use torchfile::{load, save_pt, save_safetensors, DType, Error, Format, RawTensor};
 
 fn loadable_fixtures() -> Vec<String> {
-    expectations()
-        .into_iter()
-        .filter(|(_, e)| e.get("error").is_none())
-        .map(|(f, _)| f)
-        .collect()
+    expectations().into_iter().filter(|(_, e)| e.get("error").is_none()).map(|(f, _)| f).collect()
 }
 
 #[test]
@@ -60,22 +56,12 @@ fn every_dtype_and_odd_shapes_round_trip() {
     let mut tensors = Vec::new();
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         let values: Vec<f64> = (0..24).map(|v| ((v * 7 + i) % 5) as f64 - 1.0).collect();
-        let values: Vec<f64> = if dtype == DType::U8 {
-            values.iter().map(|v| v.abs()).collect()
-        } else {
-            values
-        };
-        tensors.push((
-            format!("t.{}", dtype.name()),
-            RawTensor::from_f64(dtype, &[2, 3, 4], &values),
-        ));
+        let values: Vec<f64> = if dtype == DType::U8 { values.iter().map(|v| v.abs()).collect() } else { values };
+        tensors.push((format!("t.{}", dtype.name()), RawTensor::from_f64(dtype, &[2, 3, 4], &values)));
     }
     tensors.push(("scalar".into(), RawTensor::from_f32(&[], &[4.5])));
     tensors.push(("empty".into(), RawTensor::from_f32(&[3, 0, 2], &[])));
-    tensors.push((
-        "five_dims".into(),
-        RawTensor::from_f32(&[1, 2, 1, 2, 1], &[1., 2., 3., 4.]),
-    ));
+    tensors.push(("five_dims".into(), RawTensor::from_f32(&[1, 2, 1, 2, 1], &[1., 2., 3., 4.])));
     tensors.push(("ünïcode name".into(), RawTensor::from_f32(&[1], &[1.])));
     let path = dir.path().join("all.pt");
     save_pt(&path, &tensors).unwrap();
@@ -92,25 +78,13 @@ fn every_dtype_and_odd_shapes_round_trip() {
 fn inconsistent_tensors_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.pt");
-    let bad = RawTensor {
-        dtype: DType::F32,
-        shape: vec![2, 2],
-        data: vec![0; 15],
-    };
+    let bad = RawTensor { dtype: DType::F32, shape: vec![2, 2], data: vec![0; 15] };
     let e = save_pt(&path, &[("w".into(), bad.clone())]).unwrap_err();
-    assert!(
-        matches!(&e, Error::InvalidTensor { name, .. } if name == "w"),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::InvalidTensor { name, .. } if name == "w"), "{e}");
     assert!(e.to_string().contains("needs 16 bytes, data has 15"), "{e}");
     assert!(!path.exists());
     let ok = RawTensor::from_f32(&[1], &[1.]);
-    let e = save_safetensors(
-        &path,
-        &[("a".into(), ok.clone()), ("a".into(), ok)],
-        &BTreeMap::new(),
-    )
-    .unwrap_err();
+    let e = save_safetensors(&path, &[("a".into(), ok.clone()), ("a".into(), ok)], &BTreeMap::new()).unwrap_err();
     assert!(e.to_string().contains("occurs twice"), "{e}");
     let e = save_pt(&dir.path().join("no/such/dir/x.pt"), &[]).unwrap_err();
     assert!(matches!(e, Error::Io { .. }));

@@ -14,12 +14,7 @@ impl Machine<'_> {
     pub(super) fn call(&mut self, callee: Value, args: Vec<Value>) -> Result<Value, Fault> {
         let g = match self.heap.get(callee) {
             Some(Object::Global(g)) => *g,
-            _ => {
-                return Err(self.err(format!(
-                    "a {} is called, which is not callable",
-                    self.heap.type_name(callee)
-                )))
-            }
+            _ => return Err(self.err(format!("a {} is called, which is not callable", self.heap.type_name(callee)))),
         };
         match g {
             Global::Dict => {
@@ -35,12 +30,7 @@ impl Machine<'_> {
                     None => Vec::new(),
                     Some(&v) => match self.heap.get(v) {
                         Some(Object::List(l) | Object::Tuple(l) | Object::Set(l)) => l.clone(),
-                        _ => {
-                            return Err(self.err(format!(
-                                "cannot build a sequence from a {}",
-                                self.heap.type_name(v)
-                            )))
-                        }
+                        _ => return Err(self.err(format!("cannot build a sequence from a {}", self.heap.type_name(v)))),
                     },
                 };
                 self.heap.alloc(match g {
@@ -50,11 +40,7 @@ impl Machine<'_> {
                 })
             }
             Global::RebuildTensor | Global::RebuildTensorV2 => {
-                let expected: &[usize] = if g == Global::RebuildTensor {
-                    &[4]
-                } else {
-                    &[6, 7]
-                };
+                let expected: &[usize] = if g == Global::RebuildTensor { &[4] } else { &[6, 7] };
                 self.check_arity("_rebuild_tensor_v2", &args, expected)?;
                 self.rebuild_tensor(&args, None)
             }
@@ -78,28 +64,16 @@ impl Machine<'_> {
                 self.check_arity("_rebuild_from_type_v2", &args, &[4])?;
                 let func = match self.heap.get(args[0]) {
                     Some(Object::Global(f)) if f.is_tensor_rebuild() => args[0],
-                    _ => {
-                        return Err(
-                            self.err("_rebuild_from_type_v2 needs a tensor-rebuild function")
-                        )
-                    }
+                    _ => return Err(self.err("_rebuild_from_type_v2 needs a tensor-rebuild function")),
                 };
-                if !matches!(
-                    self.heap.get(args[1]),
-                    Some(Object::Global(Global::TensorClass))
-                ) {
-                    return Err(
-                        self.err("_rebuild_from_type_v2 needs torch.Tensor or torch.nn.Parameter")
-                    );
+                if !matches!(self.heap.get(args[1]), Some(Object::Global(Global::TensorClass))) {
+                    return Err(self.err("_rebuild_from_type_v2 needs torch.Tensor or torch.nn.Parameter"));
                 }
                 let inner = self.tuple_items(args[2], "_rebuild_from_type_v2 arguments")?;
                 self.call(func, inner) // cannot recurse further: `func` is not RebuildFromTypeV2
             }
             Global::TorchDevice => {
-                let kind = args
-                    .first()
-                    .and_then(|&v| self.heap.as_str(v))
-                    .map(str::to_owned);
+                let kind = args.first().and_then(|&v| self.heap.as_str(v)).map(str::to_owned);
                 let kind = kind.ok_or_else(|| self.err("torch.device needs a string"))?;
                 let s = match args.get(1) {
                     Some(Value::Int(i)) => format!("{kind}:{i}"),
@@ -108,17 +82,13 @@ impl Machine<'_> {
                 self.heap.alloc(Object::Str(s))
             }
             Global::CodecsEncode => {
-                let text = args
-                    .first()
-                    .and_then(|&v| self.heap.as_str(v))
-                    .map(str::to_owned);
+                let text = args.first().and_then(|&v| self.heap.as_str(v)).map(str::to_owned);
                 let codec = args.get(1).and_then(|&v| self.heap.as_str(v));
                 match (text, codec) {
                     (Some(t), Some("latin1" | "latin-1")) => {
                         let mut bytes = Vec::with_capacity(t.len());
                         for c in t.chars() {
-                            let c = u8::try_from(c as u32)
-                                .map_err(|_| self.err("latin1 text outside latin1"))?;
+                            let c = u8::try_from(c as u32).map_err(|_| self.err("latin1 text outside latin1"))?;
                             bytes.push(c);
                         }
                         self.heap.alloc(Object::Bytes(bytes))
@@ -126,17 +96,13 @@ impl Machine<'_> {
                     _ => Err(self.err("_codecs.encode is only emulated for (str, 'latin1')")),
                 }
             }
-            Global::StorageType(_) | Global::TorchDType(_) | Global::TensorClass => Err(self
-                .err("a torch type is called directly; only the rebuild functions are emulated")),
+            Global::StorageType(_) | Global::TorchDType(_) | Global::TensorClass => {
+                Err(self.err("a torch type is called directly; only the rebuild functions are emulated"))
+            }
         }
     }
 
-    pub(super) fn check_arity(
-        &self,
-        func: &str,
-        args: &[Value],
-        expected: &[usize],
-    ) -> Result<(), Fault> {
+    pub(super) fn check_arity(&self, func: &str, args: &[Value], expected: &[usize]) -> Result<(), Fault> {
         if expected.contains(&args.len()) {
             Ok(())
         } else {
@@ -152,51 +118,33 @@ impl Machine<'_> {
                 let mut out = Vec::with_capacity(l.len() * 2);
                 for &pair in l {
                     match self.heap.get(pair) {
-                        Some(Object::Tuple(p) | Object::List(p)) if p.len() == 2 => {
-                            out.extend_from_slice(p)
-                        }
+                        Some(Object::Tuple(p) | Object::List(p)) if p.len() == 2 => out.extend_from_slice(p),
                         _ => return Err(self.err("dict() item is not a pair")),
                     }
                 }
                 Ok(out)
             }
-            _ => Err(self.err(format!(
-                "cannot build a dict from a {}",
-                self.heap.type_name(init)
-            ))),
+            _ => Err(self.err(format!("cannot build a dict from a {}", self.heap.type_name(init)))),
         }
     }
 
-    pub(super) fn rebuild_tensor(
-        &mut self,
-        args: &[Value],
-        dtype: Option<DType>,
-    ) -> Result<Value, Fault> {
+    pub(super) fn rebuild_tensor(&mut self, args: &[Value], dtype: Option<DType>) -> Result<Value, Fault> {
         let storage = match self.heap.get(args[0]) {
             Some(Object::Storage(s)) => s.clone(),
             _ => {
-                return Err(self.err(format!(
-                    "a tensor is rebuilt from a {}, not a storage",
-                    self.heap.type_name(args[0])
-                )))
+                return Err(
+                    self.err(format!("a tensor is rebuilt from a {}, not a storage", self.heap.type_name(args[0])))
+                )
             }
         };
         let offset = self.uint(args[1], "storage offset")?;
         let size = self.uint_seq(args[2], "tensor size")?;
         let stride = self.uint_seq(args[3], "tensor stride")?;
         if size.len() != stride.len() {
-            return Err(self.err(format!(
-                "tensor size {size:?} and stride {stride:?} differ in length"
-            )));
+            return Err(self.err(format!("tensor size {size:?} and stride {stride:?} differ in length")));
         }
         let dtype = dtype.unwrap_or(storage.dtype);
-        self.heap.alloc(Object::Tensor(TensorRef {
-            storage,
-            dtype,
-            offset,
-            size,
-            stride,
-        }))
+        self.heap.alloc(Object::Tensor(TensorRef { storage, dtype, offset, size, stride }))
     }
 
     /// BINPERSID: `('storage', storage_type, key, location, numel[, view_metadata])`.
@@ -210,10 +158,7 @@ impl Machine<'_> {
                 )))
             }
         };
-        let typename = items
-            .first()
-            .and_then(|&v| self.text(v))
-            .unwrap_or_default();
+        let typename = items.first().and_then(|&v| self.text(v)).unwrap_or_default();
         match typename.as_str() {
             "storage" => {}
             "module" => {
@@ -232,9 +177,7 @@ impl Machine<'_> {
         };
         let key = match items[2] {
             Value::Int(i) => i.to_string(),
-            v => self
-                .text(v)
-                .ok_or_else(|| self.err("storage key is not a string"))?,
+            v => self.text(v).ok_or_else(|| self.err("storage key is not a string"))?,
         };
         let numel = self.uint(items[4], "storage size")?;
         let view = match items.get(5) {
@@ -244,18 +187,10 @@ impl Machine<'_> {
                 if t.len() != 3 {
                     return Err(self.err("storage view metadata must have 3 fields"));
                 }
-                Some((
-                    self.uint(t[1], "view offset")?,
-                    self.uint(t[2], "view size")?,
-                ))
+                Some((self.uint(t[1], "view offset")?, self.uint(t[2], "view size")?))
             }
         };
-        self.heap.alloc(Object::Storage(StorageRef {
-            key,
-            dtype,
-            numel,
-            view,
-        }))
+        self.heap.alloc(Object::Storage(StorageRef { key, dtype, numel, view }))
     }
 
     /// A str, or ASCII bytes (pickles from Python 2 loaded with encoding='bytes').

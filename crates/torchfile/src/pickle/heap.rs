@@ -87,9 +87,7 @@ pub(crate) struct Heap {
 impl Heap {
     pub(super) fn alloc(&mut self, o: Object) -> Result<Value, Fault> {
         if self.objects.len() >= MAX_OBJECTS {
-            return Err(limit(format!(
-                "the pickle builds more than {MAX_OBJECTS} objects"
-            )));
+            return Err(limit(format!("the pickle builds more than {MAX_OBJECTS} objects")));
         }
         self.objects.push(o);
         Ok(Value::Obj(self.objects.len() - 1))

@@ -50,20 +50,10 @@ pub(crate) struct Unpickled {
 
 /// Runs the pickle starting at `data[start..]` up to its STOP opcode.
 pub(crate) fn unpickle(data: &[u8], start: usize) -> Result<Unpickled, Fault> {
-    let mut vm = Machine {
-        data,
-        pos: start,
-        heap: Heap::default(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
-    };
+    let mut vm =
+        Machine { data, pos: start, heap: Heap::default(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
     let root = vm.run()?;
-    Ok(Unpickled {
-        heap: vm.heap,
-        root,
-        end: vm.pos,
-    })
+    Ok(Unpickled { heap: vm.heap, root, end: vm.pos })
 }
 
 struct Machine<'a> {
@@ -81,11 +71,7 @@ impl<'a> Machine<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
         let data: &'a [u8] = self.data;
-        match self
-            .pos
-            .checked_add(n)
-            .and_then(|end| data.get(self.pos..end))
-        {
+        match self.pos.checked_add(n).and_then(|end| data.get(self.pos..end)) {
             Some(s) => {
                 self.pos += n;
                 Ok(s)
@@ -134,17 +120,13 @@ impl<'a> Machine<'a> {
                 self.pos += i + 1;
                 Ok(&rest[..i])
             }
-            None => Err(truncated(format!(
-                "pickle text line at byte {} has no end",
-                self.pos
-            ))),
+            None => Err(truncated(format!("pickle text line at byte {} has no end", self.pos))),
         }
     }
 
     fn line_str(&mut self) -> Result<&'a str, Fault> {
         let at = self.pos;
-        std::str::from_utf8(self.line()?)
-            .map_err(|_| malformed(format!("pickle text at byte {at} is not valid UTF-8")))
+        std::str::from_utf8(self.line()?).map_err(|_| malformed(format!("pickle text at byte {at} is not valid UTF-8")))
     }
 
     fn err(&self, what: impl std::fmt::Display) -> Fault {
@@ -155,9 +137,7 @@ impl<'a> Machine<'a> {
 
     fn push(&mut self, v: Value) -> Result<(), Fault> {
         if self.stack.len() >= MAX_STACK {
-            return Err(limit(format!(
-                "the pickle stack grows beyond {MAX_STACK} values"
-            )));
+            return Err(limit(format!("the pickle stack grows beyond {MAX_STACK} values")));
         }
         self.stack.push(v);
         Ok(())
@@ -184,17 +164,11 @@ impl<'a> Machine<'a> {
         if self.stack.len() <= self.floor() {
             return Err(self.err("stack underflow"));
         }
-        self.stack
-            .last()
-            .copied()
-            .ok_or_else(|| self.err("stack underflow"))
+        self.stack.last().copied().ok_or_else(|| self.err("stack underflow"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, Fault> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or_else(|| self.err("no MARK to pop to"))?;
+        let mark = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to"))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -208,9 +182,7 @@ impl<'a> Machine<'a> {
     fn memo_put(&mut self, index: u32) -> Result<(), Fault> {
         let v = self.top()?;
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&index) {
-            return Err(limit(format!(
-                "the pickle memo grows beyond {MAX_MEMO} entries"
-            )));
+            return Err(limit(format!("the pickle memo grows beyond {MAX_MEMO} entries")));
         }
         self.memo.insert(index, v);
         Ok(())
@@ -351,9 +323,7 @@ impl<'a> Machine<'a> {
                     let b = self.len_field(n)?.to_vec();
                     self.alloc_push(Object::Bytes(b))?
                 }
-                0x97 | 0x98 => {
-                    return Err(unsupported("pickle uses out-of-band buffers (protocol 5 NEXT_BUFFER)"))
-                }
+                0x97 | 0x98 => return Err(unsupported("pickle uses out-of-band buffers (protocol 5 NEXT_BUFFER)")),
                 // ---- containers ----
                 b'(' => {
                     if self.marks.len() >= MAX_STACK {
@@ -537,9 +507,7 @@ impl<'a> Machine<'a> {
                     self.push(v)?
                 }
                 b'P' => {
-                    return Err(unsupported(
-                        "pickle uses a text persistent id (PERSID); PyTorch writes binary ones",
-                    ))
+                    return Err(unsupported("pickle uses a text persistent id (PERSID); PyTorch writes binary ones"))
                 }
                 0x82..=0x84 => {
                     return Err(unsupported(
@@ -578,8 +546,8 @@ impl<'a> Machine<'a> {
     fn push_utf8(&mut self, n: u64) -> Result<(), Fault> {
         let at = self.pos;
         let b = self.len_field(n)?;
-        let s = std::str::from_utf8(b)
-            .map_err(|_| malformed(format!("pickle string at byte {at} is not valid UTF-8")))?;
+        let s =
+            std::str::from_utf8(b).map_err(|_| malformed(format!("pickle string at byte {at} is not valid UTF-8")))?;
         self.alloc_push(Object::Str(s.to_owned()))
     }
 
@@ -606,11 +574,7 @@ impl<'a> Machine<'a> {
         if items.len() % 2 != 0 {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
-        let keys: Vec<DictKey> = items
-            .iter()
-            .step_by(2)
-            .map(|&k| self.heap.dict_key(k))
-            .collect();
+        let keys: Vec<DictKey> = items.iter().step_by(2).map(|&k| self.heap.dict_key(k)).collect();
         let type_name = self.heap.type_name(target);
         match self.heap.get_mut(target) {
             Some(Object::Dict(d)) => {
@@ -627,10 +591,7 @@ impl<'a> Machine<'a> {
     fn tuple_items(&self, v: Value, what: &str) -> Result<Vec<Value>, Fault> {
         match self.heap.get(v) {
             Some(Object::Tuple(t) | Object::List(t)) => Ok(t.clone()),
-            _ => Err(self.err(format!(
-                "{what} must be a tuple, found a {}",
-                self.heap.type_name(v)
-            ))),
+            _ => Err(self.err(format!("{what} must be a tuple, found a {}", self.heap.type_name(v)))),
         }
     }
 
@@ -645,10 +606,7 @@ impl<'a> Machine<'a> {
     fn uint_seq(&self, v: Value, what: &str) -> Result<Vec<u64>, Fault> {
         let items = self.tuple_items(v, what)?;
         if items.len() > MAX_DIMS {
-            return Err(limit(format!(
-                "a tensor has {} dimensions (at most {MAX_DIMS})",
-                items.len()
-            )));
+            return Err(limit(format!("a tensor has {} dimensions (at most {MAX_DIMS})", items.len())));
         }
         items.into_iter().map(|i| self.uint(i, what)).collect()
     }
@@ -675,15 +633,7 @@ mod tests {
         assert_eq!(d.entries.len(), 3);
         match u.heap.get(d.get_str("a").unwrap()) {
             Some(Object::List(l)) => {
-                assert_eq!(
-                    l,
-                    &vec![
-                        Value::Int(1),
-                        Value::Int(-2),
-                        Value::Int(300),
-                        Value::Int(70000)
-                    ]
-                )
+                assert_eq!(l, &vec![Value::Int(1), Value::Int(-2), Value::Int(300), Value::Int(70000)])
             }
             other => panic!("{other:?}"),
         }
@@ -693,9 +643,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(
-            matches!(u.heap.get(d.get_str("c").unwrap()), Some(Object::Bytes(b)) if b == b"xy")
-        );
+        assert!(matches!(u.heap.get(d.get_str("c").unwrap()), Some(Object::Bytes(b)) if b == b"xy"));
         assert_eq!(u.end, p.len());
     }
 
@@ -721,22 +669,13 @@ mod tests {
     fn forbidden_globals_are_named() {
         // The classic: cos\nsystem\n(S'echo pwned'\ntR.
         let e = run(b"cos\nsystem\n(S'echo pwned'\ntR.").unwrap_err();
-        assert!(
-            matches!(&e, Fault::Forbidden { global, .. } if global == "os.system"),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "os.system"), "{e:?}");
         // STACK_GLOBAL (protocol 4) route to builtins.eval.
         let e = run(b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93\x8c\x011\x85R.").unwrap_err();
-        assert!(
-            matches!(&e, Fault::Forbidden { global, .. } if global == "builtins.eval"),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "builtins.eval"), "{e:?}");
         // INST route.
         let e = run(b"(S'id'\nisubprocess\nPopen\n.").unwrap_err();
-        assert!(
-            matches!(&e, Fault::Forbidden { global, .. } if global == "subprocess.Popen"),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Fault::Forbidden { global, .. } if global == "subprocess.Popen"), "{e:?}");
     }
 
     #[test]
