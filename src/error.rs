@@ -59,11 +59,11 @@ pub enum Error {
         /// A suggested fix shown to the user.
         remedy: &'static str,
     },
-    /// The run was interrupted; its state was saved to the given path for `--resume`.
-    #[error("interrupted; state saved to {0} (continue with --resume)")]
+    /// The run was interrupted; its state was saved to the given path, from which it resumes.
+    #[error("interrupted; state saved to {0} (resume to continue)")]
     Interrupted(PathBuf),
-    /// The output already exists and neither `--resume` nor `--force` was given.
-    #[error("{path} already exists; pass --resume to continue that run or --force to overwrite it")]
+    /// The output already exists and the run was asked neither to resume nor to overwrite it.
+    #[error("{path} already exists: resume to continue that run, or force to overwrite it")]
     WouldOverwrite {
         /// The existing output path.
         path: PathBuf,

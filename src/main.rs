@@ -13,6 +13,9 @@ fn main() {
         let interrupted =
             e.chain().any(|c| matches!(c.downcast_ref::<quarantine::Error>(), Some(quarantine::Error::Interrupted(_))));
         eprintln!("error: {e:#}");
+        if let Some(h) = cli::hint(&e) {
+            eprintln!("hint: {h}");
+        }
         std::process::exit(if interrupted { 130 } else { 2 });
     }
 }

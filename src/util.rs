@@ -51,7 +51,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("model.safetensors"), b"x").unwrap();
         let e = prepare_out_dir(d.path(), "model.safetensors", false, false).unwrap_err().to_string();
-        assert!(e.contains("--resume") && e.contains("model.safetensors"), "{e}");
+        assert!(e.contains("resume") && e.contains("model.safetensors"), "{e}");
         prepare_out_dir(d.path(), "model.safetensors", true, false).unwrap();
     }
 }

@@ -90,3 +90,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, device, cli.json),
     }
 }
+
+/// The command-line flag behind a library error, for a hint after the message: the library names
+/// what was wrong in its own terms, the command line knows which flag sets it.
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    use quarantine::Error;
+    let err = e.chain().find_map(|c| c.downcast_ref::<Error>())?;
+    let flag = match err {
+        Error::Interrupted(_) => return Some("continue with --resume".into()),
+        Error::WouldOverwrite { .. } => {
+            return Some("pass --resume to continue that run or --force to overwrite it".into())
+        }
+        Error::BadFile { msg, .. } if msg.contains("sidecar") => "--arch (and --image-size, --channels, --classes)",
+        Error::Invalid { what, .. } => match *what {
+            "normalization" => "--normalize",
+            "seeds" | "synthesized seeds" => "--seeds",
+            "labels" => "--labels",
+            "true trigger" => "--true-trigger",
+            "target" => "--target",
+            "poison ratio" => "--poison-ratio",
+            "blend alpha" => "--blend-alpha",
+            "trigger" => "--trigger",
+            "trigger size" => "--trigger-size",
+            "trigger location" => "--trigger-location",
+            "surrogate" => "--surrogate",
+            "data spec" => "--data",
+            "pruning rate" => "--rate",
+            "rewind epoch" => "--rewind-epoch",
+            "epochs per round" => "--epochs-per-round",
+            "score steps" => "--steps and --score-from",
+            "test data" => "--test-data",
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(format!("see {flag}"))
+}

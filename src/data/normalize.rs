@@ -42,7 +42,7 @@ impl Normalization {
                     .collect::<std::result::Result<_, _>>()
                     .map_err(|_| {
                         Error::invalid(
-                            "--normalize",
+                            "normalization",
                             format!("`{s}`: expected cifar10, cifar100, mnist, none, MEAN,STD or 3 means and 3 stds"),
                         )
                     })?;
@@ -51,7 +51,7 @@ impl Normalization {
                     6 => Self { mean: v[..3].to_vec(), std: v[3..].to_vec() },
                     _ => {
                         return Err(Error::invalid(
-                            "--normalize",
+                            "normalization",
                             format!("`{s}`: expected 2 or 6 numbers, got {}", v.len()),
                         ))
                     }

@@ -137,7 +137,7 @@ pub fn load_checkpoint(
             if a != info.meta.arch {
                 return Err(Error::bad_file(
                     &side,
-                    format!("checkpoint is a {}, but --arch {} was given", info.meta.arch.name(), a.name()),
+                    format!("checkpoint is a {}, but architecture {} was given", info.meta.arch.name(), a.name()),
                 ));
             }
         }
@@ -179,7 +179,7 @@ fn foreign_info(
     format: &str,
 ) -> Result<CheckpointInfo> {
     let arch = ov.arch.ok_or_else(|| {
-        Error::bad_file(path, "no quarantine sidecar (.json) beside it: pass --arch to say what network it holds")
+        Error::bad_file(path, "no quarantine sidecar (.json) beside it: the architecture must be given")
     })?;
     let stem = shape_of(tensors, arch, arch.stem()).ok_or_else(|| {
         Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name()))

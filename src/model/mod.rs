@@ -186,7 +186,10 @@ impl Model {
             let Some(var) = vars.get_mut(&name) else {
                 return Err(Error::bad_file(
                     source,
-                    format!("unexpected tensor `{key}` for a {} model (is --arch right?)", self.meta.arch.name()),
+                    format!(
+                        "unexpected tensor `{key}` for a {} model (is the architecture right?)",
+                        self.meta.arch.name()
+                    ),
                 ));
             };
             let src = from_raw(raw, source, key)?;

@@ -389,88 +389,20 @@ fn optimise_chunk(
     let a_p = Tensor::from_slice(&ap).view([l as i64, c as i64, h as i64, w as i64]);
     let mut vars = TriggerVars::new(&a_m, &a_p, labels, cfg, device);
     let space = InputSpace::new(cfg.space, norm, c, device);
-
-    let mut kept: Vec<Option<(Tensor, Tensor, usize, f64)>> = (0..l).map(|_| None).collect();
-    let mut history: Vec<Vec<EpochStat>> = vec![vec![]; l];
-    let mut last_acc = vec![0.0; l];
+    let mut track = Tracker::new(l);
     for epoch in 0..cfg.epochs {
-        let xs = seeds.batches(batch, epoch_seed(cfg.seed ^ SEED_KEY, epoch), true, cfg.space, norm, shape, device);
-        let (mut loss_sum, mut correct, mut n) = (vec![0.0; l], vec![0i64; l], 0usize);
-        for (step, x) in xs.iter().enumerate() {
-            let b = x.size()[0] as usize;
-            let (loss, ok) = vars.step(model, &space, x, cfg.loss);
-            if let Some(bad) = loss.iter().find(|v| !v.is_finite()) {
-                return Err(Error::Diverged {
-                    epoch,
-                    step,
-                    loss: *bad,
-                    remedy: "check --normalize and --space, or lower --lr",
-                });
-            }
-            for i in 0..l {
-                loss_sum[i] += loss[i] * b as f64;
-                correct[i] += ok[i];
-            }
-            n += b;
-        }
-        let (m, p) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
-        let l1s: Vec<f64> =
-            Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu))
-                .expect("l1");
-        for i in 0..l {
-            let acc = correct[i] as f64 / n as f64;
-            last_acc[i] = acc;
-            let success = acc >= cfg.success_threshold;
-            if success {
-                kept[i] = Some((m.get(i as i64).copy(), p.get(i as i64).copy(), epoch + 1, acc));
-            }
-            vars.schedules[i].update(success);
-            history[i].push(EpochStat {
-                epoch: epoch + 1,
-                loss: loss_sum[i] / n as f64,
-                attack_success: acc,
-                l1: l1s[i],
-                c1: vars.schedules[i].cost[0],
-            });
-        }
+        run_epoch(model, &space, seeds, cfg, norm, batch, epoch, &mut vars, &mut track)?;
         progress.inc(1);
     }
-
-    // Final triggers: the last successful epoch's, else the last epoch's (not reached).
-    let (m_last, p_last) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
-    let mut masks = vec![];
-    let mut pats = vec![];
-    let mut meta = vec![];
-    for i in 0..l {
-        match kept[i].take() {
-            Some((m, p, e, acc)) => {
-                masks.push(m);
-                pats.push(p);
-                meta.push((true, e, acc));
-            }
-            None => {
-                masks.push(m_last.get(i as i64).copy());
-                pats.push(p_last.get(i as i64).copy());
-                meta.push((false, cfg.epochs, last_acc[i]));
-            }
-        }
-    }
+    let (masks, pats, meta) = track.final_triggers(&vars, cfg.epochs);
     let m = Tensor::stack(&masks, 0);
     let p = Tensor::stack(&pats, 0);
     let success = seed_success(model, &space, seeds, cfg, norm, shape, batch, &vars.targets, &m, &p);
-    let (mean, std): (Vec<f32>, Vec<f32>) = (norm.mean.clone(), norm.std.clone());
     let mut out = vec![];
     for i in 0..l {
         let mask = to_vec(&masks[i]);
         let pattern = to_vec(&pats[i]);
-        let pattern_image = match cfg.space {
-            Space::Pixel => pattern.clone(),
-            Space::Normalized => pattern
-                .iter()
-                .enumerate()
-                .map(|(j, v)| (v * std[j / (h * w)] + mean[j / (h * w)]).clamp(0.0, 1.0))
-                .collect(),
-        };
+        let pattern_image = pattern_image(&pattern, cfg.space, norm, h * w);
         let (reached, epoch, epoch_attack_success) = meta[i];
         out.push(LabelResult {
             label: labels[i],
@@ -484,10 +416,119 @@ fn optimise_chunk(
             epoch_attack_success,
             attack_success: success[i],
             final_cost: vars.schedules[i].cost,
-            history: std::mem::take(&mut history[i]),
+            history: std::mem::take(&mut track.history[i]),
         });
     }
     Ok(out)
+}
+
+/// The pattern as a pixel image in \[0,1\]: itself in pixel space, `clamp(p·std + mean)` in
+/// normalized space (`hw` pixels per channel).
+fn pattern_image(pattern: &[f32], space: Space, norm: &Normalization, hw: usize) -> Vec<f32> {
+    match space {
+        Space::Pixel => pattern.to_vec(),
+        Space::Normalized => pattern
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (v * norm.std[j / hw] + norm.mean[j / hw]).clamp(0.0, 1.0))
+            .collect(),
+    }
+}
+
+/// Per label of a chunk: the trigger kept so far (mask, pattern, 1-based epoch, accuracy), the
+/// epoch history and the last epoch's accuracy.
+struct Tracker {
+    kept: Vec<Option<(Tensor, Tensor, usize, f64)>>,
+    history: Vec<Vec<EpochStat>>,
+    last_acc: Vec<f64>,
+}
+
+impl Tracker {
+    fn new(l: usize) -> Self {
+        Tracker { kept: (0..l).map(|_| None).collect(), history: vec![vec![]; l], last_acc: vec![0.0; l] }
+    }
+
+    /// The final triggers `([1,H,W] masks, [C,H,W] patterns, (reached, epoch, accuracy))`: the last
+    /// successful epoch's, else the last epoch's (not reached).
+    #[allow(clippy::type_complexity)]
+    fn final_triggers(
+        &mut self,
+        vars: &TriggerVars,
+        epochs: usize,
+    ) -> (Vec<Tensor>, Vec<Tensor>, Vec<(bool, usize, f64)>) {
+        let (m_last, p_last) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
+        let (mut masks, mut pats, mut meta) = (vec![], vec![], vec![]);
+        for i in 0..self.kept.len() {
+            match self.kept[i].take() {
+                Some((m, p, e, acc)) => {
+                    masks.push(m);
+                    pats.push(p);
+                    meta.push((true, e, acc));
+                }
+                None => {
+                    masks.push(m_last.get(i as i64).copy());
+                    pats.push(p_last.get(i as i64).copy());
+                    meta.push((false, epochs, self.last_acc[i]));
+                }
+            }
+        }
+        (masks, pats, meta)
+    }
+}
+
+/// One epoch of a chunk: a step per seed batch, then each label's accuracy decides its kept
+/// trigger and its cost schedule.
+#[allow(clippy::too_many_arguments)]
+fn run_epoch(
+    model: &Model,
+    space: &InputSpace,
+    seeds: &Seeds,
+    cfg: &ReverseConfig,
+    norm: &Normalization,
+    batch: usize,
+    epoch: usize,
+    vars: &mut TriggerVars,
+    track: &mut Tracker,
+) -> Result<()> {
+    let l = track.kept.len();
+    let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
+    let xs = seeds.batches(batch, epoch_seed(cfg.seed ^ SEED_KEY, epoch), true, cfg.space, norm, shape, model.device());
+    let (mut loss_sum, mut correct, mut n) = (vec![0.0; l], vec![0i64; l], 0usize);
+    for (step, x) in xs.iter().enumerate() {
+        let b = x.size()[0] as usize;
+        let (loss, ok) = vars.step(model, space, x, cfg.loss);
+        if let Some(bad) = loss.iter().find(|v| !v.is_finite()) {
+            let remedy = "check the input normalization and the stamping space, or lower the learning rate";
+            return Err(Error::Diverged { epoch, step, loss: *bad, remedy });
+        }
+        for i in 0..l {
+            loss_sum[i] += loss[i] * b as f64;
+            correct[i] += ok[i];
+        }
+        n += b;
+    }
+    let (m, p) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
+    let l1s: Vec<f64> =
+        Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu))
+            .expect("l1");
+    for i in 0..l {
+        let acc = correct[i] as f64 / n as f64;
+        track.last_acc[i] = acc;
+        let success = acc >= cfg.success_threshold;
+        if success {
+            track.kept[i] = Some((m.get(i as i64).copy(), p.get(i as i64).copy(), epoch + 1, acc));
+        }
+        vars.schedules[i].update(success);
+        let stat = EpochStat {
+            epoch: epoch + 1,
+            loss: loss_sum[i] / n as f64,
+            attack_success: acc,
+            l1: l1s[i],
+            c1: vars.schedules[i].cost[0],
+        };
+        track.history[i].push(stat);
+    }
+    Ok(())
 }
 
 /// Attack success of the triggers `m [L,1,H,W]`, `p [L,C,H,W]` on a fresh pass over the seeds.

@@ -111,7 +111,7 @@ pub fn synthesize(model: &Model, norm: &Normalization, cfg: &SynthConfig) -> Res
                     epoch: 0,
                     step,
                     loss: v,
-                    remedy: "model inversion diverged: check --normalize, or use noise or data seeds",
+                    remedy: "model inversion diverged: check the input normalization, or use noise or data seeds",
                 });
             }
             let grads = Tensor::run_backward(&[loss], &[&a], false, false);
