@@ -166,6 +166,10 @@ fn data_free_detect_scores_on_the_synthesized_seeds_or_on_noise() {
     assert!(v["command"].as_str().unwrap().contains("--free-score-data synth"), "{}", v["command"]);
     assert_eq!(stderr.matches("synthesizing").count(), 1, "the seeds are synthesized once: {stderr}");
     assert_eq!(dynamics["steps"].as_array().unwrap().len(), 3);
+    // The winning ticket is saved with its mask, as `score` saves it.
+    for f in ["winning-ticket.safetensors", "winning-ticket.pt", "winning-ticket.mask.safetensors"] {
+        assert!(d.path().join("synth").join(f).exists(), "{f}");
+    }
     // Noise (the paper's): labelled by the model, the dense BN statistics kept.
     let (v, dynamics, stderr) =
         detect("noise", &["--seeds", "noise:8", "--free-score-data", "noise", "--score-samples", "64"]);

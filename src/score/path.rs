@@ -286,4 +286,37 @@ mod tests {
         assert_eq!(pick_winner(&rows, ScoreKind::Loss, Some(0.6)), Some(2));
         assert_eq!(pick_winner(&rows, ScoreKind::Loss, Some(0.1)), None);
     }
+
+    /// The winning-ticket save (once for `score` and `detect`): mask file, native checkpoint and a
+    /// PyTorch file whose `num_batches_tracked` is the checkpoint's BN counter (detect's former copy
+    /// saved no mask and exported 0).
+    #[test]
+    fn the_winning_ticket_is_saved_with_its_mask_and_bn_counter() {
+        use crate::model::{Arch, ModelMeta};
+        use crate::prune::{Criterion, Scope};
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+        let model = Model::new(meta.clone(), Device::Cpu).unwrap();
+        let masks = Masks::dense(&model).prune(&model, 0.5, Scope::Global, Criterion::Magnitude);
+        masks.apply(&model);
+        let mut info = CheckpointInfo::new(meta, crate::data::Normalization::mnist());
+        info.batches_tracked = 7;
+        let d = tempfile::tempdir().unwrap();
+        save_ticket(d.path(), &model, &masks, &info, 3).unwrap();
+        let back = Masks::load(&d.path().join("winning-ticket.mask.safetensors"), &model).unwrap();
+        assert!((back.density().total - masks.density().total).abs() < 1e-12);
+        let (_, sidecar, _) = crate::model::load_checkpoint(
+            &d.path().join("winning-ticket.safetensors"),
+            &InputOverrides::default(),
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(sidecar.metrics.unwrap()["step"], 3);
+        let pt = torchfile::load(&d.path().join("winning-ticket.pt")).unwrap();
+        let counters: Vec<&torchfile::RawTensor> =
+            pt.tensors.iter().filter(|(k, _)| k.ends_with("num_batches_tracked")).map(|(_, t)| t).collect();
+        assert!(!counters.is_empty());
+        for t in counters {
+            assert_eq!(t.data, 7i64.to_le_bytes().to_vec(), "num_batches_tracked");
+        }
+    }
 }
