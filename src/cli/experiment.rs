@@ -135,20 +135,18 @@ pub fn load(file: &Path) -> anyhow::Result<Experiment> {
     let sec = Sections { seed, data: data.clone(), attack: attack.unwrap_or_default(), train, prune, score, reverse };
     let at = |what: &str, err: anyhow::Error| anyhow::anyhow!("{}: {what}: {err}", file.display());
     let p: prune::PruneArgs = parse(&sec.prune_flags()).map_err(|e| at("[prune]/[attack]", e))?;
-    let prune_job = PruneJob::try_from(p).map_err(|e| at("[prune]/[attack]", e.into()))?;
-    let imp = prune_job.method == quarantine::prune::Method::Imp;
+    let (method, imp) = (p.method, p.method == quarantine::prune::Method::Imp);
     match (&sec.train, imp) {
         (Some(_), true) => bail!(
             "{}: IMP trains its own dense model: remove [train] and put arch, epochs, lr in [prune]",
             file.display()
         ),
-        (None, false) => bail!(
-            "{}: a {} path prunes a trained model: add a [train] section",
-            file.display(),
-            prune_job.method.title()
-        ),
+        (None, false) => {
+            bail!("{}: a {} path prunes a trained model: add a [train] section", file.display(), method.title())
+        }
         _ => {}
     }
+    let prune_job = PruneJob::try_from(p).map_err(|e| at("[prune]/[attack]", e.into()))?;
     let train_job = match &sec.train {
         Some(_) => {
             let t: train::TrainArgs = parse(&sec.train_flags()).map_err(|e| at("[train]/[attack]", e))?;
@@ -272,7 +270,7 @@ mod tests {
     #[test]
     fn missing_data_says_where_to_get_it() {
         let d = tempfile::tempdir().unwrap();
-        let text = "name = \"t\"\ndata = \"cifar10:/nonexistent/cifar\"\n[prune]\nmethod = \"imp\"\n";
+        let text = "name = \"t\"\ndata = \"cifar10:/nonexistent/cifar\"\n[prune]\nmethod = \"imp\"\narch = \"cnn\"\n";
         let p = write(d.path(), text);
         let e = load(&p).unwrap();
         let err = check_data(&e, &p).unwrap_err().to_string();

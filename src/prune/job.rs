@@ -259,20 +259,8 @@ mod tests {
     use super::*;
     use crate::control::Progress;
 
-    /// Two classes of 8x8 gray images: 64 to train on, 32 to test.
     fn split() -> Split {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let mut set = |n: usize| {
-            let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-            let images = labels
-                .iter()
-                .flat_map(|&l| [l as u8 * 200; 64])
-                .map(|v| v.saturating_add(rng.gen_range(0..40)))
-                .collect();
-            ImageSet { images, labels, n, height: 8, width: 8, channels: 1, classes: vec!["a".into(), "b".into()] }
-        };
-        Split { train: set(64), test: Some(set(32)) }
+        crate::train::job::tests::tiny_split(1)
     }
 
     /// Cancels its flag at the first note of a pruned round's training.

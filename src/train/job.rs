@@ -254,7 +254,7 @@ fn write_config(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -262,10 +262,14 @@ mod tests {
     use crate::attack::{AttackSpec, Patch, TriggerSpec};
     use crate::control::Progress;
 
-    /// Two classes of 8x8 gray images: 64 to train on, 32 to test.
     fn split() -> Split {
+        tiny_split(0)
+    }
+
+    /// Two classes of 8x8 gray images (drawn with `seed`): 64 to train on, 32 to test.
+    pub(crate) fn tiny_split(seed: u64) -> Split {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut set = |n: usize| {
             let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
             let images = labels

@@ -6,7 +6,7 @@
 //! Reproducibility: the weights are initialised after `tch::manual_seed(seed)`; epoch `e` shuffles and
 //! augments with a stream derived from `(seed, e)` alone, so a run resumed after epoch `e` replays the
 //! same batches as an uninterrupted one. The checkpoint holds weights, BN statistics and momentum.
-mod job;
+pub(crate) mod job;
 mod sgd;
 mod state;
 
