@@ -14,7 +14,7 @@ use tch::Device;
 
 use super::ModelArgs;
 use quarantine::data::DataSpec;
-use quarantine::detect::{AuditData, DecisionRule, DetectConfig, Detection, FreeScoreData, ModelRef, Suspect};
+use quarantine::detect::{AuditData, DecisionRule, DetectConfig, FreeScoreData, ModelRef, Suspect};
 use quarantine::prune::Method;
 use quarantine::report::write_detection;
 use quarantine::reverse::{AnomalyScale, SeedSpec};
@@ -144,36 +144,7 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&record)?);
     }
-    print_verdict(&found, &cfg);
+    eprintln!("{}", found.verdict_line(&cfg));
     eprintln!("detect: report {}", report.display());
     Ok(())
-}
-
-/// The verdict line on stderr.
-fn print_verdict(found: &Detection, cfg: &DetectConfig) {
-    let d = &found.decision;
-    let ai =
-        d.anomaly_index.map(|x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() }).unwrap_or("n/a".into());
-    let why = match (cfg.decide, d.agree) {
-        (DecisionRule::Consensus, false) => format!(
-            "dense model points at label {}, ticket at {}: no consensus",
-            fmt_label(d.dense_target),
-            fmt_label(d.ticket_target)
-        ),
-        _ => format!("anomaly index {ai} {} {}", if d.trojaned { ">" } else { "<=" }, cfg.threshold),
-    };
-    let tail = format!(
-        "{why}; rule {}; ticket density {:.4}{}",
-        cfg.decide,
-        found.winner_row().density,
-        if found.data_free { "; data-free" } else { "" }
-    );
-    match d.target {
-        Some(t) if d.trojaned => eprintln!("verdict: TROJANED, target label {t} ({tail})"),
-        _ => eprintln!("verdict: no Trojan found ({tail})"),
-    }
-}
-
-fn fmt_label(l: Option<u32>) -> String {
-    l.map(|l| l.to_string()).unwrap_or("none".into())
 }

@@ -261,6 +261,32 @@ impl Detection {
         }
     }
 
+    /// The one-line verdict as `quarantine detect` prints it, e.g. "verdict: TROJANED, target
+    /// label 3 (anomaly index 2.68 > 2; rule consensus; ticket density 0.0225)".
+    pub fn verdict_line(&self, cfg: &DetectConfig) -> String {
+        let d = &self.decision;
+        let label = |l: Option<u32>| l.map_or("none".to_string(), |l| l.to_string());
+        let ai = d.anomaly_index.map_or("n/a".into(), |x| if x.is_finite() { format!("{x:.2}") } else { "inf".into() });
+        let why = match (cfg.decide, d.agree) {
+            (DecisionRule::Consensus, false) => format!(
+                "dense model points at label {}, ticket at {}: no consensus",
+                label(d.dense_target),
+                label(d.ticket_target)
+            ),
+            _ => format!("anomaly index {ai} {} {}", if d.trojaned { ">" } else { "<=" }, cfg.threshold),
+        };
+        let density = self.winner_row().density;
+        let tail = format!(
+            "{why}; rule {}; ticket density {density:.4}{}",
+            cfg.decide,
+            if self.data_free { "; data-free" } else { "" }
+        );
+        match d.target {
+            Some(t) if d.trojaned => format!("verdict: TROJANED, target label {t} ({tail})"),
+            _ => format!("verdict: no Trojan found ({tail})"),
+        }
+    }
+
     /// The `dynamics.json` record of this detection.
     pub fn dynamics_record(&self) -> DetectDynamics {
         DetectDynamics {

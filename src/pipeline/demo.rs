@@ -200,6 +200,7 @@ fn detect_one(cfg: &DemoConfig, model: &Path, dir: &Path, device: Device, ctl: &
     let data_spec = data.is_some().then_some(DataSpec::Builtin);
     let command = dcfg.command_line(model, dir, data_spec.as_ref());
     write_detection(dir, &found, &found.record(&dcfg, model_ref, command))?;
+    ctl.progress().note(&found.verdict_line(&dcfg));
     Ok(())
 }
 
