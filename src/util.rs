@@ -19,12 +19,6 @@ pub fn prepare_out_dir(dir: &Path, marker: &str, resume: bool, force: bool) -> R
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
-/// Reads a JSON file; errors name the file.
-pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
-}
-
 /// Writes `value` as pretty JSON plus a newline, atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("serializable");

@@ -110,15 +110,6 @@ impl TryFrom<&DetectArgs> for DetectConfig {
             decide: a.decide,
             seed: a.seed,
         };
-        if a.method == Method::Imp {
-            anyhow::bail!("detect prunes the given model without training: use --method omp or random (IMP: `quarantine prune --method imp`)");
-        }
-        anyhow::ensure!(
-            (1..=a.steps).contains(&a.score_from),
-            "--score-from {} must lie in 1..={} (--steps)",
-            a.score_from,
-            a.steps
-        );
         cfg.validate()?;
         Ok(cfg)
     }

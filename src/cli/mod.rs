@@ -119,6 +119,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
             "rewind epoch" => "--rewind-epoch",
             "epochs per round" => "--epochs-per-round",
             "score steps" => "--steps and --score-from",
+            "pruning method" => "--method (IMP trains: `quarantine prune --method imp`)",
             "test data" => "--test-data",
             _ => return None,
         },

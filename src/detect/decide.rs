@@ -170,7 +170,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reverse::verdict as verdict_of_l1;
+    use crate::reverse::verdict;
 
     fn labels(l1: &[f64]) -> Vec<LabelSummary> {
         l1.iter()
@@ -196,7 +196,7 @@ mod tests {
         // Trojaned: label 1 smallest in both (values from a measured run, rounded).
         let d = labels(&[92.0, 29.0, 85.0, 88.0, 86.0, 87.0, 81.0, 130.0, 72.0, 113.0]);
         let t = labels(&[61.0, 28.0, 69.0, 78.0, 73.0, 38.0, 48.0, 106.0, 47.0, 83.0]);
-        let (vd, vt) = (verdict_of_l1(&d, 2.0, s), verdict_of_l1(&t, 2.0, s));
+        let (vd, vt) = (verdict(&d, 2.0, s), verdict(&t, 2.0, s));
         let c = decide(DecisionRule::Consensus, s, 2.0, (&vd, &d), (&vt, &t));
         assert!(c.agree && c.trojaned && c.target == Some(1), "{c:?}");
         // pooled: mean of the logs; its index lies between the two single indexes here
@@ -205,7 +205,7 @@ mod tests {
         // Clean: a sink label in the ticket (5) that the dense model does not share (2).
         let d = labels(&[120.0, 94.0, 72.0, 109.0, 99.0, 98.0, 91.0, 161.0, 83.0, 102.0]);
         let t = labels(&[81.0, 76.0, 60.0, 78.0, 40.0, 28.0, 86.0, 81.0, 43.0, 68.0]);
-        let (vd, vt) = (verdict_of_l1(&d, 2.0, s), verdict_of_l1(&t, 2.0, s));
+        let (vd, vt) = (verdict(&d, 2.0, s), verdict(&t, 2.0, s));
         assert!(vt.flagged, "the ticket alone flags this clean model");
         let c = decide(DecisionRule::Consensus, s, 2.0, (&vd, &d), (&vt, &t));
         assert!(!c.agree && !c.trojaned && c.target.is_none() && c.pooled_anomaly_index.is_none(), "{c:?}");

@@ -332,9 +332,9 @@ fn path_context(
     let (model, norm) = (&suspect.model, &suspect.info.normalization);
     let m = &model.meta;
     let free = cfg.score_data(data.is_some());
-    let (finetune_set, test) = match (data, free) {
+    let (finetune_set, test) = match (data, cfg.free_score_data) {
         (Some(d), _) => (d.train.clone(), d.test.clone()),
-        (None, Some(FreeScoreData::Noise)) | (None, None) => {
+        (None, FreeScoreData::Noise) => {
             let mut s = noise_set(
                 cfg.score_samples.max(128),
                 (m.height, m.width, m.in_channels),
@@ -345,7 +345,7 @@ fn path_context(
             s.labels = predict(model, &s, norm);
             (s, None)
         }
-        (None, Some(FreeScoreData::Synth)) => {
+        (None, FreeScoreData::Synth) => {
             let mut s = match synthesized {
                 Some(images) => images.clone(),
                 None => {

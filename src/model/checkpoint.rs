@@ -205,17 +205,10 @@ fn foreign_info(
         None if channels == 1 => Normalization::mnist(),
         None => Normalization::cifar10().for_channels(channels)?,
     };
+    let meta = ModelMeta { arch, in_channels: channels, height: size, width: size, num_classes };
     Ok(CheckpointInfo {
-        meta: ModelMeta { arch, in_channels: channels, height: size, width: size, num_classes },
-        classes: (0..num_classes).map(|i| i.to_string()).collect(),
-        normalization,
-        seed: None,
-        versions: Versions::default(),
-        data: None,
-        config: None,
-        metrics: None,
-        batches_tracked: 0,
         imported_from: Some(format!("{} ({format})", path.display())),
+        ..CheckpointInfo::new(meta, normalization)
     })
 }
 

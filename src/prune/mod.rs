@@ -130,7 +130,7 @@ pub fn one_shot_path(
 mod tests {
     use super::*;
     use crate::data::{Augment, ImageSet, Normalization};
-    use crate::model::{ModelMeta, Versions};
+    use crate::model::ModelMeta;
     use crate::train::{TrainConfig, TrainData};
     use tch::Kind;
 
@@ -140,16 +140,9 @@ mod tests {
         let meta = ModelMeta { arch: crate::model::Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 2 };
         let model = Model::new(meta.clone(), Device::Cpu).unwrap();
         let info = CheckpointInfo {
-            meta,
             classes: vec!["a".into(), "b".into()],
-            normalization: Normalization::none(1),
             seed: Some(3),
-            versions: Versions::default(),
-            data: None,
-            config: None,
-            metrics: None,
-            batches_tracked: 0,
-            imported_from: None,
+            ..CheckpointInfo::new(meta, Normalization::none(1))
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();

@@ -226,13 +226,6 @@ pub fn save_ticket(out: &Path, phi: &Model, masks: &Masks, info: &CheckpointInfo
     masks.save(&out.join("winning-ticket.mask.safetensors"))
 }
 
-/// Loads the winning ticket `step` of run `dir` as scored (BN recalibrated when enabled) and saves
-/// it into `out` with [`save_ticket`].
-pub fn save_winner(dir: &Path, step: usize, ctx: &PathContext, out: &Path, device: Device) -> Result<()> {
-    let (phi, masks, info) = load_scored_ticket(dir, step, ctx, device)?;
-    save_ticket(out, &phi, &masks, &info, step)
-}
-
 /// The steps as CSV, one row per step (`dynamics.csv`).
 pub fn dynamics_csv(rows: &[StepRow]) -> String {
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
