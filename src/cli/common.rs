@@ -130,3 +130,31 @@ impl quarantine::control::Progress for Bars {
 pub fn control() -> quarantine::control::Control {
     quarantine::control::Control::new(quarantine::interrupt::flag(), std::sync::Arc::new(Bars::default()))
 }
+
+/// The early stop of reverse engineering (`reverse`, `detect`): on by default.
+#[derive(Debug, Clone, Args)]
+pub struct EarlyStopArgs {
+    /// Run every label for all epochs (the reference) instead of stopping converged labels.
+    #[arg(long)]
+    pub no_early_stop: bool,
+    /// Epochs without a 1% improvement of a successful label's mask l1 after which it stops.
+    #[arg(long, default_value_t = EARLY_STOP.patience)]
+    pub early_stop_patience: usize,
+    /// Also stop a successful label whose mask l1 exceeds this multiple of the smallest so far.
+    #[arg(long)]
+    pub early_stop_far: Option<f64>,
+}
+
+static EARLY_STOP: std::sync::LazyLock<quarantine::reverse::EarlyStop> =
+    std::sync::LazyLock::new(quarantine::reverse::EarlyStop::default);
+
+impl EarlyStopArgs {
+    /// The early stop these flags ask for (`None`: off).
+    pub fn early_stop(&self) -> Option<quarantine::reverse::EarlyStop> {
+        (!self.no_early_stop).then(|| quarantine::reverse::EarlyStop {
+            patience: self.early_stop_patience,
+            far: self.early_stop_far,
+            ..*EARLY_STOP
+        })
+    }
+}

@@ -18,6 +18,7 @@ use quarantine::detect::{AuditData, DecisionRule, DetectConfig, FreeScoreData, M
 use quarantine::prune::Method;
 use quarantine::report::write_detection;
 use quarantine::reverse::{AnomalyScale, SeedSpec};
+use quarantine::score::path::PathSearch;
 use quarantine::score::ScoreKind;
 use quarantine::util::prepare_out_dir;
 
@@ -70,6 +71,19 @@ pub struct DetectArgs {
     /// Reverse-engineering epochs (the reference: 100).
     #[arg(long, default_value_t = DEFAULTS.reverse_epochs)]
     pub reverse_epochs: usize,
+    #[command(flatten)]
+    pub early_stop: super::common::EarlyStopArgs,
+    /// Which pruning steps are scored: coarse (a grid of every STRIDE-th step, then every step
+    /// around its peak) or sweep (every step: the full dynamics plot).
+    #[arg(long, value_parser = super::common::choice::<PathSearch>(), default_value_t = DEFAULTS.search)]
+    pub search: PathSearch,
+    /// Grid stride of the coarse path search.
+    #[arg(long, default_value_t = DEFAULTS.stride)]
+    pub stride: usize,
+    /// The previous defaults: every pruning step scored and every label reverse-engineered for all
+    /// epochs (--search sweep --no-early-stop); the same verdicts, about 3x slower.
+    #[arg(long)]
+    pub exhaustive: bool,
     /// Anomaly index above which the model is flagged.
     #[arg(long, default_value_t = DEFAULTS.threshold)]
     pub threshold: f64,
@@ -105,11 +119,15 @@ impl TryFrom<&DetectArgs> for DetectConfig {
             bn_recalibrate: !a.no_bn_recalibrate,
             seeds: a.seeds.clone(),
             reverse_epochs: a.reverse_epochs,
+            early_stop: a.early_stop.early_stop(),
+            search: a.search,
+            stride: a.stride,
             threshold: a.threshold,
             anomaly_scale: a.anomaly_scale,
             decide: a.decide,
             seed: a.seed,
         };
+        let cfg = if a.exhaustive { cfg.exhaustive() } else { cfg };
         cfg.validate()?;
         Ok(cfg)
     }

@@ -72,6 +72,8 @@ pub struct ReverseArgs {
     /// Labels optimised together per batched computation (default: the architecture's image budget per forward pass).
     #[arg(long)]
     pub label_chunk: Option<usize>,
+    #[command(flatten)]
+    pub early_stop: super::common::EarlyStopArgs,
     /// Optimise the labels one at a time (the reference's loop; for benchmarks).
     #[arg(long, hide = true)]
     pub bench_sequential: bool,
@@ -91,6 +93,7 @@ impl TryFrom<&ReverseArgs> for ReverseJob {
             space: a.space,
             seed: a.seed,
             label_chunk: if a.bench_sequential { Some(1) } else { a.label_chunk },
+            early_stop: a.early_stop.early_stop(),
             ..Default::default()
         };
         config.validate()?;

@@ -185,6 +185,7 @@ mod tests {
                 anomaly_index: 0.0,
                 epoch: 1,
                 epoch_attack_success: 1.0,
+                epochs_run: 0,
                 final_cost: [0.0; 5],
             })
             .collect()

@@ -39,10 +39,12 @@ use crate::eval::predict;
 use crate::model::{load_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::prune::{one_shot_path, ticket_path, Criterion, Masks, Method, Scope};
 use crate::reverse::{
-    examine, load_seeds, synthesize, AnomalyScale, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds,
+    examine, load_seeds, synthesize, AnomalyScale, EarlyStop, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds,
     SynthConfig, SynthSummary,
 };
-use crate::score::path::{load_scored_ticket, pick_winner, score_steps, PathContext, ScoreKind, StepRow};
+use crate::score::path::{
+    load_scored_ticket, pick_winner, search_steps, PathContext, PathSearch, ScoreKind, StepRow, DEFAULT_STRIDE,
+};
 use crate::score::{score_samples, ScoreConfig};
 
 /// What a data-free detection scores the pruning path on.
@@ -70,6 +72,15 @@ impl FreeScoreData {
     }
 }
 
+fn default_stride() -> usize {
+    DEFAULT_STRIDE
+}
+
+/// Records written before the search swept the path.
+fn sweep() -> PathSearch {
+    PathSearch::Sweep
+}
+
 /// Every setting of a detection. `Default` is `quarantine detect`'s defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DetectConfig {
@@ -79,6 +90,12 @@ pub struct DetectConfig {
     pub steps: usize,
     /// First step scored (denser tickets are cut but not scored).
     pub score_from: usize,
+    /// Which steps of the path are scored: a coarse-to-fine search for the peak, or all.
+    #[serde(default = "sweep")]
+    pub search: PathSearch,
+    /// Grid stride of the coarse-to-fine search.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
     /// Finetuning steps of the score.
     pub k: usize,
     /// Number of score samples.
@@ -93,6 +110,9 @@ pub struct DetectConfig {
     pub seeds: SeedSpec,
     /// Reverse-engineering epochs.
     pub reverse_epochs: usize,
+    /// Early stop of the reverse engineering (`None`: every label runs all epochs).
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
     /// Anomaly index above which a model is flagged.
     pub threshold: f64,
     /// Scale of the anomaly index.
@@ -109,6 +129,8 @@ impl Default for DetectConfig {
             method: Method::Omp,
             steps: 30,
             score_from: 1,
+            search: PathSearch::Coarse,
+            stride: DEFAULT_STRIDE,
             k: 10,
             score_samples: 1024,
             select: ScoreKind::Loss,
@@ -116,6 +138,7 @@ impl Default for DetectConfig {
             bn_recalibrate: true,
             seeds: SeedSpec::Synth(100),
             reverse_epochs: 100,
+            early_stop: Some(EarlyStop::default()),
             threshold: 2.0,
             anomaly_scale: AnomalyScale::Log,
             decide: DecisionRule::Consensus,
@@ -125,6 +148,14 @@ impl Default for DetectConfig {
 }
 
 impl DetectConfig {
+    /// The previous defaults: every step of the path scored, every label reverse-engineered for
+    /// all epochs (`detect --exhaustive`); the same verdicts at about three times the cost.
+    pub fn exhaustive(mut self) -> Self {
+        self.search = PathSearch::Sweep;
+        self.early_stop = None;
+        self
+    }
+
     /// Errs on settings no detection can run with.
     pub fn validate(&self) -> Result<()> {
         if self.method == Method::Imp {
@@ -136,6 +167,10 @@ impl DetectConfig {
                 format!("the first scored step {} must lie in 1..={} (the pruning steps)", self.score_from, self.steps),
             ));
         }
+        if self.stride == 0 {
+            return Err(Error::invalid("path search", "the stride of the coarse search must be at least 1"));
+        }
+        self.reverse_job().config.validate()?;
         if self.score_samples == 0 || self.reverse_epochs == 0 {
             return Err(Error::invalid(
                 "detection config",
@@ -153,7 +188,12 @@ impl DetectConfig {
     /// The reverse-engineering job run on the dense model and on the ticket.
     pub fn reverse_job(&self) -> ReverseJob {
         ReverseJob {
-            config: ReverseConfig { epochs: self.reverse_epochs, seed: self.seed, ..Default::default() },
+            config: ReverseConfig {
+                epochs: self.reverse_epochs,
+                seed: self.seed,
+                early_stop: self.early_stop,
+                ..Default::default()
+            },
             seeds: self.seeds.clone(),
             threshold: self.threshold,
             anomaly_scale: self.anomaly_scale,
@@ -270,7 +310,8 @@ pub fn run(
     let ctx = path_context(suspect, data, cfg, synthesized.as_ref().map(|s| &s.0), ctl)?;
     let path = work.join("path");
     prune_path(suspect, cfg, &path, resume, ctl)?;
-    let dynamics = score_steps(&path, cfg.score_from..=cfg.steps, &ctx, model.device(), resume, ctl)?;
+    let steps = cfg.score_from..=cfg.steps;
+    let dynamics = search_steps(&path, steps, cfg.search, cfg.stride, &ctx, model.device(), resume, ctl)?;
     let index = pick_winner(&dynamics, cfg.select, None)
         .ok_or_else(|| Error::invalid("score steps", "no pruning steps were scored"))?;
     let step = dynamics[index].step;
@@ -373,6 +414,7 @@ fn path_context(
         attack: None,
         cfg: score,
         data_free: free.is_some(),
+        select: cfg.select,
     })
 }
 

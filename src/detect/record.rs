@@ -213,6 +213,16 @@ impl DetectConfig {
         if !self.bn_recalibrate {
             command.push_str(" --no-bn-recalibrate");
         }
+        command.push_str(&format!(" --search {} --stride {}", self.search, self.stride));
+        match &self.early_stop {
+            None => command.push_str(" --no-early-stop"),
+            Some(e) => {
+                command.push_str(&format!(" --early-stop-patience {}", e.patience));
+                if let Some(f) = e.far {
+                    command.push_str(&format!(" --early-stop-far {f}"));
+                }
+            }
+        }
         command
     }
 }

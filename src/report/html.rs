@@ -403,6 +403,7 @@ mod tests {
             anomaly_index: 0.0,
             epoch: 1,
             epoch_attack_success: 1.0,
+            epochs_run: 1,
             final_cost: [0.0; 5],
         };
         let labels = vec![line(0, 1.0), line(1, 2.0)];

@@ -119,7 +119,8 @@ const INIT_KEY: u64 = 0x5245_5645_5253_4530;
 const SEED_KEY: u64 = 0x5345_4544_5354_524D;
 const EVAL_KEY: u64 = 0x4556_414C_5345_4544;
 
-/// Settings of trigger reverse engineering; the default is the reference's.
+/// Settings of trigger reverse engineering; the default is the reference's, except that labels stop
+/// once converged ([`EarlyStop`]; `early_stop: None` runs the reference's full epochs).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReverseConfig {
     /// Passes over the seed set.
@@ -155,6 +156,34 @@ pub struct ReverseConfig {
     ///
     /// [`Arch::reverse_images_per_pass`]: crate::model::Arch::reverse_images_per_pass
     pub label_chunk: Option<usize>,
+    /// Stop labels before `epochs` once they have converged ([`EarlyStop`]); `None` runs every
+    /// label for all epochs (the reference).
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// When a label stops before the last epoch (our addition; Neural Cleanse's own early stop, plus a
+/// cut for labels that cannot become the smallest mask). A stopped label keeps its last successful
+/// epoch's trigger, as at the end of a full run, and leaves the batch: the labels still running
+/// are the only ones stamped and back-propagated.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EarlyStop {
+    /// Converged: the label has reached the success threshold, and its kept mask's l1 has not
+    /// improved by more than `min_delta` (relative) on its best for `patience` epochs in a row.
+    pub patience: usize,
+    /// Relative l1 improvement that counts as progress (Neural Cleanse: 1%).
+    pub min_delta: f64,
+    /// Far: a label that has reached success stops when its kept l1 exceeds `far` times the
+    /// smallest kept l1 of any label so far (`None`: never). Such a label cannot become the
+    /// argmin; its l1 still enters the median of the anomaly index, as measured (README).
+    pub far: Option<f64>,
+}
+
+impl Default for EarlyStop {
+    /// Patience 10 epochs at 1% (the values chosen on recorded histories; README), no far cut.
+    fn default() -> Self {
+        EarlyStop { patience: 10, min_delta: 0.01, far: None }
+    }
 }
 
 impl Default for ReverseConfig {
@@ -174,6 +203,7 @@ impl Default for ReverseConfig {
             space: Space::Pixel,
             seed: 0,
             label_chunk: None,
+            early_stop: Some(EarlyStop::default()),
         }
     }
 }
@@ -197,6 +227,11 @@ impl ReverseConfig {
         }
         if self.init_cost.iter().any(|c| !(*c >= 0.0 && c.is_finite())) {
             return bad(format!("costs must be finite and non-negative: {:?}", self.init_cost));
+        }
+        if let Some(e) = &self.early_stop {
+            if e.patience == 0 || !(e.min_delta >= 0.0 && e.min_delta < 1.0) || e.far.is_some_and(|f| !(f > 1.0)) {
+                return bad(format!("early stop needs patience >= 1, 0 <= min_delta < 1 and far > 1, got {e:?}"));
+            }
         }
         Ok(())
     }
@@ -241,6 +276,8 @@ pub struct LabelResult {
     pub reached: bool,
     /// 1-based epoch the kept trigger comes from.
     pub epoch: usize,
+    /// Epochs the label ran before it stopped (the configured epochs without early stop).
+    pub epochs_run: usize,
     /// Attack accuracy of the kept epoch (over its batches).
     pub epoch_attack_success: f64,
     /// Attack success of the kept trigger on a fresh pass over the seeds (fresh noise draw, or the
@@ -311,13 +348,15 @@ pub fn reverse_engineer_with(
     let progress = ctl.progress();
     progress.start("epochs", (chunks.len() * cfg.epochs) as u64);
     let mut out = vec![];
+    // The smallest kept l1 so far over all labels (the early stop's `far` cut).
+    let mut floor = f64::INFINITY;
     for (i, ls) in chunks.iter().enumerate() {
         progress.message(&if chunks.len() > 1 {
             format!("labels {ls:?} ({}/{})", i + 1, chunks.len())
         } else {
             format!("{} labels", ls.len())
         });
-        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, progress)?);
+        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, &mut floor, progress)?);
     }
     progress.finish();
     Ok(out)
@@ -348,6 +387,18 @@ impl TriggerVars {
         TriggerVars { a_m, a_p, adam, schedules, targets: Tensor::from_slice(&t).to_device(device) }
     }
 
+    /// Keeps rows `keep` (ascending) of the variables, their Adam moments, schedules and targets:
+    /// the labels that stopped leave the batch.
+    pub fn retain(&mut self, keep: &[usize]) {
+        let idx = Tensor::from_slice(&keep.iter().map(|&r| r as i64).collect::<Vec<_>>()).to_device(self.a_m.device());
+        let pick = |t: &Tensor| t.index_select(0, &idx).detach().set_requires_grad(true);
+        self.a_m = pick(&self.a_m);
+        self.a_p = pick(&self.a_p);
+        self.adam.retain_rows(&idx);
+        self.schedules = keep.iter().map(|&r| self.schedules[r].clone()).collect();
+        self.targets = self.targets.index_select(0, &idx);
+    }
+
     /// The current costs of all labels as an [L, 5] float tensor on the variables' device.
     pub fn cost_tensor(&self) -> Tensor {
         let c: Vec<f32> = self.schedules.iter().flat_map(|s| s.cost.iter().map(|&v| v as f32)).collect();
@@ -367,6 +418,7 @@ impl TriggerVars {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn optimise_chunk(
     model: &Model,
     norm: &Normalization,
@@ -374,6 +426,7 @@ fn optimise_chunk(
     cfg: &ReverseConfig,
     labels: &[u32],
     batch: usize,
+    floor: &mut f64,
     progress: &dyn Progress,
 ) -> Result<Vec<LabelResult>> {
     let device = model.device();
@@ -390,20 +443,42 @@ fn optimise_chunk(
     let mut vars = TriggerVars::new(&a_m, &a_p, labels, cfg, device);
     let space = InputSpace::new(cfg.space, norm, c, device);
     let mut track = Tracker::new(l);
+    // Row r of `vars` is label `live[r]` of the chunk.
+    let mut live: Vec<usize> = (0..l).collect();
     for epoch in 0..cfg.epochs {
-        run_epoch(model, &space, seeds, cfg, norm, batch, epoch, &mut vars, &mut track)?;
+        run_epoch(model, &space, seeds, cfg, norm, batch, epoch, &live, &mut vars, &mut track)?;
         progress.inc(1);
+        let Some(stop) = &cfg.early_stop else { continue };
+        *floor = live.iter().filter_map(|&i| track.kept_l1(i)).fold(*floor, f64::min);
+        let keep: Vec<usize> = (0..live.len()).filter(|&r| !track.converged(live[r], stop, *floor)).collect();
+        if keep.len() == live.len() {
+            continue;
+        }
+        for r in (0..live.len()).filter(|r| !keep.contains(r)) {
+            track.finish(live[r], &vars, r, epoch + 1);
+        }
+        if keep.is_empty() {
+            progress.inc((cfg.epochs - epoch - 1) as u64);
+            live.clear();
+            break;
+        }
+        vars.retain(&keep);
+        live = keep.iter().map(|&r| live[r]).collect();
     }
-    let (masks, pats, meta) = track.final_triggers(&vars, cfg.epochs);
-    let m = Tensor::stack(&masks, 0);
-    let p = Tensor::stack(&pats, 0);
-    let success = seed_success(model, &space, seeds, cfg, norm, shape, batch, &vars.targets, &m, &p);
+    for (r, &i) in live.iter().enumerate() {
+        track.finish(i, &vars, r, cfg.epochs);
+    }
+    *floor = (0..l).filter_map(|i| track.kept_l1(i)).fold(*floor, f64::min);
+    let finals: Vec<Final> = track.finals.iter_mut().map(|f| f.take().expect("every label finished")).collect();
+    let m = Tensor::stack(&finals.iter().map(|f| f.mask.shallow_clone()).collect::<Vec<_>>(), 0);
+    let p = Tensor::stack(&finals.iter().map(|f| f.pattern.shallow_clone()).collect::<Vec<_>>(), 0);
+    let targets = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>()).to_device(device);
+    let success = seed_success(model, &space, seeds, cfg, norm, shape, batch, &targets, &m, &p);
     let mut out = vec![];
-    for i in 0..l {
-        let mask = to_vec(&masks[i]);
-        let pattern = to_vec(&pats[i]);
+    for (i, f) in finals.into_iter().enumerate() {
+        let mask = to_vec(&f.mask);
+        let pattern = to_vec(&f.pattern);
         let pattern_image = pattern_image(&pattern, cfg.space, norm, h * w);
-        let (reached, epoch, epoch_attack_success) = meta[i];
         out.push(LabelResult {
             label: labels[i],
             shape,
@@ -411,11 +486,12 @@ fn optimise_chunk(
             mask,
             pattern,
             pattern_image,
-            reached,
-            epoch,
-            epoch_attack_success,
+            reached: f.reached,
+            epoch: f.epoch,
+            epochs_run: f.epochs_run,
+            epoch_attack_success: f.accuracy,
             attack_success: success[i],
-            final_cost: vars.schedules[i].cost,
+            final_cost: f.cost,
             history: std::mem::take(&mut track.history[i]),
         });
     }
@@ -435,49 +511,94 @@ fn pattern_image(pattern: &[f32], space: Space, norm: &Normalization, hw: usize)
     }
 }
 
-/// Per label of a chunk: the trigger kept so far (mask, pattern, 1-based epoch, accuracy), the
-/// epoch history and the last epoch's accuracy.
+/// A label's outcome once it stops: its kept trigger (`[1,H,W]` mask, `[C,H,W]` pattern) and
+/// how it got there.
+struct Final {
+    mask: Tensor,
+    pattern: Tensor,
+    reached: bool,
+    epoch: usize,
+    epochs_run: usize,
+    accuracy: f64,
+    cost: [f64; 5],
+}
+
+/// Per label of a chunk (indexed by the label's position in the chunk, not its row in the
+/// shrinking batch): the trigger kept so far (mask, pattern, 1-based epoch, accuracy, l1), the
+/// epoch history, the last epoch's accuracy, the early stop's best l1 and epochs since, and the
+/// outcome once the label stopped.
 struct Tracker {
-    kept: Vec<Option<(Tensor, Tensor, usize, f64)>>,
+    kept: Vec<Option<(Tensor, Tensor, usize, f64, f64)>>,
     history: Vec<Vec<EpochStat>>,
     last_acc: Vec<f64>,
+    best: Vec<(f64, usize)>,
+    finals: Vec<Option<Final>>,
 }
 
 impl Tracker {
     fn new(l: usize) -> Self {
-        Tracker { kept: (0..l).map(|_| None).collect(), history: vec![vec![]; l], last_acc: vec![0.0; l] }
+        Tracker {
+            kept: (0..l).map(|_| None).collect(),
+            history: vec![vec![]; l],
+            last_acc: vec![0.0; l],
+            best: vec![(f64::INFINITY, 0); l],
+            finals: (0..l).map(|_| None).collect(),
+        }
     }
 
-    /// The final triggers `([1,H,W] masks, [C,H,W] patterns, (reached, epoch, accuracy))`: the last
-    /// successful epoch's, else the last epoch's (not reached).
-    #[allow(clippy::type_complexity)]
-    fn final_triggers(
-        &mut self,
-        vars: &TriggerVars,
-        epochs: usize,
-    ) -> (Vec<Tensor>, Vec<Tensor>, Vec<(bool, usize, f64)>) {
-        let (m_last, p_last) = tch::no_grad(|| (squash(&vars.a_m), squash(&vars.a_p)));
-        let (mut masks, mut pats, mut meta) = (vec![], vec![], vec![]);
-        for i in 0..self.kept.len() {
-            match self.kept[i].take() {
-                Some((m, p, e, acc)) => {
-                    masks.push(m);
-                    pats.push(p);
-                    meta.push((true, e, acc));
-                }
-                None => {
-                    masks.push(m_last.get(i as i64).copy());
-                    pats.push(p_last.get(i as i64).copy());
-                    meta.push((false, epochs, self.last_acc[i]));
+    /// l1 of label `i`'s kept trigger, if it has one.
+    fn kept_l1(&self, i: usize) -> Option<f64> {
+        self.kept[i].as_ref().map(|k| k.4)
+    }
+
+    /// Records a successful epoch's l1 for the early stop: a new best by more than `min_delta`
+    /// restarts the count of epochs without progress.
+    fn note_progress(&mut self, i: usize, l1: Option<f64>, min_delta: f64) {
+        let (best, since) = &mut self.best[i];
+        match l1 {
+            Some(v) if v < *best * (1.0 - min_delta) => {
+                *best = v;
+                *since = 0;
+            }
+            _ if best.is_finite() => *since += 1,
+            _ => {}
+        }
+    }
+
+    /// Whether label `i` stops now: it reached success and either made no progress for
+    /// `stop.patience` epochs or its kept mask is `stop.far` times the smallest (`floor`).
+    fn converged(&self, i: usize, stop: &EarlyStop, floor: f64) -> bool {
+        let Some(l1) = self.kept_l1(i) else { return false };
+        self.best[i].1 >= stop.patience || stop.far.is_some_and(|f| l1 > f * floor)
+    }
+
+    /// Stops label `i` (row `row` of `vars`) after `epochs_run` epochs: the last successful
+    /// epoch's trigger, else the current one (not reached).
+    fn finish(&mut self, i: usize, vars: &TriggerVars, row: usize, epochs_run: usize) {
+        let cost = vars.schedules[row].cost;
+        let f = match self.kept[i].take() {
+            Some((mask, pattern, epoch, accuracy, _)) => {
+                Final { mask, pattern, reached: true, epoch, epochs_run, accuracy, cost }
+            }
+            None => {
+                let (m, p) = tch::no_grad(|| (squash(&vars.a_m.get(row as i64)), squash(&vars.a_p.get(row as i64))));
+                Final {
+                    mask: m,
+                    pattern: p,
+                    reached: false,
+                    epoch: epochs_run,
+                    epochs_run,
+                    accuracy: self.last_acc[i],
+                    cost,
                 }
             }
-        }
-        (masks, pats, meta)
+        };
+        self.finals[i] = Some(f);
     }
 }
 
-/// One epoch of a chunk: a step per seed batch, then each label's accuracy decides its kept
-/// trigger and its cost schedule.
+/// One epoch of the labels still running (`live[r]` is row r's label): a step per seed batch,
+/// then each label's accuracy decides its kept trigger and its cost schedule.
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     model: &Model,
@@ -487,10 +608,11 @@ fn run_epoch(
     norm: &Normalization,
     batch: usize,
     epoch: usize,
+    live: &[usize],
     vars: &mut TriggerVars,
     track: &mut Tracker,
 ) -> Result<()> {
-    let l = track.kept.len();
+    let l = live.len();
     let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
     let xs = seeds.batches(batch, epoch_seed(cfg.seed ^ SEED_KEY, epoch), true, cfg.space, norm, shape, model.device());
     let (mut loss_sum, mut correct, mut n) = (vec![0.0; l], vec![0i64; l], 0usize);
@@ -501,9 +623,9 @@ fn run_epoch(
             let remedy = "check the input normalization and the stamping space, or lower the learning rate";
             return Err(Error::Diverged { epoch, step, loss: *bad, remedy });
         }
-        for i in 0..l {
-            loss_sum[i] += loss[i] * b as f64;
-            correct[i] += ok[i];
+        for r in 0..l {
+            loss_sum[r] += loss[r] * b as f64;
+            correct[r] += ok[r];
         }
         n += b;
     }
@@ -511,20 +633,22 @@ fn run_epoch(
     let l1s: Vec<f64> =
         Vec::try_from(m.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double).to_device(tch::Device::Cpu))
             .expect("l1");
-    for i in 0..l {
-        let acc = correct[i] as f64 / n as f64;
+    let min_delta = cfg.early_stop.map_or(0.0, |e| e.min_delta);
+    for (r, &i) in live.iter().enumerate() {
+        let acc = correct[r] as f64 / n as f64;
         track.last_acc[i] = acc;
         let success = acc >= cfg.success_threshold;
         if success {
-            track.kept[i] = Some((m.get(i as i64).copy(), p.get(i as i64).copy(), epoch + 1, acc));
+            track.kept[i] = Some((m.get(r as i64).copy(), p.get(r as i64).copy(), epoch + 1, acc, l1s[r]));
         }
-        vars.schedules[i].update(success);
+        track.note_progress(i, success.then_some(l1s[r]), min_delta);
+        vars.schedules[r].update(success);
         let stat = EpochStat {
             epoch: epoch + 1,
-            loss: loss_sum[i] / n as f64,
+            loss: loss_sum[r] / n as f64,
             attack_success: acc,
-            l1: l1s[i],
-            c1: vars.schedules[i].cost[0],
+            l1: l1s[r],
+            c1: vars.schedules[r].cost[0],
         };
         track.history[i].push(stat);
     }

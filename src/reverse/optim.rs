@@ -168,6 +168,13 @@ impl Adam {
         }
     }
 
+    /// Keeps rows `idx` (dim 0) of every moment, for parameters cut down the same way.
+    pub fn retain_rows(&mut self, idx: &Tensor) {
+        for t in self.m.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.index_select(0, idx);
+        }
+    }
+
     /// One update of `params` in place from `grads` (same order as at construction).
     pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) {
         self.step += 1;

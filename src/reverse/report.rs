@@ -49,6 +49,9 @@ pub struct LabelSummary {
     pub anomaly_index: f64,
     /// 1-based epoch the kept trigger comes from.
     pub epoch: usize,
+    /// Epochs the label ran before it stopped (0 in records written before the early stop).
+    #[serde(default)]
+    pub epochs_run: usize,
     /// Attack accuracy of the kept epoch (over its batches).
     pub epoch_attack_success: f64,
     /// Costs `[c1..c5]` after the last epoch.
@@ -106,6 +109,7 @@ impl ReverseReport {
                 iou: ious.map(|v| v[i]),
                 anomaly_index: anomaly_of(&verdict.scale.apply(&l1), i),
                 epoch: r.epoch,
+                epochs_run: r.epochs_run,
                 epoch_attack_success: r.epoch_attack_success,
                 final_cost: r.final_cost,
             })

@@ -96,6 +96,40 @@ fn batched_equals_label_by_label() {
     assert!(reverse_engineer(&model, &norm, &seeds, &base, &[1, 1]).unwrap_err().to_string().contains("twice"));
 }
 
+/// Labels that stop early leave the batch without disturbing the others: every label's result
+/// equals a full run of as many epochs as it ran (its Adam moments and schedule travel with it),
+/// the run is deterministic, and the far cut stops every label but the smallest at once.
+#[test]
+fn early_stopped_labels_match_a_full_run_of_their_epochs() {
+    let model = tiny_model(3);
+    let norm = Normalization::mnist();
+    let seeds = Seeds::Noise { n: 6 };
+    let stop = EarlyStop { patience: 2, min_delta: 0.5, far: Some(1.0001) };
+    let cfg = ReverseConfig { epochs: 8, batch_size: Some(3), seed: 11, success_threshold: 0.0, ..Default::default() };
+    let early = ReverseConfig { early_stop: Some(stop), ..cfg.clone() };
+    let r = reverse_engineer(&model, &norm, &seeds, &early, &[]).unwrap();
+    let again = reverse_engineer(&model, &norm, &seeds, &early, &[]).unwrap();
+    assert!(r.iter().zip(&again).all(|(a, b)| a.mask == b.mask && a.epochs_run == b.epochs_run));
+    let smallest = r.iter().min_by(|a, b| a.l1.partial_cmp(&b.l1).unwrap()).unwrap().label;
+    for x in &r {
+        // Every label succeeds at epoch 1; all but the smallest are cut there.
+        let want = if x.label == smallest { 3 } else { 1 };
+        assert_eq!((x.epochs_run, x.epoch, x.history.len()), (want, want, want), "label {}", x.label);
+        let full = ReverseConfig { epochs: x.epochs_run, early_stop: None, ..cfg.clone() };
+        let f = &reverse_engineer(&model, &norm, &seeds, &full, &[x.label]).unwrap()[0];
+        let d = x.mask.iter().zip(&f.mask).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-5 && (x.l1 - f.l1).abs() < 1e-3, "label {}: differs by {d}", x.label);
+        assert_eq!(x.final_cost, f.final_cost);
+    }
+    // Without the far cut the labels stop on their own patience; with it off, all epochs run.
+    let own = ReverseConfig { early_stop: Some(EarlyStop { far: None, ..stop }), ..cfg.clone() };
+    assert!(reverse_engineer(&model, &norm, &seeds, &own, &[]).unwrap().iter().all(|x| x.epochs_run < 8));
+    let off = ReverseConfig { early_stop: None, ..cfg.clone() };
+    assert!(reverse_engineer(&model, &norm, &seeds, &off, &[]).unwrap().iter().all(|x| x.epochs_run == 8));
+    let bad = ReverseConfig { early_stop: Some(EarlyStop { patience: 0, ..stop }), ..cfg };
+    assert!(bad.validate().unwrap_err().to_string().contains("patience"));
+}
+
 #[test]
 fn unreached_labels_are_never_the_verdict() {
     let model = tiny_model(4);

@@ -289,5 +289,15 @@ pub fn context(dir: &Path, record: &PruneRecord, job: &ScoreJob, device: Device)
     };
     let (data, _) = score_samples(&finetune_set, job.score_samples, &norm, record.seed, device);
     let data_free = job.score_data == ScoreSource::Noise;
-    Ok(PathContext { norm, method: record.method, finetune_set, data, test: split.test, attack, cfg, data_free })
+    Ok(PathContext {
+        norm,
+        method: record.method,
+        finetune_set,
+        data,
+        test: split.test,
+        attack,
+        cfg,
+        data_free,
+        select: job.select,
+    })
 }

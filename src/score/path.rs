@@ -98,6 +98,8 @@ pub struct PathContext {
     pub cfg: ScoreConfig,
     /// The score data was made without data (noise or synthesized images labelled by the model).
     pub data_free: bool,
+    /// The score a search along the path climbs (the one that picks the winner).
+    pub select: ScoreKind,
 }
 
 /// Clean accuracy and attack success of `model` on the context's test data.
@@ -161,6 +163,80 @@ pub fn step_path(dir: &Path, step: usize) -> PathBuf {
     dir.join("score").join(format!("step-{step:03}.json"))
 }
 
+/// How the steps of a pruning path are chosen for scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathSearch {
+    /// Every step from a coarse grid (every `stride`-th step, counted down from the sparsest),
+    /// then every step within `stride - 1` of the grid's peak ([`coarse_to_fine`]).
+    #[default]
+    Coarse,
+    /// Every step (the full dynamics curve).
+    Sweep,
+}
+crate::choices!(PathSearch {
+    Coarse => "coarse": "a coarse grid of steps, then every step around its peak",
+    Sweep => "sweep": "every step (the full dynamics curve)",
+});
+
+/// Grid stride of the default coarse-to-fine search: on every recorded dynamics curve the
+/// search finds the full sweep's peak with it (unit test), scoring about half the steps.
+pub const DEFAULT_STRIDE: usize = 4;
+
+/// The steps of `steps` scored by a coarse-to-fine search for the peak of `score` (called once per
+/// step, in the returned order): the grid `hi, hi − stride, …` down to `lo` (and `lo` itself),
+/// then every unscored step within `stride − 1` of the grid's best (ties: the sparser step).
+/// The search finds the exhaustive peak whenever it lies within `stride − 1` steps of the grid's
+/// best point; on the recorded dynamics curves it does (unit test). `stride` 1 scores every step.
+pub fn coarse_to_fine<E>(
+    steps: RangeInclusive<usize>,
+    stride: usize,
+    mut score: impl FnMut(usize) -> std::result::Result<f64, E>,
+) -> std::result::Result<Vec<usize>, E> {
+    let (lo, hi) = (*steps.start(), *steps.end());
+    if lo > hi {
+        return Ok(vec![]);
+    }
+    let stride = stride.max(1);
+    let mut grid: Vec<usize> = (lo..=hi).rev().step_by(stride).collect();
+    if grid.last() != Some(&lo) {
+        grid.push(lo);
+    }
+    let mut done: Vec<(usize, f64)> = vec![];
+    for &s in &grid {
+        done.push((s, score(s)?));
+    }
+    let best = |done: &[(usize, f64)]| {
+        done.iter().copied().fold(None, |b: Option<(usize, f64)>, (s, v)| match b {
+            Some((bs, bv)) if bv > v || (bv == v && bs > s) => Some((bs, bv)),
+            _ if v.is_nan() => b,
+            _ => Some((s, v)),
+        })
+    };
+    if let Some((peak, _)) = best(&done) {
+        let r = stride - 1;
+        for s in peak.saturating_sub(r).max(lo)..=(peak + r).min(hi) {
+            if !done.iter().any(|d| d.0 == s) {
+                done.push((s, score(s)?));
+            }
+        }
+    }
+    Ok(done.into_iter().map(|d| d.0).collect())
+}
+
+/// Step `step`'s row of the run in `dir`: read back when `resume` finds it saved, else scored
+/// and saved atomically.
+fn scored_row(dir: &Path, step: usize, ctx: &PathContext, device: Device, resume: bool) -> Result<StepRow> {
+    let p = step_path(dir, step);
+    if resume && p.exists() {
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        return serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("corrupt step record: {e}")));
+    }
+    let row = score_step(dir, step, ctx, device)?;
+    write_json(&p, &row)?;
+    Ok(row)
+}
+
 /// Scores the given steps of the run in `dir` in order. Each row is saved atomically as it is
 /// done; with `resume`, rows saved earlier are read back instead of recomputed. Stops with
 /// `Error::Interrupted` at a step boundary when `ctl` is cancelled.
@@ -172,22 +248,34 @@ pub fn score_steps(
     resume: bool,
     ctl: &Control,
 ) -> Result<Vec<StepRow>> {
+    search_steps(dir, steps, PathSearch::Sweep, 1, ctx, device, resume, ctl)
+}
+
+/// Scores the steps of the run in `dir` that `search` visits (every step, or [`coarse_to_fine`]
+/// with `stride`), saving each row as [`score_steps`] does (so a resumed search reads back what
+/// it had scored and takes the same path). Rows come back sorted by step.
+#[allow(clippy::too_many_arguments)]
+pub fn search_steps(
+    dir: &Path,
+    steps: RangeInclusive<usize>,
+    search: PathSearch,
+    stride: usize,
+    ctx: &PathContext,
+    device: Device,
+    resume: bool,
+    ctl: &Control,
+) -> Result<Vec<StepRow>> {
     let sdir = dir.join("score");
     std::fs::create_dir_all(&sdir).map_err(|e| Error::io(&sdir, e))?;
+    let stride = if search == PathSearch::Sweep { 1 } else { stride.max(1) };
+    let n = steps.clone().count();
+    let expected = if stride == 1 { n } else { n.div_ceil(stride) + 1 + 2 * (stride - 1) }.min(n);
     let progress = ctl.progress();
-    progress.start("scoring", steps.clone().count() as u64);
-    let mut rows = vec![];
-    for step in steps {
+    progress.start("scoring", expected as u64);
+    let mut rows: Vec<StepRow> = vec![];
+    coarse_to_fine(steps, stride, |step| {
         ctl.check(&sdir)?;
-        let p = step_path(dir, step);
-        let row: StepRow = if resume && p.exists() {
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("corrupt step record: {e}")))?
-        } else {
-            let row = score_step(dir, step, ctx, device)?;
-            write_json(&p, &row)?;
-            row
-        };
+        let row = scored_row(dir, step, ctx, device, resume)?;
         let fmt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or("-".into());
         progress.note(&format!(
             "step {:>3} density {:.4}: clean {} asr {} | score err {:.4} loss {:.4}",
@@ -198,10 +286,13 @@ pub fn score_steps(
             row.score_error,
             row.score_loss
         ));
+        let v = row.score(ctx.select);
         rows.push(row);
         progress.inc(1);
-    }
+        Ok::<f64, Error>(v)
+    })?;
     progress.finish();
+    rows.sort_by_key(|r| r.step);
     Ok(rows)
 }
 
@@ -278,6 +369,69 @@ mod tests {
         assert_eq!(pick_winner(&rows, ScoreKind::Error, None), Some(0));
         assert_eq!(pick_winner(&rows, ScoreKind::Loss, Some(0.6)), Some(2));
         assert_eq!(pick_winner(&rows, ScoreKind::Loss, Some(0.1)), None);
+    }
+
+    /// The coarse-to-fine search visits the grid from the sparsest step down, then the peak's
+    /// neighbourhood; it scores every step with stride 1 and nothing on an empty range.
+    #[test]
+    fn coarse_to_fine_visits_the_grid_then_the_peak_neighbourhood() {
+        let curve = |s: usize| -> Result<f64> { Ok(-((s as f64) - 7.0).powi(2)) };
+        let seen = coarse_to_fine(1..=12, 4, curve).unwrap();
+        assert_eq!(seen, vec![12, 8, 4, 1, 5, 6, 7, 9, 10, 11]);
+        assert_eq!(coarse_to_fine(3..=6, 1, curve).unwrap(), vec![6, 5, 4, 3]);
+        assert!(coarse_to_fine(5..=4, 4, curve).unwrap().is_empty());
+        // Ties go to the sparser step, as `pick_winner` (the last maximum).
+        let flat = coarse_to_fine(1..=9, 4, |_| Ok::<f64, Error>(1.0)).unwrap();
+        assert_eq!(flat, vec![9, 5, 1, 6, 7, 8]);
+        // An error stops the search at once.
+        let mut n = 0;
+        let stopped = coarse_to_fine(1..=9, 4, |s| {
+            n += 1;
+            if s == 5 {
+                Err("interrupted")
+            } else {
+                Ok(0.0)
+            }
+        });
+        assert_eq!((stopped, n), (Err("interrupted"), 2));
+    }
+
+    /// On every recorded dynamics curve (docs/dynamics/*.csv: OMP and IMP paths of the README's
+    /// experiments, and data-free `detect` paths), the default search finds the step a full sweep
+    /// picks (the peak of the cross-entropy score), scoring about half the steps.
+    #[test]
+    fn the_default_search_finds_the_sweeps_winner_on_the_recorded_curves() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dynamics");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.retain(|p| p.extension().is_some_and(|e| e == "csv"));
+        files.sort();
+        assert!(files.len() >= 13, "{files:?}");
+        let (mut scored, mut total) = (0, 0);
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            let mut lines = text.lines();
+            let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+            let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+            let (cs, cl, cd) = (col("step"), col("score_loss"), col("density"));
+            let rows: Vec<StepRow> = lines
+                .map(|l| {
+                    let v: Vec<&str> = l.split(',').collect();
+                    row(v[cs].parse().unwrap(), v[cd].parse().unwrap(), v[cl].parse().unwrap(), 0.0)
+                })
+                .collect();
+            let sweep = rows[pick_winner(&rows, ScoreKind::Loss, None).unwrap()].step;
+            let (lo, hi) = (rows[0].step, rows[rows.len() - 1].step);
+            let by_step = |s: usize| Ok::<f64, Error>(rows.iter().find(|r| r.step == s).unwrap().score_loss);
+            let seen = coarse_to_fine(lo..=hi, DEFAULT_STRIDE, by_step).unwrap();
+            let found = seen
+                .iter()
+                .copied()
+                .max_by(|a, b| by_step(*a).unwrap().partial_cmp(&by_step(*b).unwrap()).unwrap().then(a.cmp(b)));
+            assert_eq!(found, Some(sweep), "{}: the search scored {seen:?}", f.display());
+            scored += seen.len();
+            total += rows.len();
+        }
+        assert!(scored * 10 <= total * 6, "the search scored {scored} of {total} steps");
     }
 
     /// The winning-ticket save (once for `score` and `detect`): mask file, native checkpoint and a
