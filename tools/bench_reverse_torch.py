@@ -37,9 +37,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20s(nn.Module):
-    def __init__(self, num_classes=10):
+    def __init__(self, num_classes=10, channels=3):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(channels, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         planes_in = 16
         for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
@@ -116,10 +116,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frozen", action="store_true", help="no weight gradients (not the reference)")
     ap.add_argument("--save", help="write the random weights here (.pt) and exit")
+    ap.add_argument("--model", help="a trained ResNet-20s state dict (`quarantine export --format pt`) instead of random weights")
+    ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--size", type=int, default=32)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = ResNet20s()
+    model = ResNet20s(channels=a.channels)
+    if a.model:
+        sd = torch.load(a.model, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, strict=False)
     if a.save:
         torch.save(model.state_dict(), a.save)
         print("wrote", a.save)
@@ -129,12 +135,15 @@ def main():
         for p in model.parameters():
             p.requires_grad_(False)
     t0 = time.time()
+    l1 = []
+    shape = (a.channels, a.size, a.size)
     for t in range(a.labels):
-        remask_tabor(model, t, a.epochs, a.seeds)
+        l1.append(remask_tabor(model, t, a.epochs, a.seeds, img_shape=shape).sum().item())
         model.zero_grad(set_to_none=True)
     s = time.time() - t0
     print(json.dumps({"impl": "pytorch-reference-loop", "torch": torch.__version__, "threads": a.threads, "labels": a.labels,
-                      "epochs": a.epochs, "seeds": a.seeds, "frozen": a.frozen, "seconds": s, "seconds_per_epoch": s / a.epochs}))
+                      "epochs": a.epochs, "seeds": a.seeds, "frozen": a.frozen, "seconds": s, "seconds_per_epoch": s / a.epochs,
+                      "model": a.model, "l1": l1}))
 
 
 if __name__ == "__main__":

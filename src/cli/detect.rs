@@ -80,8 +80,8 @@ pub struct DetectArgs {
     /// Grid stride of the coarse path search.
     #[arg(long, default_value_t = DEFAULTS.stride)]
     pub stride: usize,
-    /// The previous defaults: every pruning step scored and every label reverse-engineered for all
-    /// epochs (--search sweep --no-early-stop); the same verdicts, about 3x slower.
+    /// The previous defaults: every pruning step scored, every label reverse-engineered for all
+    /// epochs, synthesized seeds in 400 steps (--search sweep --no-early-stop, synth:N:400).
     #[arg(long)]
     pub exhaustive: bool,
     /// Anomaly index above which the model is flagged.

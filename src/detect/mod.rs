@@ -28,9 +28,10 @@ mod decide;
 mod record;
 
 pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
-pub use record::{DetectDynamics, DetectRecord, DetectSettings, ModelRef, VerdictSummary, WinnerSummary};
+pub use record::{DetectDynamics, DetectRecord, DetectSettings, ModelRef, Timings, VerdictSummary, WinnerSummary};
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::control::Control;
 use crate::data::{noise_set, Augment, DataSpec, ImageSet};
@@ -40,7 +41,7 @@ use crate::model::{load_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::prune::{one_shot_path, ticket_path, Criterion, Masks, Method, Scope};
 use crate::reverse::{
     examine, load_seeds, synthesize, AnomalyScale, EarlyStop, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds,
-    SynthConfig, SynthSummary,
+    SynthConfig, SynthSummary, SYNTH_STEPS,
 };
 use crate::score::path::{
     load_scored_ticket, pick_winner, search_steps, PathContext, PathSearch, ScoreKind, StepRow, DEFAULT_STRIDE,
@@ -75,6 +76,9 @@ impl FreeScoreData {
 fn default_stride() -> usize {
     DEFAULT_STRIDE
 }
+
+/// Adam steps of the seed synthesis before the faster defaults (`--exhaustive` keeps them).
+pub const PREVIOUS_SYNTH_STEPS: usize = 400;
 
 /// Records written before the search swept the path.
 fn sweep() -> PathSearch {
@@ -136,7 +140,7 @@ impl Default for DetectConfig {
             select: ScoreKind::Loss,
             free_score_data: FreeScoreData::Synth,
             bn_recalibrate: true,
-            seeds: SeedSpec::Synth(100),
+            seeds: SeedSpec::Synth(100, SYNTH_STEPS),
             reverse_epochs: 100,
             early_stop: Some(EarlyStop::default()),
             threshold: 2.0,
@@ -149,10 +153,15 @@ impl Default for DetectConfig {
 
 impl DetectConfig {
     /// The previous defaults: every step of the path scored, every label reverse-engineered for
-    /// all epochs (`detect --exhaustive`); the same verdicts at about three times the cost.
+    /// all epochs, seeds synthesized in [`PREVIOUS_SYNTH_STEPS`] steps (`detect --exhaustive`).
     pub fn exhaustive(mut self) -> Self {
         self.search = PathSearch::Sweep;
         self.early_stop = None;
+        if let SeedSpec::Synth(n, steps) = self.seeds {
+            if steps == SYNTH_STEPS {
+                self.seeds = SeedSpec::Synth(n, PREVIOUS_SYNTH_STEPS);
+            }
+        }
         self
     }
 
@@ -276,6 +285,8 @@ pub struct Detection {
     pub data_free: bool,
     /// Synthesized seed images and how their inversion went (synthesized seeds only).
     pub synthesized: Option<(ImageSet, SynthSummary)>,
+    /// Where the time went.
+    pub timings: Timings,
 }
 
 impl Detection {
@@ -296,6 +307,14 @@ pub fn run(
     ctl: &Control,
 ) -> Result<Detection> {
     cfg.validate()?;
+    let start = Instant::now();
+    let lap = |t: &mut Instant| {
+        let s = t.elapsed().as_secs_f64();
+        *t = Instant::now();
+        s
+    };
+    let mut clock = Instant::now();
+    let mut timings = Timings::default();
     let model = &suspect.model;
     if let Some(d) = data {
         model.meta.check_images((d.train.channels, d.train.height, d.train.width), "audit data")?;
@@ -308,24 +327,45 @@ pub fn run(
         _ => None,
     };
     let ctx = path_context(suspect, data, cfg, synthesized.as_ref().map(|s| &s.0), ctl)?;
+    timings.seeds = lap(&mut clock);
     let path = work.join("path");
     prune_path(suspect, cfg, &path, resume, ctl)?;
+    timings.prune = lap(&mut clock);
     let steps = cfg.score_from..=cfg.steps;
     let dynamics = search_steps(&path, steps, cfg.search, cfg.stride, &ctx, model.device(), resume, ctl)?;
+    timings.steps_scored = dynamics.len();
     let index = pick_winner(&dynamics, cfg.select, None)
         .ok_or_else(|| Error::invalid("score steps", "no pruning steps were scored"))?;
     let step = dynamics[index].step;
     let (ticket, masks, info) = load_scored_ticket(&path, step, &ctx, model.device())?;
+    timings.score = lap(&mut clock);
 
     let job = cfg.reverse_job();
     let progress = ctl.progress();
     progress.note("detect: reverse engineering the dense model");
     let dense = examine_for_detect(model, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
+    timings.reverse_dense = lap(&mut clock);
     progress.note(&format!(
         "detect: reverse engineering the winning ticket (step {step}, density {:.4})",
         dynamics[index].density
     ));
     let ticket_exam = examine_for_detect(&ticket, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
+    timings.reverse_ticket = lap(&mut clock);
+    let epochs = |e: &Examination| e.results.iter().map(|r| r.epochs_run).sum();
+    timings.label_epochs = (epochs(&dense), epochs(&ticket_exam));
+    timings.total = start.elapsed().as_secs_f64();
+    progress.note(&format!(
+        "detect: {:.0} s: seeds {:.0} s, path {:.0} s, score {:.0} s ({} steps), reverse engineering {:.0} + {:.0} s ({} + {} label-epochs)",
+        timings.total,
+        timings.seeds,
+        timings.prune,
+        timings.score,
+        timings.steps_scored,
+        timings.reverse_dense,
+        timings.reverse_ticket,
+        timings.label_epochs.0,
+        timings.label_epochs.1
+    ));
     let decision = decide(
         cfg.decide,
         cfg.anomaly_scale,
@@ -344,6 +384,7 @@ pub fn run(
         score_data: free.map_or("given", FreeScoreData::title),
         data_free: free.is_some(),
         synthesized,
+        timings,
     })
 }
 

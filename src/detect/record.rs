@@ -7,8 +7,8 @@ use super::{Decision, DecisionRule, DetectConfig, Detection};
 use crate::data::DataSpec;
 use crate::model::{ModelMeta, Versions};
 use crate::prune::Method;
-use crate::reverse::{AnomalyScale, Examination, SeedSpec, SynthSummary};
-use crate::score::path::{ScoreKind, StepRow};
+use crate::reverse::{AnomalyScale, EarlyStop, Examination, SeedSpec, SynthSummary};
+use crate::score::path::{PathSearch, ScoreKind, StepRow};
 use crate::score::ScoreConfig;
 
 /// One reverse engineering's verdict, as `detect.json` summarises it.
@@ -135,6 +135,37 @@ pub struct DetectSettings {
     pub decide: DecisionRule,
     /// Whether tickets' BN statistics were recalibrated.
     pub bn_recalibrate: bool,
+    /// How the pruning path was searched (records before the search: a sweep).
+    #[serde(default = "super::sweep")]
+    pub search: PathSearch,
+    /// Grid stride of the coarse search.
+    #[serde(default = "super::default_stride")]
+    pub stride: usize,
+    /// Early stop of the reverse engineering (None: all epochs).
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// Where a detection's time went, in seconds of wall-clock time.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    /// Loading or synthesizing the seed images (also the data-free score data).
+    pub seeds: f64,
+    /// Cutting the pruning path.
+    pub prune: f64,
+    /// Scoring the path's steps.
+    pub score: f64,
+    /// Steps scored (of `steps - score_from + 1`).
+    pub steps_scored: usize,
+    /// Reverse engineering the dense model.
+    pub reverse_dense: f64,
+    /// Reverse engineering the winning ticket.
+    pub reverse_ticket: f64,
+    /// Epochs run, summed over the labels, dense model and ticket (labels x epochs without
+    /// early stop).
+    pub label_epochs: (usize, usize),
+    /// The whole detection.
+    pub total: f64,
 }
 
 /// `detect.json`.
@@ -170,6 +201,9 @@ pub struct DetectRecord {
     pub command: String,
     /// Versions of quarantine and libtorch.
     pub versions: Versions,
+    /// Where the time went (absent in records written before it was measured).
+    #[serde(default)]
+    pub timings: Option<Timings>,
 }
 
 /// The detection's `dynamics.json`: the scored pruning path.
@@ -264,10 +298,14 @@ impl Detection {
                 anomaly_scale: cfg.anomaly_scale,
                 decide: cfg.decide,
                 bn_recalibrate: self.score_config.bn_recalibrate,
+                search: cfg.search,
+                stride: cfg.stride,
+                early_stop: cfg.early_stop,
             },
             seed: cfg.seed,
             command,
             versions: Versions::default(),
+            timings: Some(self.timings.clone()),
         }
     }
 

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
-use super::synth::{synthesize, SynthConfig, SynthSummary};
+use super::synth::{synthesize, SynthConfig, SynthSummary, SYNTH_STEPS};
 use super::Space;
 use crate::control::Control;
 use crate::data::normals;
@@ -27,14 +27,15 @@ use crate::data::{Augment, Batches, DataSpec, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
-/// `--seeds` values: `noise:N`, `synth:N` or `data:SPEC:N`.
+/// `--seeds` values: `noise:N`, `synth:N[:STEPS]` or `data:SPEC:N`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum SeedSpec {
     /// N standard-normal noise images, redrawn every step (data-free, the paper's).
     Noise(usize),
-    /// N images synthesized from the model by inversion (data-free; src/reverse/synth.rs).
-    Synth(usize),
+    /// N images synthesized from the model by inversion in STEPS Adam steps (data-free;
+    /// src/reverse/synth.rs); `synth:N` takes [`SYNTH_STEPS`].
+    Synth(usize, usize),
     /// The first N images of the training split of a data spec.
     Data(DataSpec, usize),
 }
@@ -46,7 +47,7 @@ impl FromStr for SeedSpec {
             Error::invalid(
                 "seeds",
                 format!(
-                    "`{s}`: expected noise:N, synth:N or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"
+                    "`{s}`: expected noise:N, synth:N[:STEPS] or data:SPEC:N (e.g. noise:100, synth:100, data:builtin:100)"
                 ),
             )
         };
@@ -54,8 +55,11 @@ impl FromStr for SeedSpec {
         if let Some(n) = s.strip_prefix("noise:") {
             return Ok(SeedSpec::Noise(count(n)?));
         }
-        if let Some(n) = s.strip_prefix("synth:") {
-            return Ok(SeedSpec::Synth(count(n)?));
+        if let Some(rest) = s.strip_prefix("synth:") {
+            return Ok(match rest.split_once(':') {
+                Some((n, steps)) => SeedSpec::Synth(count(n)?, count(steps)?),
+                None => SeedSpec::Synth(count(rest)?, SYNTH_STEPS),
+            });
         }
         if let Some(rest) = s.strip_prefix("data:") {
             let (spec, n) = rest.rsplit_once(':').ok_or_else(bad)?;
@@ -69,7 +73,7 @@ impl std::fmt::Display for SeedSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SeedSpec::Noise(n) => write!(f, "noise:{n}"),
-            SeedSpec::Synth(n) => write!(f, "synth:{n}"),
+            SeedSpec::Synth(n, steps) => write!(f, "synth:{n}:{steps}"),
             SeedSpec::Data(d, n) => write!(f, "data:{d}:{n}"),
         }
     }
@@ -94,8 +98,9 @@ impl SeedSpec {
     pub fn load(&self, model: &Model, norm: &Normalization, seed: u64) -> Result<(Seeds, Option<SynthSummary>)> {
         match self {
             SeedSpec::Noise(n) => Ok((Seeds::Noise { n: *n }, None)),
-            SeedSpec::Synth(n) => {
-                let (images, summary) = synthesize(model, norm, &SynthConfig::new(*n, seed))?;
+            SeedSpec::Synth(n, steps) => {
+                let (images, summary) =
+                    synthesize(model, norm, &SynthConfig { steps: *steps, ..SynthConfig::new(*n, seed) })?;
                 Ok((Seeds::Images { images, augment: Augment::NONE }, Some(summary)))
             }
             SeedSpec::Data(spec, n) => {
@@ -123,7 +128,7 @@ pub fn load_seeds(
     ctl: &Control,
 ) -> Result<(Seeds, Option<SynthSummary>)> {
     let progress = ctl.progress();
-    if matches!(spec, SeedSpec::Synth(_)) {
+    if matches!(spec, SeedSpec::Synth(..)) {
         progress.note(&format!("seeds: synthesizing {spec} from the model (model inversion)"));
     }
     let (seeds, summary) = spec.load(model, norm, seed)?;
@@ -227,11 +232,12 @@ mod tests {
     fn parses_seed_specs() {
         assert_eq!("noise:100".parse::<SeedSpec>().unwrap(), SeedSpec::Noise(100));
         assert_eq!("data:builtin:10".parse::<SeedSpec>().unwrap(), SeedSpec::Data(DataSpec::Builtin, 10));
-        assert_eq!("synth:64".parse::<SeedSpec>().unwrap(), SeedSpec::Synth(64));
-        assert_eq!(SeedSpec::Synth(64).to_string(), "synth:64");
+        assert_eq!("synth:64".parse::<SeedSpec>().unwrap(), SeedSpec::Synth(64, SYNTH_STEPS));
+        assert_eq!("synth:64:50".parse::<SeedSpec>().unwrap(), SeedSpec::Synth(64, 50));
+        assert_eq!(SeedSpec::Synth(64, 50).to_string(), "synth:64:50");
         let s: SeedSpec = "data:cifar10:/d/c10:100".parse().unwrap();
         assert_eq!(s.to_string(), "data:cifar10:/d/c10:100");
-        for bad in ["noise:0", "noise:x", "data:builtin", "pixels:3", "synth:0"] {
+        for bad in ["noise:0", "noise:x", "data:builtin", "pixels:3", "synth:0", "synth:5:0", "synth:5:x"] {
             assert!(bad.parse::<SeedSpec>().is_err(), "{bad}");
         }
     }
