@@ -470,3 +470,87 @@ fn prune_path(suspect: &Suspect, cfg: &DetectConfig, path: &Path, resume: bool, 
     one_shot_path(path, &suspect.model, &suspect.info, cfg.steps, 0.2, Scope::Global, crit, suspect.masks.clone())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::control::Progress;
+    use crate::data::Normalization;
+    use crate::model::{Arch, ModelMeta};
+
+    /// Cancels its control after `after` scored steps.
+    struct CancelAfter {
+        flag: Arc<AtomicBool>,
+        after: usize,
+        scored: AtomicUsize,
+        stage: Mutex<String>,
+    }
+
+    impl Progress for CancelAfter {
+        fn start(&self, stage: &str, _total: u64) {
+            *self.stage.lock().unwrap() = stage.to_string();
+        }
+        fn inc(&self, _n: u64) {
+            if *self.stage.lock().unwrap() == "scoring" && self.scored.fetch_add(1, Ordering::SeqCst) + 1 == self.after
+            {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn suspect() -> Suspect {
+        tch::manual_seed(9);
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 4 };
+        let model = Model::new(meta.clone(), tch::Device::Cpu).unwrap();
+        let masks = Masks::dense(&model);
+        Suspect {
+            path: "fixture.safetensors".into(),
+            model,
+            info: CheckpointInfo::new(meta, Normalization::mnist()),
+            masks,
+        }
+    }
+
+    /// The default (coarse) path search and the early-stopped reverse engineering are
+    /// deterministic under the seed, and a detection cancelled in the middle of the search
+    /// resumes to the same scored steps, winner and verdict as an uninterrupted one.
+    #[test]
+    fn an_interrupted_search_resumes_to_the_uninterrupted_detection() {
+        let s = suspect();
+        let cfg = DetectConfig {
+            steps: 16,
+            k: 2,
+            score_samples: 32,
+            seeds: SeedSpec::Noise(8),
+            free_score_data: FreeScoreData::Noise,
+            reverse_epochs: 12,
+            early_stop: Some(EarlyStop { patience: 2, min_delta: 0.01, far: None }),
+            seed: 5,
+            ..DetectConfig::default()
+        };
+        assert_eq!((cfg.search, cfg.stride), (PathSearch::Coarse, 4));
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let whole = run(&s, None, &cfg, a.path(), false, &Control::quiet()).unwrap();
+        // Grid 16, 12, 8, 4, 1, then the neighbourhood of its best: at most 11 steps of 16.
+        let steps: Vec<usize> = whole.dynamics.iter().map(|r| r.step).collect();
+        assert!(steps.len() <= 11 && [16, 12, 8, 4, 1].iter().all(|s| steps.contains(s)), "{steps:?}");
+        let flag = Arc::new(AtomicBool::new(false));
+        let progress =
+            CancelAfter { flag: flag.clone(), after: 2, scored: AtomicUsize::new(0), stage: Mutex::new(String::new()) };
+        let cut = run(&s, None, &cfg, b.path(), false, &Control::new(flag, Arc::new(progress)));
+        assert!(matches!(cut, Err(Error::Interrupted(_))), "{:?}", cut.err());
+        let saved = std::fs::read_dir(b.path().join("path/score")).unwrap().count();
+        assert_eq!(saved, 2, "two steps were scored before the stop");
+        let resumed = run(&s, None, &cfg, b.path(), true, &Control::quiet()).unwrap();
+        assert_eq!(resumed.dynamics, whole.dynamics);
+        assert_eq!(resumed.winner.index, whole.winner.index);
+        assert_eq!(resumed.decision, whole.decision);
+        let l1 = |d: &Detection| d.dense.results.iter().chain(&d.ticket.results).map(|r| r.l1).collect::<Vec<_>>();
+        assert_eq!(l1(&resumed), l1(&whole));
+        assert!(whole.dense.results.iter().all(|r| r.epochs_run <= 12));
+        assert_eq!(whole.timings.steps_scored, steps.len());
+    }
+}
