@@ -140,9 +140,10 @@ pub struct EarlyStopArgs {
     /// Epochs without a 1% improvement of a successful label's mask l1 after which it stops.
     #[arg(long, default_value_t = EARLY_STOP.patience)]
     pub early_stop_patience: usize,
-    /// Also stop a successful label whose mask l1 exceeds this multiple of the smallest so far.
-    #[arg(long)]
-    pub early_stop_far: Option<f64>,
+    /// Also stop a successful label whose mask l1 exceeds this multiple of the smallest so far
+    /// (0: never).
+    #[arg(long, default_value_t = EARLY_STOP.far.unwrap_or(0.0))]
+    pub early_stop_far: f64,
 }
 
 static EARLY_STOP: std::sync::LazyLock<quarantine::reverse::EarlyStop> =
@@ -153,7 +154,7 @@ impl EarlyStopArgs {
     pub fn early_stop(&self) -> Option<quarantine::reverse::EarlyStop> {
         (!self.no_early_stop).then(|| quarantine::reverse::EarlyStop {
             patience: self.early_stop_patience,
-            far: self.early_stop_far,
+            far: (self.early_stop_far != 0.0).then_some(self.early_stop_far),
             ..*EARLY_STOP
         })
     }

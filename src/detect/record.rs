@@ -252,9 +252,7 @@ impl DetectConfig {
             None => command.push_str(" --no-early-stop"),
             Some(e) => {
                 command.push_str(&format!(" --early-stop-patience {}", e.patience));
-                if let Some(f) = e.far {
-                    command.push_str(&format!(" --early-stop-far {f}"));
-                }
+                command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));
             }
         }
         command
