@@ -351,15 +351,16 @@ pub fn reverse_engineer_with(
     let progress = ctl.progress();
     progress.start("epochs", (chunks.len() * cfg.epochs) as u64);
     let mut out = vec![];
-    // The smallest kept l1 so far over all labels (the early stop's `far` cut).
-    let mut floor = f64::INFINITY;
+    // Per epoch, the smallest kept l1 any label of the finished chunks had reached by then (the
+    // early stop's `far` cut compares a label with the others at the same epoch).
+    let mut floors = vec![f64::INFINITY; cfg.epochs];
     for (i, ls) in chunks.iter().enumerate() {
         progress.message(&if chunks.len() > 1 {
             format!("labels {ls:?} ({}/{})", i + 1, chunks.len())
         } else {
             format!("{} labels", ls.len())
         });
-        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, &mut floor, progress)?);
+        out.extend(optimise_chunk(model, &norm, seeds, cfg, ls, batch, &mut floors, progress)?);
     }
     progress.finish();
     Ok(out)
@@ -429,7 +430,7 @@ fn optimise_chunk(
     cfg: &ReverseConfig,
     labels: &[u32],
     batch: usize,
-    floor: &mut f64,
+    floors: &mut [f64],
     progress: &dyn Progress,
 ) -> Result<Vec<LabelResult>> {
     let device = model.device();
@@ -448,12 +449,15 @@ fn optimise_chunk(
     let mut track = Tracker::new(l);
     // Row r of `vars` is label `live[r]` of the chunk.
     let mut live: Vec<usize> = (0..l).collect();
+    // The smallest kept l1 of this chunk's labels so far.
+    let mut floor = f64::INFINITY;
     for epoch in 0..cfg.epochs {
         run_epoch(model, &space, seeds, cfg, norm, batch, epoch, &live, &mut vars, &mut track)?;
         progress.inc(1);
         let Some(stop) = &cfg.early_stop else { continue };
-        *floor = live.iter().filter_map(|&i| track.kept_l1(i)).fold(*floor, f64::min);
-        let keep: Vec<usize> = (0..live.len()).filter(|&r| !track.converged(live[r], stop, *floor)).collect();
+        floor = live.iter().filter_map(|&i| track.kept_l1(i)).fold(floor, f64::min);
+        let cut = floor.min(floors[epoch]);
+        let keep: Vec<usize> = (0..live.len()).filter(|&r| !track.converged(live[r], stop, cut)).collect();
         if keep.len() == live.len() {
             continue;
         }
@@ -471,7 +475,15 @@ fn optimise_chunk(
     for (r, &i) in live.iter().enumerate() {
         track.finish(i, &vars, r, cfg.epochs);
     }
-    *floor = (0..l).filter_map(|i| track.kept_l1(i)).fold(*floor, f64::min);
+    for h in &track.history {
+        let mut low = f64::INFINITY;
+        for (e, f) in floors.iter_mut().enumerate() {
+            if let Some(stat) = h.get(e).filter(|s| s.attack_success >= cfg.success_threshold) {
+                low = low.min(stat.l1);
+            }
+            *f = f.min(low);
+        }
+    }
     let finals: Vec<Final> = track.finals.iter_mut().map(|f| f.take().expect("every label finished")).collect();
     let m = Tensor::stack(&finals.iter().map(|f| f.mask.shallow_clone()).collect::<Vec<_>>(), 0);
     let p = Tensor::stack(&finals.iter().map(|f| f.pattern.shallow_clone()).collect::<Vec<_>>(), 0);
