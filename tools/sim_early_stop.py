@@ -13,11 +13,16 @@ def hist(path):
     return dict(sorted(h.items()))
 
 def simulate(h, patience, min_delta, far, chunk):
-    labels = list(h); out = {}; floor = math.inf; work = 0
+    """The early stop of src/reverse/mod.rs replayed: labels in chunks of `chunk`; the far cut compares
+    a label at epoch e with the smallest kept l1 any label had reached by epoch e (its own chunk's
+    running minimum, and the finished chunks' per-epoch minimum)."""
+    labels = list(h); out = {}; work = 0
+    E = max(len(v) for v in h.values())
+    floors = [math.inf] * E
     for c0 in range(0, len(labels), chunk):
         ch = labels[c0:c0+chunk]
         st = {l: dict(best=math.inf, since=0, kept=None, stop=None) for l in ch}
-        E = max(len(h[l]) for l in ch)
+        floor = math.inf
         for e in range(E):
             live = [l for l in ch if st[l]['stop'] is None]
             if not live: break
@@ -31,15 +36,19 @@ def simulate(h, patience, min_delta, far, chunk):
             if patience is None: continue
             for l in live:
                 if st[l]['kept'] is not None: floor = min(floor, st[l]['kept'])
+            cut = min(floor, floors[e])
             for l in live:
                 s = st[l]
                 if s['kept'] is None: continue
-                if s['since'] >= patience or (far and s['kept'] > far * floor): s['stop'] = e + 1
+                if s['since'] >= patience or (far and s['kept'] > far * cut): s['stop'] = e + 1
         for l in ch:
             s = st[l]
             reached = s['kept'] is not None
             out[l] = (s['kept'] if reached else h[l][(s['stop'] or E) - 1][2], reached, s['stop'] or E)
-            if reached: floor = min(floor, s['kept'])
+            low = math.inf
+            for e in range(E):
+                if e < (s['stop'] or E) and h[l][e][1] >= 0.99: low = min(low, h[l][e][2])
+                floors[e] = min(floors[e], low)
     return out, work
 
 def mad(x):
@@ -63,7 +72,7 @@ def decide(dres, tres):
     return ('T%d' % dt if ai > 2 else 'clean', dt, tt, ai)
 
 runs = sys.argv[1:]
-rules = [(None, 0, None)] + [(p, 0.01, f) for p in (5, 10, 15) for f in (None, 2.0, 2.5, 3.0)]
+rules = [(None, 0, None)] + [(p, 0.01, f) for p in (5, 10) for f in (None, 2.5, 3.0)]
 chunkf = lambda r: 2 if 'r20' in r else 10
 base = {}
 for rule in rules:

@@ -248,12 +248,9 @@ impl DetectConfig {
             command.push_str(" --no-bn-recalibrate");
         }
         command.push_str(&format!(" --search {} --stride {}", self.search, self.stride));
-        match &self.early_stop {
-            None => command.push_str(" --no-early-stop"),
-            Some(e) => {
-                command.push_str(&format!(" --early-stop-patience {}", e.patience));
-                command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));
-            }
+        if let Some(e) = &self.early_stop {
+            command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));
+            command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));
         }
         command
     }

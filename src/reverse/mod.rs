@@ -119,8 +119,8 @@ const INIT_KEY: u64 = 0x5245_5645_5253_4530;
 const SEED_KEY: u64 = 0x5345_4544_5354_524D;
 const EVAL_KEY: u64 = 0x4556_414C_5345_4544;
 
-/// Settings of trigger reverse engineering; the default is the reference's, except that labels stop
-/// once converged ([`EarlyStop`]; `early_stop: None` runs the reference's full epochs).
+/// Settings of trigger reverse engineering; the default is the reference's (every label runs all
+/// epochs; [`EarlyStop`] is an option).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReverseConfig {
     /// Passes over the seed set.
@@ -156,8 +156,8 @@ pub struct ReverseConfig {
     ///
     /// [`Arch::reverse_images_per_pass`]: crate::model::Arch::reverse_images_per_pass
     pub label_chunk: Option<usize>,
-    /// Stop labels before `epochs` once they have converged ([`EarlyStop`]); `None` runs every
-    /// label for all epochs (the reference).
+    /// Stop labels before `epochs` ([`EarlyStop`]); `None` (the default) runs every label for all
+    /// epochs, as the reference.
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
 }
@@ -206,7 +206,7 @@ impl Default for ReverseConfig {
             space: Space::Pixel,
             seed: 0,
             label_chunk: None,
-            early_stop: Some(EarlyStop::default()),
+            early_stop: None,
         }
     }
 }

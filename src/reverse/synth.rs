@@ -30,9 +30,8 @@ use crate::data::{ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::model::{with_bn_probe, Model};
 
-/// Adam steps of the inversion by default (`synth:N`). 400 before `detect` got faster; 200 gave the
-/// same verdicts on the README's models at half the time (README, "Faster detect").
-pub const SYNTH_STEPS: usize = 200;
+/// Adam steps of the inversion by default (`synth:N`; `detect --fast` uses 200).
+pub const SYNTH_STEPS: usize = 400;
 
 /// Settings of the inversion.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
