@@ -1,4 +1,4 @@
-"""detect --exhaustive vs the new defaults, per model: README "Faster detect" table.
+"""`detect --exhaustive` (whose verdicts the default reproduces) vs `detect --fast`, per model: README "Faster detect" table.
   python3 tools/detect_parity.py   (reads /tmp/z/base/NAME and /tmp/z/new/NAME, as written by the runs in README)"""
 import json, os
 truth={'paper-gray-102':2,'paper-gray-103':9,'paper-gray-104':4,'paper-rgb-102':2,'paper-rgb-104':4,'paper-rgb-105':6,'clean-102':None,'clean-103':None,'clean-104':None,'r20-gray-7':3,'r20-clean-7':None}
@@ -8,7 +8,7 @@ def v(d):
     pooled=r.get('pooled_anomaly_index')
     return s, r['dense_target'], r['ticket_target'], pooled, d['winning_ticket']['step'], d.get('timings') or {}
 def fmt(x): return '–' if x is None else '%.2f'%x
-print('| model | truth | exhaustive: dense / ticket target, pooled index, winning step | verdict | s | new defaults: dense / ticket target, pooled index, winning step | verdict | s | same verdict |')
+print("| model | truth | exhaustive (= default): dense / ticket target, pooled index, winning step | verdict | s | `--fast`: dense / ticket target, pooled index, winning step | verdict | s | same verdict |")
 print('|---|---|---|---|---|---|---|---|---|')
 for name in truth:
     b='/tmp/z/base/%s/detect.json'%name; n='/tmp/z/new/%s/detect.json'%name
