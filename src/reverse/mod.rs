@@ -174,7 +174,7 @@ pub struct EarlyStop {
     /// Relative l1 improvement that counts as progress (Neural Cleanse: 1%).
     pub min_delta: f64,
     /// Far: a label that has reached success stops when its kept l1 exceeds `far` times the
-    /// smallest kept l1 of any label so far (`None`: never). Such a label is unlikely to become the
+    /// smallest kept l1 any label had reached by the same epoch (`None`: never). Such a label is unlikely to become the
     /// argmin; its l1, frozen larger than a full run would leave it, still enters the median of
     /// the anomaly index, which raises the index of a clear outlier (README, "Faster detect").
     pub far: Option<f64>,
