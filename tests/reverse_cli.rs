@@ -119,7 +119,7 @@ fn synthesized_seeds_are_written_and_summarised() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("synthesizing synth:20"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["config"]["seeds"], "synth:20");
+    assert_eq!(v["config"]["seeds"], "synth:20:400", "the config names the synthesis steps it used");
     let s = &v["config"]["synthesized_seeds"];
     assert!(
         (0.0..=1.0).contains(&s["accuracy"].as_f64().unwrap()) && s["bn_distance"].as_f64().unwrap().is_finite(),
