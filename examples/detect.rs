@@ -60,7 +60,7 @@ fn tiny_config() -> DetectConfig {
 /// An untrained built-in cnn for 28x28 gray images, saved with its sidecar.
 fn fixture(dir: &std::path::Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
     tch::manual_seed(0);
-    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None };
     let model = Model::new(meta.clone(), tch::Device::Cpu)?;
     let path = dir.join("fixture.safetensors");
     save_checkpoint(&path, &model, &CheckpointInfo::new(meta, quarantine::data::Normalization::mnist()))?;

@@ -40,7 +40,7 @@ fn headless(args: &[&str], profile: &Path) -> std::process::Output {
 fn detect_report_renders_with_every_image() {
     let d = tempfile::tempdir().unwrap();
     tch::manual_seed(0);
-    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None };
     let model = Model::new(meta.clone(), Device::Cpu).unwrap();
     let info = CheckpointInfo {
         meta,

@@ -9,7 +9,7 @@ use tch::Device;
 
 fn tiny_checkpoint(dir: &Path) -> std::path::PathBuf {
     tch::manual_seed(0);
-    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+    let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None };
     let model = Model::new(meta.clone(), Device::Cpu).unwrap();
     let info = CheckpointInfo {
         meta,

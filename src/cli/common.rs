@@ -5,7 +5,7 @@ use std::str::FromStr;
 use clap::Args;
 use tch::Device;
 
-use quarantine::model::{Arch, InputOverrides};
+use quarantine::model::{Arch, InputOverrides, InputRange};
 
 /// `--device`: cpu (`None`) or a CUDA device index.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,8 @@ impl DeviceArg {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Checkpoint: quarantine .safetensors (with its .json sidecar), PyTorch .pt/.pth (zip or legacy
-    /// format; pickles are parsed, never executed) or a bare .safetensors.
+    /// format; pickles are parsed, never executed), a bare .safetensors, or a TorchScript archive
+    /// (torch.jit.save; any architecture: its code is vetted against an op allow-list, then run).
     #[arg(long)]
     pub model: PathBuf,
     /// Architecture (required for a checkpoint without sidecar).
@@ -65,6 +66,13 @@ pub struct ModelArgs {
     /// Input normalization: cifar10, cifar100, mnist, none, MEAN,STD or M1,M2,M3,S1,S2,S3.
     #[arg(long)]
     pub normalize: Option<String>,
+    /// Pixel range a TorchScript model takes before normalization (default 0-1).
+    #[arg(long, value_parser = super::common::choice::<InputRange>())]
+    pub input_range: Option<InputRange>,
+    /// An op a TorchScript model may use although it is not on the allow-list (e.g. aten::erfinv);
+    /// repeatable. Only for models you trust with that op.
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
 }
 
 impl ModelArgs {
@@ -76,6 +84,8 @@ impl ModelArgs {
             channels: self.channels,
             classes: self.classes,
             normalize: self.normalize.clone(),
+            input_range: self.input_range,
+            allow_ops: self.allow_ops.clone(),
         }
     }
 }

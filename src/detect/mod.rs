@@ -509,7 +509,7 @@ mod tests {
 
     fn suspect() -> Suspect {
         tch::manual_seed(9);
-        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 4 };
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 4, script: None };
         let model = Model::new(meta.clone(), tch::Device::Cpu).unwrap();
         let masks = Masks::dense(&model);
         Suspect {

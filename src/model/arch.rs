@@ -15,8 +15,9 @@ use super::{ModelMeta, Net};
 pub(crate) trait ArchSpec: Sync {
     /// Creates the network's variables under `root` (PyTorch state-dict names) for `meta`'s input
     /// shape and classes, and returns its forward pass. Variables are created in a fixed order, so
-    /// that `tch::manual_seed` gives reproducible weights.
-    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> Box<dyn Net>;
+    /// that `tch::manual_seed` gives reproducible weights. Fails only where building reads a file
+    /// (a TorchScript archive).
+    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> crate::error::Result<Box<dyn Net>>;
 
     /// Name of the classification head's weight (`[classes, features]`).
     fn head(&self) -> &'static str;

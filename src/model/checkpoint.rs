@@ -93,6 +93,60 @@ pub struct InputOverrides {
     pub classes: Option<usize>,
     /// Normalization spec (see `Normalization::parse`), replacing the stored or default one.
     pub normalize: Option<String>,
+    /// The pixel range a foreign model takes before its normalization (TorchScript models).
+    pub input_range: Option<InputRange>,
+    /// Ops a TorchScript model may use on top of the allow-list (`torchfile::script::SCRIPT_OPS`).
+    pub allow_ops: Vec<String>,
+}
+
+/// The pixel range a foreign model expects: images are fed as `(x·scale − mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum InputRange {
+    /// Pixels in [0, 1] (torchvision's `ToTensor`).
+    #[serde(rename = "0-1")]
+    Unit,
+    /// Pixels in [0, 255]; `--normalize` numbers are then in the same units.
+    #[serde(rename = "0-255")]
+    Byte,
+}
+crate::choices!(InputRange {
+    Unit => "0-1": "pixels in [0, 1] before normalization (torchvision's ToTensor)",
+    Byte => "0-255": "pixels in [0, 255] before normalization (mean and std in the same units)",
+});
+
+impl InputRange {
+    /// A normalization given in this range's units as one on [0, 1] pixels.
+    pub fn to_unit(self, n: Normalization) -> Normalization {
+        match self {
+            InputRange::Unit => n,
+            InputRange::Byte => Normalization {
+                mean: n.mean.iter().map(|m| m / 255.0).collect(),
+                std: n.std.iter().map(|s| s / 255.0).collect(),
+            },
+        }
+    }
+}
+
+/// A TorchScript model's description beside it (`NAME.json` for `NAME.pt`), every field optional;
+/// command-line flags override it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignDescription {
+    /// Input side (height = width).
+    pub image_size: Option<usize>,
+    /// Input channels.
+    pub channels: Option<usize>,
+    /// Number of classes (checked against the module's output).
+    pub classes: Option<usize>,
+    /// Normalization spec (`Normalization::parse`).
+    pub normalize: Option<String>,
+    /// Pixel range before normalization.
+    pub input_range: Option<InputRange>,
+    /// Class names by label.
+    pub class_names: Option<Vec<String>>,
+    /// Ops allowed on top of the allow-list.
+    #[serde(default)]
+    pub allow_ops: Vec<String>,
 }
 
 /// The sidecar of the checkpoint `path`: the same name with extension `.json`.
@@ -127,7 +181,11 @@ pub fn load_checkpoint(
     ov: &InputOverrides,
     device: Device,
 ) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
-    let sd = torchfile::load(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if torchfile::script::is_torchscript(&bytes) {
+        return load_script(path, ov, device);
+    }
+    let sd = torchfile::load_bytes(&bytes, path)?;
     let side = sidecar_path(path);
     let info = if side != path && side.exists() {
         let bytes = std::fs::read(&side).map_err(|e| Error::io(&side, e))?;
@@ -155,6 +213,81 @@ pub fn load_checkpoint(
         model.vs.set_device(device);
     }
     Ok((model, info, sd.masks))
+}
+
+/// Loads a TorchScript archive as a model: described by a quarantine sidecar (a model this crate
+/// saved), else by a [`ForeignDescription`] beside it and the flags, the rest found by running it
+/// (`describe_script`). The weights are the archive's.
+fn load_script(path: &Path, ov: &InputOverrides, device: Device) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
+    if ov.arch.is_some_and(|a| a != Arch::Torchscript) {
+        return Err(Error::bad_file(
+            path,
+            format!("this is a TorchScript model, but architecture {} was given", ov.arch.map_or("", |a| a.name())),
+        ));
+    }
+    let side = sidecar_path(path);
+    let side_bytes = match std::fs::read(&side) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&side, e)),
+    };
+    let native: Option<CheckpointInfo> = side_bytes.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+    let info = match native {
+        Some(mut info) if info.meta.arch == Arch::Torchscript => {
+            let allow = info.meta.script.as_ref().map(|s| s.allow_ops.clone()).unwrap_or_default();
+            info.meta.script = Some(super::ScriptSource::new(path, &[allow, ov.allow_ops.clone()].concat())?);
+            if let Some(n) = &ov.normalize {
+                info.normalization = Normalization::parse(n, info.meta.in_channels)?;
+            }
+            info
+        }
+        _ => {
+            let desc: ForeignDescription = match &side_bytes {
+                Some(b) => serde_json::from_slice(b).map_err(|e| {
+                    Error::bad_file(&side, format!("not a description of the TorchScript model beside it: {e}"))
+                })?,
+                None => ForeignDescription::default(),
+            };
+            let allow = [desc.allow_ops.clone(), ov.allow_ops.clone()].concat();
+            let (channels, side_px, classes) =
+                super::describe_script(path, &allow, ov.channels.or(desc.channels), ov.image_size.or(desc.image_size))?;
+            if let Some(k) = ov.classes.or(desc.classes).filter(|&k| k != classes) {
+                return Err(Error::bad_file(path, format!("{k} classes were given, but the module outputs {classes}")));
+            }
+            let range = ov.input_range.or(desc.input_range).unwrap_or(InputRange::Unit);
+            let normalization = match ov.normalize.as_ref().or(desc.normalize.as_ref()) {
+                Some(n) => range.to_unit(Normalization::parse(n, channels)?),
+                None if range == InputRange::Byte => range.to_unit(Normalization::none(channels)),
+                None if channels == 1 => Normalization::mnist(),
+                None => Normalization::cifar10().for_channels(channels)?,
+            };
+            let meta = ModelMeta {
+                arch: Arch::Torchscript,
+                in_channels: channels,
+                height: side_px,
+                width: side_px,
+                num_classes: classes,
+                script: Some(super::ScriptSource::new(path, &allow)?),
+            };
+            let mut info = CheckpointInfo {
+                imported_from: Some(format!("{} (TorchScript)", path.display())),
+                ..CheckpointInfo::new(meta, normalization)
+            };
+            if let Some(names) = desc.class_names {
+                if names.len() != classes {
+                    return Err(Error::bad_file(&side, format!("{} class names for {classes} classes", names.len())));
+                }
+                info.classes = names;
+            }
+            info
+        }
+    };
+    info.normalization.validate()?;
+    let mut model = Model::new(info.meta.clone(), Device::Cpu)?;
+    if device != Device::Cpu {
+        model.vs.set_device(device);
+    }
+    Ok((model, info, vec![]))
 }
 
 /// The shape of the tensor `arch` names `name`, found under that name or any of its import aliases.
@@ -205,7 +338,7 @@ fn foreign_info(
         None if channels == 1 => Normalization::mnist(),
         None => Normalization::cifar10().for_channels(channels)?,
     };
-    let meta = ModelMeta { arch, in_channels: channels, height: size, width: size, num_classes };
+    let meta = ModelMeta { arch, in_channels: channels, height: size, width: size, num_classes, script: None };
     Ok(CheckpointInfo {
         imported_from: Some(format!("{} ({format})", path.display())),
         ..CheckpointInfo::new(meta, normalization)
@@ -228,7 +361,7 @@ mod tests {
     fn foreign_cnn_image_size_is_read_off_fc1() {
         let d = tempfile::tempdir().unwrap();
         for (c, side) in [(1, 28), (3, 32), (3, 20)] {
-            let meta = ModelMeta { arch: Arch::Cnn, in_channels: c, height: side, width: side, num_classes: 10 };
+            let meta = ModelMeta { arch: Arch::Cnn, in_channels: c, height: side, width: side, num_classes: 10, script: None };
             let path = exported(d.path(), meta.clone(), str::to_string);
             let ov = InputOverrides { arch: Some(Arch::Cnn), ..Default::default() };
             let (_, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();
@@ -239,14 +372,14 @@ mod tests {
     #[test]
     fn foreign_resnet_head_named_linear_is_accepted() {
         let d = tempfile::tempdir().unwrap();
-        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 7 };
+        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 7, script: None };
         let path = exported(d.path(), meta.clone(), |n| n.replace("fc.", "linear."));
         let ov = InputOverrides { arch: Some(Arch::Resnet20s), ..Default::default() };
         let (model, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();
         assert_eq!(info.meta, meta);
         assert!(model.named_tensors().iter().any(|(n, _)| n == "fc.weight"));
         // the alias is the ResNets': a cnn has no `fc`, so `linear.*` stays an unexpected name
-        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None };
         let path = exported(d.path(), meta, |n| n.replace("fc1.", "linear."));
         let ov = InputOverrides { arch: Some(Arch::Cnn), image_size: Some(28), ..Default::default() };
         let e = load_checkpoint(&path, &ov, Device::Cpu).unwrap_err().to_string();

@@ -18,9 +18,9 @@ const WIDTH: i64 = 64;
 pub(super) struct SmallCnnSpec;
 
 impl ArchSpec for SmallCnnSpec {
-    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> Box<dyn Net> {
+    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> crate::error::Result<Box<dyn Net>> {
         let (c, h, w, k) = (meta.in_channels as i64, meta.height as i64, meta.width as i64, meta.num_classes as i64);
-        Box::new(SmallCnn::new(root, c, h, w, k))
+        Ok(Box::new(SmallCnn::new(root, c, h, w, k)))
     }
     fn head(&self) -> &'static str {
         "fc2.weight"

@@ -10,10 +10,14 @@ mod layers;
 mod resnet;
 mod resnet18;
 mod resnet20s;
+mod script;
 mod vgg;
 
-pub use checkpoint::{export, load_checkpoint, save_checkpoint, CheckpointInfo, InputOverrides, Versions};
+pub use checkpoint::{
+    export, load_checkpoint, save_checkpoint, CheckpointInfo, ForeignDescription, InputOverrides, InputRange, Versions,
+};
 pub use layers::{with_bn_probe, BnStat, Mode};
+pub use script::{describe as describe_script, ScriptSource};
 
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -29,6 +33,7 @@ arch::architectures! {
     Resnet18 => resnet18::ResNet18Spec, "resnet18": "ResNet-18, CIFAR variant (3x3 stem, no max-pool)";
     Vgg16bn => vgg::Vgg16BnSpec, "vgg16bn": "VGG-16 with batch norm, one linear layer";
     Cnn => cnn::SmallCnnSpec, "cnn": "small 4-conv CNN for 28x28 inputs";
+    Torchscript => script::ScriptSpec, "torchscript": "any network saved with torch.jit.save, given as a file (--model, --model-init)";
 }
 
 impl Arch {
@@ -62,6 +67,9 @@ pub struct ModelMeta {
     pub width: usize,
     /// Number of outputs (classes).
     pub num_classes: usize,
+    /// For [`Arch::Torchscript`]: the archive whose code and initial weights are the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptSource>,
 }
 
 impl ModelMeta {
@@ -93,6 +101,10 @@ pub struct Model {
 /// A network's forward pass in each [`Mode`].
 pub(crate) trait Net: std::fmt::Debug + Send {
     fn forward(&self, x: &Tensor, mode: Mode) -> Tensor;
+    /// The TorchScript module behind a foreign network.
+    fn as_script(&self) -> Option<&script::ScriptNet> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -112,7 +124,7 @@ impl Model {
             ));
         }
         let vs = nn::VarStore::new(device);
-        let net = meta.arch.spec().build(&vs.root(), &meta);
+        let net = meta.arch.spec().build(&vs.root(), &meta)?;
         Ok(Model { meta, vs, net })
     }
 
@@ -145,21 +157,48 @@ impl Model {
         self.named_tensors().into_iter().filter(|(_, t)| t.requires_grad()).collect()
     }
 
-    /// Names of the conv weights (4-D parameters): what pruning masks cover (docs/METHOD.md §4).
+    /// Names of the conv weights (4-D parameters): what pruning masks cover (docs/METHOD.md §4). For a
+    /// TorchScript model, every 4-D parameter, whatever its name.
     pub fn conv_weight_names(&self) -> Vec<String> {
+        let script = self.is_script();
         self.named_tensors()
             .into_iter()
-            .filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4)
+            .filter(|(n, t)| t.dim() == 4 && if script { t.requires_grad() } else { n.ends_with(".weight") })
             .map(|(n, _)| n)
             .collect()
+    }
+
+    /// True for a TorchScript network ([`Arch::Torchscript`]).
+    pub fn is_script(&self) -> bool {
+        self.net.as_script().is_some()
+    }
+
+    /// Saves a TorchScript network with its current weights as a TorchScript archive (atomically);
+    /// an error for the built-in architectures (export a state dict instead).
+    pub fn save_torchscript(&self, path: &std::path::Path) -> Result<()> {
+        match self.net.as_script() {
+            Some(net) => net.save(path),
+            None => Err(Error::bad_file(path, "only a TorchScript model saves as TorchScript; export a state dict instead")),
+        }
+    }
+
+    /// The forward pass with the module's own errors as a result (TorchScript models, whose forward
+    /// is foreign code; the built-in architectures cannot fail on well-shaped input).
+    pub fn try_forward_t(&self, x: &Tensor, train: bool) -> std::result::Result<Tensor, String> {
+        match self.net.as_script() {
+            Some(net) => net.try_forward(x, train),
+            None => Ok(self.forward_t(x, train)),
+        }
     }
 
     /// The model's state as a flat state dict (float32 on CPU), plus `num_batches_tracked` for every
     /// BN layer so that PyTorch's strict `load_state_dict` accepts it.
     pub fn state_dict(&self, batches_tracked: i64) -> Vec<(String, RawTensor)> {
         let mut out = vec![];
+        let script = self.is_script();
         for (name, t) in self.named_tensors() {
-            if let Some(prefix) = name.strip_suffix(".running_mean") {
+            // A TorchScript module has its own `num_batches_tracked` buffers.
+            if let Some(prefix) = name.strip_suffix(".running_mean").filter(|_| !script) {
                 out.push((
                     format!("{prefix}.num_batches_tracked"),
                     RawTensor { dtype: DType::I64, shape: vec![], data: batches_tracked.to_le_bytes().to_vec() },
@@ -207,7 +246,8 @@ impl Model {
             tch::no_grad(|| var.copy_(&src.to_kind(var.kind())));
             seen.insert(name);
         }
-        let missing: Vec<&String> = vars.keys().filter(|k| !seen.contains(*k)).collect();
+        let missing: Vec<&String> =
+            vars.keys().filter(|k| !seen.contains(*k) && !k.ends_with("num_batches_tracked")).collect();
         if !missing.is_empty() {
             let mut m: Vec<&String> = missing;
             m.sort();
@@ -304,7 +344,7 @@ mod tests {
     use super::*;
 
     fn meta(arch: Arch, c: usize, hw: usize) -> ModelMeta {
-        ModelMeta { arch, in_channels: c, height: hw, width: hw, num_classes: 10 }
+        ModelMeta { arch, in_channels: c, height: hw, width: hw, num_classes: 10, script: None }
     }
 
     #[test]

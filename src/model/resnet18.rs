@@ -19,8 +19,8 @@ const CONFIG: ResNetConfig = ResNetConfig {
 pub(super) struct ResNet18Spec;
 
 impl ArchSpec for ResNet18Spec {
-    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> Box<dyn Net> {
-        Box::new(ResNet::new(root, &CONFIG, meta.in_channels as i64, meta.num_classes as i64))
+    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> crate::error::Result<Box<dyn Net>> {
+        Ok(Box::new(ResNet::new(root, &CONFIG, meta.in_channels as i64, meta.num_classes as i64)))
     }
     fn head(&self) -> &'static str {
         "fc.weight"

@@ -23,8 +23,8 @@ enum Layer {
 pub(super) struct Vgg16BnSpec;
 
 impl ArchSpec for Vgg16BnSpec {
-    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> Box<dyn Net> {
-        Box::new(Vgg16Bn::new(root, meta.in_channels as i64, meta.num_classes as i64))
+    fn build(&self, root: &nn::Path, meta: &ModelMeta) -> crate::error::Result<Box<dyn Net>> {
+        Ok(Box::new(Vgg16Bn::new(root, meta.in_channels as i64, meta.num_classes as i64)))
     }
     fn head(&self) -> &'static str {
         "classifier.weight"

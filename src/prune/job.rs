@@ -205,6 +205,7 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
             height: train.height,
             width: train.width,
             num_classes: train.num_classes(),
+            script: None,
         };
         tch::manual_seed(job.seed as i64);
         let info = CheckpointInfo {
@@ -227,6 +228,7 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
         channels: None,
         classes: None,
         normalize: job.normalize.clone(),
+        ..Default::default()
     };
     let (m, info, _) = load_checkpoint(path, &ov, device)?;
     Ok((m, info))

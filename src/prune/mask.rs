@@ -210,7 +210,7 @@ mod tests {
     fn model() -> Model {
         tch::manual_seed(1);
         Model::new(
-            ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10 },
+            ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10, script: None },
             Device::Cpu,
         )
         .unwrap()

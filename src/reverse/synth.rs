@@ -172,7 +172,7 @@ mod tests {
     fn inversion_matches_labels_and_statistics_and_is_seeded() {
         tch::manual_seed(0);
         let model = Model::new(
-            ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 3 },
+            ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 12, width: 12, num_classes: 3, script: None },
             tch::Device::Cpu,
         )
         .unwrap();

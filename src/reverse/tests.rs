@@ -24,7 +24,7 @@ fn golden() -> (HashMap<String, Tensor>, Model) {
         }
     }
     let model =
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4 }, Device::Cpu)
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4, script: None }, Device::Cpu)
             .unwrap();
     model.load_state_dict(&model_sd, p).unwrap();
     (g, model)
@@ -60,7 +60,7 @@ fn two_batched_steps_match_pytorch_per_label_loop() {
 
 fn tiny_model(seed: i64) -> Model {
     tch::manual_seed(seed);
-    Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 4 }, Device::Cpu).unwrap()
+    Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 4, script: None }, Device::Cpu).unwrap()
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn detects_the_badnets_target_from_noise() {
     let norm = Normalization::mnist();
     tch::manual_seed(0);
     let model =
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 }, Device::Cpu)
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None }, Device::Cpu)
             .unwrap();
     let mut tc = TrainConfig::reference(2, 0, Augment::NONE);
     tc.milestones = vec![];

@@ -239,6 +239,8 @@ fn source_model(dir: &Path, record: &PruneRecord, device: Device) -> Result<Mode
         channels: Some(info.meta.in_channels),
         classes: Some(info.meta.num_classes),
         normalize: None,
+        input_range: None,
+        allow_ops: info.meta.script.map(|s| s.allow_ops).unwrap_or_default(),
     };
     Ok(load_checkpoint(&path, &ov, device)?.0)
 }

@@ -299,7 +299,7 @@ mod tests {
 
     fn model() -> Model {
         tch::manual_seed(4);
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3 }, Device::Cpu)
+        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3, script: None }, Device::Cpu)
             .unwrap()
     }
 

@@ -441,7 +441,7 @@ mod tests {
     fn the_winning_ticket_is_saved_with_its_mask_and_bn_counter() {
         use crate::model::{Arch, ModelMeta};
         use crate::prune::{Criterion, Scope};
-        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10 };
+        let meta = ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None };
         let model = Model::new(meta.clone(), Device::Cpu).unwrap();
         let masks = Masks::dense(&model).prune(&model, 0.5, Scope::Global, Criterion::Magnitude);
         masks.apply(&model);

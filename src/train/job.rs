@@ -177,6 +177,7 @@ pub fn run_with_data(job: &TrainJob, split: &Split, device: Device, ctl: &Contro
         height: train.height,
         width: train.width,
         num_classes: train.num_classes(),
+        script: None,
     };
     tch::manual_seed(job.seed as i64);
     let model = Model::new(meta.clone(), device)?;

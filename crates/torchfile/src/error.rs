@@ -39,6 +39,23 @@ pub enum Error {
         hint: String,
     },
 
+    /// A TorchScript archive's code names an op outside the allow-list (src/script.rs): file or
+    /// network I/O, a custom-op namespace, or anything else that is not known tensor math.
+    #[error(
+        "{}: refusing to load this TorchScript model: its code calls `{op}` (in {location}), which is not on the \
+         allow-list of tensor ops; {remedy}",
+        .path.display()
+    )]
+    ForbiddenOp {
+        path: PathBuf,
+        /// The op, `aten::from_file` style.
+        op: String,
+        /// Where it was found (the code file inside the archive).
+        location: String,
+        /// What the user can do.
+        remedy: String,
+    },
+
     /// The file ends before the data it announces.
     #[error("{}: truncated: {detail}", .path.display())]
     Truncated { path: PathBuf, detail: String },
@@ -75,6 +92,7 @@ impl Error {
             Error::Io { path, .. }
             | Error::NotACheckpoint { path }
             | Error::ForbiddenGlobal { path, .. }
+            | Error::ForbiddenOp { path, .. }
             | Error::Truncated { path, .. }
             | Error::Malformed { path, .. }
             | Error::Unsupported { path, .. }
@@ -98,6 +116,7 @@ impl Error {
 pub(crate) enum Fault {
     NotACheckpoint,
     Forbidden { global: String, hint: String },
+    ForbiddenOp { op: String, location: String, remedy: String },
     Truncated(String),
     Malformed(String),
     Unsupported(String),
@@ -111,6 +130,7 @@ impl Fault {
         match self {
             Fault::NotACheckpoint => Error::NotACheckpoint { path },
             Fault::Forbidden { global, hint } => Error::ForbiddenGlobal { path, global, hint },
+            Fault::ForbiddenOp { op, location, remedy } => Error::ForbiddenOp { path, op, location, remedy },
             Fault::Truncated(detail) => Error::Truncated { path, detail },
             Fault::Malformed(detail) => Error::Malformed { path, detail },
             Fault::Unsupported(detail) => Error::Unsupported { path, detail },

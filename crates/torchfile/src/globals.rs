@@ -44,6 +44,12 @@ pub(crate) enum Global {
     TorchDevice,
     /// `_codecs.encode(str, "latin1")`: how protocol-2 pickles write `bytes`; builds bytes.
     CodecsEncode,
+    /// A TorchScript archive's own class `__torch__.*` (only in [`resolve_script`]): creating one
+    /// builds an empty dict; its state (BUILD) is dropped.
+    ScriptClass,
+    /// `torch.jit._pickle.build_intlist` and its siblings, `restore_type_tag` (only in
+    /// [`resolve_script`]): return their first argument.
+    ScriptIdentity,
 }
 
 impl Global {
@@ -173,6 +179,35 @@ pub(crate) fn resolve(module: &str, name: &str) -> Result<Global, Fault> {
     Ok(global)
 }
 
+/// TorchScript's pickle helpers that return their first argument.
+const SCRIPT_IDENTITIES: &[&str] = &[
+    "build_intlist",
+    "build_doublelist",
+    "build_boollist",
+    "build_tensorlist",
+    "build_genericlist",
+    "build_tensor_from_id",
+    "restore_type_tag",
+];
+
+/// [`resolve`] for the pickles inside a TorchScript archive (`data.pkl`, `constants.pkl`): also the
+/// archive's own classes, `__torch__.<qualified name>` (their code is in the archive's `code/`,
+/// vetted separately), and TorchScript's typed-list builders. Nothing outside `__torch__` and
+/// `torch.jit._pickle` is added.
+pub(crate) fn resolve_script(module: &str, name: &str) -> Result<Global, Fault> {
+    if (module == "__torch__" || module.starts_with("__torch__.")) && is_identifier(name) {
+        return Ok(Global::ScriptClass);
+    }
+    if module == "torch.jit._pickle" && SCRIPT_IDENTITIES.contains(&name) {
+        return Ok(Global::ScriptIdentity);
+    }
+    resolve(module, name)
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A short explanation for globals that are common in *benign* checkpoints.
 fn hint(module: &str) -> &'static str {
     let top = module.split('.').next().unwrap_or(module);
@@ -223,6 +258,17 @@ mod tests {
                 other => panic!("{m}.{n}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn script_pickles_add_only_archive_classes_and_list_builders() {
+        assert_eq!(resolve_script("__torch__.torchvision.models.resnet", "ResNet").unwrap(), Global::ScriptClass);
+        assert_eq!(resolve_script("torch.jit._pickle", "build_intlist").unwrap(), Global::ScriptIdentity);
+        assert_eq!(resolve_script("torch._utils", "_rebuild_tensor_v2").unwrap(), Global::RebuildTensorV2);
+        for (m, n) in [("os", "system"), ("torch.jit._pickle", "eval"), ("__torch__x", "A"), ("__torch__", "a.b")] {
+            assert!(matches!(resolve_script(m, n), Err(Fault::Forbidden { .. })), "{m}.{n}");
+        }
+        assert!(matches!(resolve("__torch__", "Net"), Err(Fault::Forbidden { .. })));
     }
 
     #[test]

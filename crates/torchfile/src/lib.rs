@@ -46,6 +46,7 @@ mod legacy;
 mod normalize;
 mod pickle;
 mod safetensors_io;
+pub mod script;
 mod tensor;
 mod write;
 mod zip;

@@ -25,8 +25,8 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Extracted, Fault> {
 
     if ar.entries().iter().any(|e| e.name.starts_with(&format!("{prefix}code/"))) {
         return Err(unsupported(
-            "this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; \
-             load it in Python and torch.save(model.state_dict()) instead",
+            "this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint \
+             (quarantine's --model reads it as a TorchScript model)",
         ));
     }
     if let Some(e) = ar.find(&format!("{prefix}byteorder")) {

@@ -96,6 +96,10 @@ impl Machine<'_> {
                     _ => Err(self.err("_codecs.encode is only emulated for (str, 'latin1')")),
                 }
             }
+            Global::ScriptClass => self.heap.alloc(Object::Dict(Dict::default())),
+            Global::ScriptIdentity => {
+                args.first().copied().ok_or_else(|| self.err("a torch.jit._pickle builder called without argument"))
+            }
             Global::StorageType(_) | Global::TorchDType(_) | Global::TensorClass => {
                 Err(self.err("a torch type is called directly; only the rebuild functions are emulated"))
             }

@@ -50,8 +50,26 @@ pub(crate) struct Unpickled {
 
 /// Runs the pickle starting at `data[start..]` up to its STOP opcode.
 pub(crate) fn unpickle(data: &[u8], start: usize) -> Result<Unpickled, Fault> {
-    let mut vm =
-        Machine { data, pos: start, heap: Heap::default(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    run_machine(data, start, false)
+}
+
+/// Runs a TorchScript archive's pickle (`data.pkl`, `constants.pkl`): the checkpoint allow-list plus
+/// the archive's own classes (`__torch__.*`, built as plain dicts of their state) and TorchScript's
+/// typed-list builders (`torch.jit._pickle.build_intlist` etc., which return their argument).
+pub(crate) fn unpickle_script(data: &[u8]) -> Result<Unpickled, Fault> {
+    run_machine(data, 0, true)
+}
+
+fn run_machine(data: &[u8], start: usize, script: bool) -> Result<Unpickled, Fault> {
+    let mut vm = Machine {
+        data,
+        pos: start,
+        heap: Heap::default(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        script,
+    };
     let root = vm.run()?;
     Ok(Unpickled { heap: vm.heap, root, end: vm.pos })
 }
@@ -64,6 +82,8 @@ struct Machine<'a> {
     /// Stack heights at each open MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// A TorchScript pickle: [`globals::resolve_script`] names, any BUILD state.
+    script: bool,
 }
 
 impl<'a> Machine<'a> {
@@ -127,6 +147,15 @@ impl<'a> Machine<'a> {
     fn line_str(&mut self) -> Result<&'a str, Fault> {
         let at = self.pos;
         std::str::from_utf8(self.line()?).map_err(|_| malformed(format!("pickle text at byte {at} is not valid UTF-8")))
+    }
+
+    /// The global `module.name` under this pickle's allow-list.
+    fn resolve(&self, module: &str, name: &str) -> Result<globals::Global, Fault> {
+        if self.script {
+            globals::resolve_script(module, name)
+        } else {
+            globals::resolve(module, name)
+        }
     }
 
     fn err(&self, what: impl std::fmt::Display) -> Fault {
@@ -431,7 +460,7 @@ impl<'a> Machine<'a> {
                 b'c' => {
                     let module = self.line_str()?;
                     let name = self.line_str()?;
-                    let g = globals::resolve(module, name)?;
+                    let g = self.resolve(module, name)?;
                     self.alloc_push(Object::Global(g))?
                 }
                 0x93 => {
@@ -441,14 +470,14 @@ impl<'a> Machine<'a> {
                         (Some(m), Some(n)) => (m, n),
                         _ => return Err(self.err("STACK_GLOBAL needs two strings")),
                     };
-                    let g = globals::resolve(module, name)?;
+                    let g = self.resolve(module, name)?;
                     self.alloc_push(Object::Global(g))?
                 }
                 b'i' => {
                     // INST: GLOBAL + call with the MARK frame as arguments.
                     let module = self.line_str()?;
                     let name = self.line_str()?;
-                    let g = globals::resolve(module, name)?;
+                    let g = self.resolve(module, name)?;
                     let args = self.pop_mark()?;
                     let callee = self.heap.alloc(Object::Global(g))?;
                     let v = self.call(callee, args)?;
@@ -493,6 +522,8 @@ impl<'a> Machine<'a> {
                     let target = self.top()?;
                     match self.heap.get(target) {
                         Some(Object::Dict(_) | Object::Tensor(_)) => {}
+                        // TorchScript objects restore their state with their own `__setstate__`.
+                        _ if self.script => {}
                         _ => {
                             return Err(self.err(format!(
                                 "BUILD on a {}, which is not a dict or tensor",
