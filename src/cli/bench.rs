@@ -150,7 +150,7 @@ fn bench_score(model: &Model, norm: &Normalization, steps: usize, device: Device
     for i in 0..=steps {
         phi.copy_from(model)?;
         let t = Instant::now();
-        recalibrate_bn(&phi, &data.x);
+        recalibrate_bn(&phi, &data.x)?;
         let t_recal = t.elapsed().as_secs_f64();
         let (r, _) = trojan_score(&phi, &masks, &train, norm, &data, &cfg)?;
         let total = t.elapsed().as_secs_f64();

@@ -14,7 +14,7 @@ mod script;
 mod vgg;
 
 pub use checkpoint::{
-    export, load_checkpoint, save_checkpoint, CheckpointInfo, ForeignDescription, InputOverrides, InputRange, Versions,
+    export, sidecar_path as checkpoint_sidecar, load_checkpoint, save_checkpoint, CheckpointInfo, ForeignDescription, InputOverrides, InputRange, Versions,
 };
 pub use layers::{with_bn_probe, BnStat, Mode};
 pub use script::{describe as describe_script, ScriptSource};

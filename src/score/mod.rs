@@ -156,12 +156,13 @@ pub fn error_and_loss(model: &Model, data: &ScoreData) -> (f64, f64) {
 
 /// Recomputes every BN layer's running statistics as the exact batch statistics of `x` (one
 /// train-mode forward over all samples, running stats reset to 0 and divided by the momentum after).
-pub fn recalibrate_bn(model: &Model, x: &Tensor) {
-    let stats: Vec<(String, Tensor)> = model
-        .named_tensors()
-        .into_iter()
-        .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
-        .collect();
+/// A TorchScript model's BN layers may use any momentum (or a cumulative average): there the
+/// momentum is measured with a second pass ([`recalibrate_bn_script`]).
+pub fn recalibrate_bn(model: &Model, x: &Tensor) -> Result<()> {
+    if model.is_script() {
+        return recalibrate_bn_script(model, x);
+    }
+    let stats = running_stats(model);
     tch::no_grad(|| {
         for (_, t) in &stats {
             let _ = t.shallow_clone().zero_();
@@ -172,6 +173,83 @@ pub fn recalibrate_bn(model: &Model, x: &Tensor) {
             let _ = t.shallow_clone().g_div_scalar_(0.1);
         }
     });
+    Ok(())
+}
+
+fn running_stats(model: &Model) -> Vec<(String, Tensor)> {
+    model
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
+        .collect()
+}
+
+/// BN recalibration of a TorchScript module, whose BN momentum m is not known: from zeroed running
+/// statistics (and batch counters), one train-mode pass leaves r1 = m·s (s the batch statistic); a
+/// second pass leaves r2 = (1 − m)·r1 + m·s = r1·(2 − m), so m = 2 − r2/r1 per layer (also for
+/// PyTorch's cumulative average, momentum=None, where m = 1 on the first batch), and s = r1/m.
+/// An error when train mode does not update the statistics (a traced module: its BN layers are
+/// frozen in the mode they were traced in).
+pub fn recalibrate_bn_script(model: &Model, x: &Tensor) -> Result<()> {
+    let stats = running_stats(model);
+    if stats.is_empty() {
+        return Ok(());
+    }
+    let counters: Vec<(Tensor, Tensor)> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".num_batches_tracked"))
+        .map(|(_, t)| {
+            let saved = t.copy();
+            (t, saved)
+        })
+        .collect();
+    let pass = |zero: bool| -> std::result::Result<(), String> {
+        tch::no_grad(|| {
+            for (_, t) in &stats {
+                if zero {
+                    let _ = t.shallow_clone().zero_();
+                }
+            }
+            if zero {
+                for (t, _) in &counters {
+                    let _ = t.shallow_clone().zero_();
+                }
+            }
+            model.try_forward_t(x, true).map(|_| ())
+        })
+    };
+    let fail = |e: String| crate::error::Error::invalid("BN recalibration", format!("the module's train-mode forward failed: {e}"));
+    pass(true).map_err(fail)?;
+    let r1: Vec<Tensor> = stats.iter().map(|(_, t)| t.copy()).collect();
+    pass(false).map_err(fail)?;
+    tch::no_grad(|| -> Result<()> {
+        for (i, (name, t)) in stats.iter().enumerate() {
+            // The layer's momentum, measured on its running variance (positive wherever the layer
+            // sees any signal); the mean of the same layer shares it.
+            let layer = name.rsplit_once('.').map_or("", |(p, _)| p);
+            let var = format!("{layer}.running_var");
+            let j = stats.iter().position(|(n, _)| *n == var).unwrap_or(i);
+            let v1 = r1[j].sum(Kind::Double).double_value(&[]);
+            let v2 = stats[j].1.sum(Kind::Double).double_value(&[]);
+            if !(v1 > 0.0 && v1.is_finite()) {
+                return Err(crate::error::Error::invalid(
+                    "BN recalibration",
+                    format!(
+                        "BN layer `{layer}` does not update its statistics in train mode (a traced module keeps the \
+                         mode it was traced in): score without it (--no-bn-recalibrate), or export the model with \
+                         torch.jit.script"
+                    ),
+                ));
+            }
+            let m = (2.0 - v2 / v1).clamp(1e-6, 1.0);
+            let _ = t.shallow_clone().copy_(&(&r1[i] / m));
+        }
+        for (t, saved) in &counters {
+            let _ = t.shallow_clone().copy_(saved);
+        }
+        Ok(())
+    })
 }
 
 /// Copies φ, finetunes the copy `k` steps on `train` with `masks` kept: φ_k.
@@ -355,7 +433,7 @@ mod tests {
             assert_eq!(v[n].masked_select(&mask.eq(0.0)).abs().sum(Kind::Float).double_value(&[]), 0.0);
         }
         let (data, _) = score_samples(&set, 64, &norm, 0, Device::Cpu);
-        recalibrate_bn(&m, &data.x);
+        recalibrate_bn(&m, &data.x).unwrap();
         // The first BN sees conv1's output directly: its running mean is the batch mean per channel.
         let w = &m.vs.variables()["conv1.weight"];
         let y = data.x.conv2d(w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);

@@ -126,7 +126,7 @@ pub fn load_scored_ticket(
 ) -> Result<(Model, Masks, CheckpointInfo)> {
     let (phi, masks, info) = load_ticket(dir, step, device)?;
     if ctx.cfg.bn_recalibrate {
-        recalibrate_bn(&phi, &ctx.data.x);
+        recalibrate_bn(&phi, &ctx.data.x)?;
     }
     Ok((phi, masks, info))
 }
@@ -307,13 +307,26 @@ pub fn pick_winner(rows: &[StepRow], kind: ScoreKind, max_density: Option<f64>) 
 
 /// Saves ticket `phi` (step `step` of its path, pruned by `masks`) into `out` as the winning
 /// ticket: `winning-ticket.safetensors` (with sidecar), `winning-ticket.pt` for PyTorch (with the
-/// checkpoint's BN batch counter) and `winning-ticket.mask.safetensors`. The one place a winning
-/// ticket is written, for `score` and `detect` alike.
+/// checkpoint's BN batch counter) and `winning-ticket.mask.safetensors`; a TorchScript model's
+/// ticket also as TorchScript, `winning-ticket.ts.pt` (its code with the ticket's weights, for
+/// `torch.jit.load`), with the sidecar `winning-ticket.ts.json`. The one place a winning ticket is
+/// written, for `score` and `detect` alike.
 pub fn save_ticket(out: &Path, phi: &Model, masks: &Masks, info: &CheckpointInfo, step: usize) -> Result<()> {
     let mut info = info.clone();
     info.metrics = Some(serde_json::json!({"step": step, "density": masks.density().total, "winning_ticket": true}));
     save_checkpoint(&out.join("winning-ticket.safetensors"), phi, &info)?;
     export(&out.join("winning-ticket.pt"), phi, info.batches_tracked)?;
+    if phi.is_script() {
+        let ts = out.join("winning-ticket.ts.pt");
+        phi.save_torchscript(&ts)?;
+        let mut ts_info = info.clone();
+        ts_info.meta.script = Some(crate::model::ScriptSource::new(
+            &ts,
+            &info.meta.script.as_ref().map(|s| s.allow_ops.clone()).unwrap_or_default(),
+        )?);
+        let json = serde_json::to_vec_pretty(&ts_info).expect("sidecar serializes");
+        crate::util::write_atomic(&crate::model::checkpoint_sidecar(&ts), &json)?;
+    }
     masks.save(&out.join("winning-ticket.mask.safetensors"))
 }
 
