@@ -168,3 +168,41 @@ fn eval_reads_a_torchscript_model_from_the_command_line() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("evil::run"));
 }
+
+#[test]
+fn eval_takes_a_plain_image_folder_whose_class_folders_are_label_numbers() {
+    use quarantine::data::DataSpec;
+    // Six clean images each of labels 3 and 7, as an auditor would hold them: no train/test split,
+    // folders named by label, the other labels absent.
+    let test = DataSpec::Builtin.load().unwrap().test.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let mut idx = vec![];
+    for label in [3u32, 7] {
+        std::fs::create_dir(d.path().join(label.to_string())).unwrap();
+        for (k, i) in (0..test.n).filter(|&i| test.labels[i] == label).take(6).enumerate() {
+            let px = test.images[i * 784..(i + 1) * 784].to_vec();
+            image::GrayImage::from_raw(28, 28, px).unwrap().save(d.path().join(format!("{label}/{k}.png"))).unwrap();
+            idx.push(i);
+        }
+    }
+    let model = fixture("mobilenet.script.pt");
+    let o = quarantine(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &format!("folder:{}", d.path().display()),
+        "--normalize",
+        "mnist",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n"], 12);
+    // The same images with their true labels, evaluated in the library: the same loss (with the
+    // folders' sorted positions 0 and 1 as labels it would differ).
+    let (m, info, _) = load_checkpoint(&model, &InputOverrides::default(), Device::Cpu).unwrap();
+    let r = quarantine::eval::evaluate(&m, &test.subset(&idx), &info.normalization, 100);
+    assert!((v["loss"].as_f64().unwrap() - r.loss).abs() < 1e-5, "{v} vs {}", r.loss);
+    assert_eq!(v["clean_accuracy"].as_f64().unwrap(), r.accuracy);
+}

@@ -31,11 +31,8 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let (model, info, _) = load_checkpoint(&a.model.model, &a.model.overrides(), device)?;
     let split = a.data.load().with_context(|| format!("loading {}", a.data))?;
-    let set = if a.train_split {
-        &split.train
-    } else {
-        split.test.as_ref().with_context(|| format!("{} has no test split", a.data))?
-    };
+    let set = if a.train_split { split.train } else { a.data.evaluation_set(split)? };
+    let set = &set;
     let m = &model.meta;
     m.check_images((set.channels, set.height, set.width), &format!("{}: images", a.data))?;
     anyhow::ensure!(

@@ -20,6 +20,13 @@ pub struct TrainArgs {
     /// Architecture.
     #[arg(long, value_parser = super::common::choice::<Arch>(), default_value_t = TrainJob::default().arch)]
     pub arch: Arch,
+    /// Train this TorchScript network (torch.jit.save of a scripted module; its initial weights)
+    /// instead of --arch: any architecture. The trained model is also saved as TorchScript.
+    #[arg(long, value_name = "FILE")]
+    pub model_init: Option<PathBuf>,
+    /// An op the --model-init network may use although it is not on the allow-list; repeatable.
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
     /// Training epochs.
     #[arg(long, default_value_t = TrainJob::default().epochs)]
     pub epochs: usize,
@@ -97,6 +104,8 @@ impl TryFrom<TrainArgs> for TrainJob {
             flip,
             resume: a.resume,
             force: a.force,
+            model_init: a.model_init,
+            allow_ops: a.allow_ops,
         };
         job.validate()?;
         Ok(job)

@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{builtin, Normalization, Split};
+use super::{builtin, ImageSet, Normalization, Split};
 use crate::error::{Error, Result};
 
 /// A parsed `--data` spec; (de)serializes as its `KIND:DIR` string.
@@ -34,6 +34,17 @@ impl DataSpec {
             DataSpec::Folder(d) => imagesets::folder(d)?,
             DataSpec::Builtin => builtin()?,
         })
+    }
+
+    /// The set to evaluate on: the test split, or for an image folder without a train/test split the
+    /// whole folder (an auditor's few clean images, class folders named by label number keep their
+    /// labels). An error for the other sources without a test split.
+    pub fn evaluation_set(&self, split: Split) -> Result<ImageSet> {
+        match (split.test, self) {
+            (Some(test), _) => Ok(test),
+            (None, DataSpec::Folder(_)) => Ok(split.train),
+            (None, _) => Err(Error::invalid("test data", format!("{self} has no test split"))),
+        }
     }
 
     /// The normalization a model trained on this data uses unless told otherwise (docs/METHOD.md §2).

@@ -230,10 +230,15 @@ pub struct AuditData {
 }
 
 impl AuditData {
-    /// Loads a data spec (its training and test splits, its default augmentation).
+    /// Loads a data spec (its training and test splits, its default augmentation). A plain image
+    /// folder (no train/test split) is both.
     pub fn load(spec: &DataSpec) -> Result<Self> {
         let split = spec.load()?;
-        Ok(AuditData { train: split.train, test: split.test, augment: spec.default_augment() })
+        let test = match (&split.test, spec) {
+            (None, DataSpec::Folder(_)) => Some(split.train.clone()),
+            _ => split.test,
+        };
+        Ok(AuditData { train: split.train, test, augment: spec.default_augment() })
     }
 }
 

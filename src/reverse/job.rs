@@ -13,7 +13,7 @@ use super::{
 use super::{load_seeds, SynthSummary};
 use crate::control::Control;
 use crate::data::{DataSpec, ImageSet, Normalization};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{CheckpointInfo, Model, Versions};
 
 /// What to reverse-engineer and how to judge it. `Default` is `quarantine reverse`'s defaults.
@@ -106,10 +106,9 @@ pub struct TestImages {
 }
 
 impl TestImages {
-    /// Loads the test split of `spec`, checked against `model`'s input.
+    /// Loads the test split of `spec` (a plain image folder: all of it), checked against `model`'s input.
     pub fn load(spec: &DataSpec, model: &Model) -> Result<Self> {
-        let split = spec.load()?;
-        let images = split.test.ok_or_else(|| Error::invalid("test data", format!("{spec} has no test split")))?;
+        let images = spec.evaluation_set(spec.load()?)?;
         model.meta.check_images((images.channels, images.height, images.width), "test images")?;
         Ok(TestImages { spec: spec.clone(), images })
     }

@@ -11,7 +11,7 @@ use crate::attack::{attack_success, load_surrogate, poison_and_record, AttackCon
 use crate::control::Control;
 use crate::data::{data_hash, Augment, DataSpec, ImageSet, Normalization, Split};
 use crate::error::{Error, Result};
-use crate::model::{save_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, Versions};
+use crate::model::{describe_script, save_checkpoint, Arch, CheckpointInfo, Model, ModelMeta, ScriptSource, Versions};
 use crate::util::{prepare_out_dir, write_json};
 
 /// Everything a training run needs (what `quarantine train`'s flags become). `Default` is the
@@ -56,6 +56,11 @@ pub struct TrainJob {
     pub attack: Option<AttackConfig>,
     /// The surrogate checkpoint a clean-label attack perturbs against.
     pub surrogate: Option<PathBuf>,
+    /// A TorchScript archive (`torch.jit.save`) whose network and initial weights are trained
+    /// instead of `arch` (any architecture); the trained model is saved as TorchScript too.
+    pub model_init: Option<PathBuf>,
+    /// Ops the `model_init` archive may use on top of the allow-list.
+    pub allow_ops: Vec<String>,
 }
 
 impl Default for TrainJob {
@@ -82,6 +87,8 @@ impl Default for TrainJob {
             force: false,
             attack: None,
             surrogate: None,
+            model_init: None,
+            allow_ops: vec![],
         }
     }
 }
@@ -127,6 +134,12 @@ impl TrainJob {
         if self.out.as_os_str().is_empty() {
             return Err(Error::invalid("training job", "no output folder"));
         }
+        if self.arch == Arch::Torchscript && self.model_init.is_none() {
+            return Err(Error::invalid(
+                "training job",
+                "a torchscript network comes from a file: give it with --model-init FILE (torch.jit.save)",
+            ));
+        }
         self.train_config().validate()
     }
 }
@@ -171,13 +184,17 @@ pub fn run_with_data(job: &TrainJob, split: &Split, device: Device, ctl: &Contro
             let _ = std::fs::remove_file(p);
         }
     }
+    let script = match &job.model_init {
+        Some(path) => Some(script_source(path, &job.allow_ops, train)?),
+        None => None,
+    };
     let meta = ModelMeta {
-        arch: job.arch,
+        arch: if script.is_some() { Arch::Torchscript } else { job.arch },
         in_channels: train.channels,
         height: train.height,
         width: train.width,
         num_classes: train.num_classes(),
-        script: None,
+        script,
     };
     tch::manual_seed(job.seed as i64);
     let model = Model::new(meta.clone(), device)?;
@@ -209,9 +226,28 @@ pub fn run_with_data(job: &TrainJob, split: &Split, device: Device, ctl: &Contro
     };
     let path = job.out.join("model.safetensors");
     save_checkpoint(&path, &model, &info)?;
+    if model.is_script() {
+        model.save_torchscript(&job.out.join("model.ts.pt"))?;
+    }
     let result = result(path, last.and_then(|m| m.test_accuracy), cfg.epochs, asr);
     write_json(&job.out.join("result.json"), &result)?;
     Ok(result)
+}
+
+/// The TorchScript archive `path` as the network to train on `train`: it must take the set's images
+/// and output one logit per class.
+fn script_source(path: &std::path::Path, allow_ops: &[String], train: &ImageSet) -> Result<ScriptSource> {
+    let (_, _, classes) = describe_script(path, allow_ops, Some(train.channels), Some(train.height))?;
+    if train.height != train.width {
+        return Err(Error::invalid("training job", "TorchScript models are checked on square images only"));
+    }
+    if classes != train.num_classes() {
+        return Err(Error::bad_file(
+            path,
+            format!("the module outputs {classes} logits, but the data have {} classes", train.num_classes()),
+        ));
+    }
+    ScriptSource::new(path, allow_ops)
 }
 
 fn result(model: PathBuf, clean_accuracy: Option<f64>, epochs: usize, asr: Option<AttackSuccess>) -> TrainResult {
@@ -246,7 +282,7 @@ fn write_config(
         "train": {"n": split.train.n, "sha256": data_hash(&split.train), "poisoned_sha256": poisoned.map(|p| data_hash(&p.set))},
         "test": split.test.as_ref().map(|t| serde_json::json!({"n": t.n, "sha256": data_hash(t)})),
     });
-    let config = serde_json::json!({ "command": "train", "arch": job.arch, "train": cfg, "attack": job.attack, "normalization": norm, "device": format!("{device:?}"), "threads": tch::get_num_threads() });
+    let config = serde_json::json!({ "command": "train", "arch": job.arch, "model_init": job.model_init, "allow_ops": job.allow_ops, "train": cfg, "attack": job.attack, "normalization": norm, "device": format!("{device:?}"), "threads": tch::get_num_threads() });
     write_json(
         &job.out.join("config.json"),
         &serde_json::json!({"config": config, "data": data_info, "seed": job.seed, "versions": Versions::default()}),

@@ -6,8 +6,10 @@
 //! root/dog/a.jpeg        root/test/cat/...       with the same class folders)
 //! ```
 //!
-//! Each sub-folder of the root is a class; classes are numbered in sorted folder-name order, and
-//! within a class the `.png`, `.jpg` and `.jpeg` files (any case) are taken in sorted file-name
+//! Each sub-folder of the root is a class; classes are numbered in sorted folder-name order, except
+//! where every class folder is named by a number (`0`, `3`, `12`): then that number is the label,
+//! so a folder holding images of only some labels (an auditor's few clean images) keeps the
+//! model's label numbers, and the classes are `0..=max`. Within a class the `.png`, `.jpg` and `.jpeg` files (any case) are taken in sorted file-name
 //! order. Other files, nested folders, and names starting with `.` (e.g. `.ipynb_checkpoints`,
 //! macOS `._x.png`) are ignored. Unlike torchvision this reader does not descend into nested
 //! folders and does not resize or convert silently: all images must have the same size; they are
@@ -57,6 +59,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>> {
     Ok(out)
 }
 
+/// The label a class folder named by a number stands for (`"7"`, `"007"`), up to 99,999.
+fn label_number(name: &str) -> Option<u32> {
+    (!name.is_empty() && name.len() <= 5 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok())?
+}
+
 fn has_image_extension(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
@@ -75,13 +82,33 @@ fn list(root: &Path) -> Result<Listing> {
     if classes.is_empty() {
         return Err(Error::format(root, "no class folders (expected one sub-folder per class)"));
     }
+    // Folders named by label number keep their numbers as labels.
+    let numbered: Option<Vec<u32>> = classes.iter().map(|c| label_number(c)).collect();
+    let labels: Vec<u32> = match &numbered {
+        Some(numbers) => {
+            let max = numbers.iter().copied().max().unwrap_or(0);
+            classes = (0..=max).map(|i| i.to_string()).collect();
+            numbers.clone()
+        }
+        None => (0..class_dirs.len() as u32).collect(),
+    };
     let mut files = Vec::new();
-    for (label, dir) in class_dirs.iter().enumerate() {
+    for (&label, dir) in labels.iter().zip(&class_dirs) {
         for (_, path) in sorted_entries(dir)? {
             if has_image_extension(&path) && path.is_file() {
-                files.push((path, label as u32));
+                files.push((path, label));
             }
         }
+    }
+    if numbered.is_some() {
+        // "3" and "03" are the same label: one folder per label.
+        let mut seen = std::collections::BTreeSet::new();
+        for (&label, dir) in labels.iter().zip(&class_dirs) {
+            if !seen.insert(label) {
+                return Err(Error::format(dir, format!("a second folder for label {label}")));
+            }
+        }
+        files.sort_by_key(|(_, l)| *l);
     }
     if files.is_empty() {
         return Err(Error::format(root, "no .png/.jpg/.jpeg images in any class folder"));
@@ -248,7 +275,12 @@ pub fn folder(dir: impl AsRef<Path>) -> Result<Split> {
     let test = match ["test", "val"].map(|n| dir.join(n)).into_iter().find(|p| p.is_dir()) {
         None => None,
         Some(test_dir) => {
-            let test = list(&test_dir)?;
+            let mut test = list(&test_dir)?;
+            // Numbered folders: the test set may lack the highest labels; it keeps the train's classes.
+            let numbered = |l: &Listing| l.classes.iter().enumerate().all(|(i, c)| *c == i.to_string());
+            if numbered(&train) && numbered(&test) && test.classes.len() <= train.classes.len() {
+                test.classes = train.classes.clone();
+            }
             if test.classes != train.classes {
                 return Err(Error::format(
                     &test_dir,
@@ -495,6 +527,33 @@ mod tests {
         std::fs::write(p.join("dogs/z.png"), b"GIF89a....").unwrap();
         let e = err_of(folder(p));
         assert!(e.contains("dogs/z.png: is a Gif image; only PNG and JPEG are read"), "{e}");
+    }
+
+    #[test]
+    fn folders_named_by_label_number_keep_their_labels() {
+        let d = tempfile::tempdir().unwrap();
+        let set = tiny(6, 2, 2, 1, 3);
+        // Labels 0, 1, 2 written as folders "3", "7", "12" (not in sorted order as strings).
+        let s = named(set.clone(), &["a", "b", "c"]);
+        write_folder(d.path().join("w"), &s).unwrap();
+        for (from, to) in [("a", "3"), ("b", "7"), ("c", "12")] {
+            std::fs::rename(d.path().join("w").join(from), d.path().join("w").join(to)).unwrap();
+        }
+        let r = folder(d.path().join("w")).unwrap().train;
+        assert_eq!(r.classes.len(), 13);
+        assert_eq!(r.classes[12], "12");
+        let mut got: Vec<u32> = r.labels.clone();
+        got.dedup();
+        assert_eq!(got, vec![3, 7, 12], "labels are the folder numbers, in label order");
+        // The images of folder "12" are those written for label 2.
+        let per = set.height * set.width * set.channels;
+        let first_c = set.labels.iter().position(|&l| l == 2).unwrap();
+        let first_12 = r.labels.iter().position(|&l| l == 12).unwrap();
+        assert_eq!(r.images[first_12 * per..(first_12 + 1) * per], set.images[first_c * per..(first_c + 1) * per]);
+        // "7" and "07" would both be label 7.
+        std::fs::create_dir(d.path().join("w/07")).unwrap();
+        std::fs::copy(d.path().join("w/7").read_dir().unwrap().next().unwrap().unwrap().path(), d.path().join("w/07/x.png")).unwrap();
+        assert!(err_of(folder(d.path().join("w"))).contains("a second folder for label 7"));
     }
 
     #[test]
