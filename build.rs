@@ -14,7 +14,10 @@ fn main() {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())))
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
+        ))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .flag("-w")
         .compile("quarantine_script_shim");

@@ -19,9 +19,11 @@ fn badnets_gray_one_percent_reaches_high_attack_success() {
     assert_eq!(plan.indices, (0..60).collect::<Vec<_>>(), "the reference's first 1%");
     let norm = DataSpec::Builtin.default_normalization(1);
     tch::manual_seed(1);
-    let model =
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None }, Device::Cpu)
-            .unwrap();
+    let model = Model::new(
+        ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None },
+        Device::Cpu,
+    )
+    .unwrap();
     let train_cfg = TrainConfig::reference(12, 1, DataSpec::Builtin.default_augment());
     let hist = fit(
         &model,

@@ -77,7 +77,10 @@ fn hostile_and_malformed_archives_are_refused_with_the_file_named() {
     assert!(e.contains("custom_op.script.pt") && e.contains("evil::run") && e.contains("--allow-op"), "{e}");
     let e = err(&fixture("bad_output.script.pt"), &InputOverrides { channels: Some(1), ..Default::default() });
     assert!(e.contains("bad_output.script.pt") && e.contains("[N, classes]"), "{e}");
-    let e = err(&fixture("flat28.script.pt"), &InputOverrides { channels: Some(1), image_size: Some(32), ..Default::default() });
+    let e = err(
+        &fixture("flat28.script.pt"),
+        &InputOverrides { channels: Some(1), image_size: Some(32), ..Default::default() },
+    );
     assert!(e.contains("flat28.script.pt") && e.contains("1x32x32") && e.contains("784"), "{e}");
     let e = err(&fixture("wrn16_1.script.pt"), &InputOverrides { classes: Some(7), ..Default::default() });
     assert!(e.contains("7 classes") && e.contains("outputs 10"), "{e}");
@@ -103,7 +106,8 @@ fn hostile_and_malformed_archives_are_refused_with_the_file_named() {
 #[test]
 fn bn_recalibration_of_a_scripted_module_gives_the_batch_statistics() {
     let x = golden("input").repeat([8, 1, 1, 1]) + Tensor::randn([32, 1, 28, 28], (Kind::Float, Device::Cpu)) * 0.1;
-    let (model, _, _) = load_checkpoint(&fixture("wrn16_1.script.pt"), &InputOverrides::default(), Device::Cpu).unwrap();
+    let (model, _, _) =
+        load_checkpoint(&fixture("wrn16_1.script.pt"), &InputOverrides::default(), Device::Cpu).unwrap();
     recalibrate_bn(&model, &x).unwrap();
     // With running statistics equal to the batch statistics, eval mode computes what train mode
     // does on the same batch (up to the unbiased variance's N/(N-1), N >= 32·7·7).
@@ -111,7 +115,8 @@ fn bn_recalibration_of_a_scripted_module_gives_the_batch_statistics() {
     let train = tch::no_grad(|| model.try_forward_t(&x, true)).unwrap();
     assert!(max_diff(&eval, &train) < 2e-3, "{}", max_diff(&eval, &train));
     // A traced module's BN layers stay in their traced mode: a clear error, nothing changed silently.
-    let (traced, _, _) = load_checkpoint(&fixture("vgg_elu.trace.pt"), &InputOverrides::default(), Device::Cpu).unwrap();
+    let (traced, _, _) =
+        load_checkpoint(&fixture("vgg_elu.trace.pt"), &InputOverrides::default(), Device::Cpu).unwrap();
     let e = recalibrate_bn_script(&traced, &x).unwrap_err().to_string();
     assert!(e.contains("traced") && e.contains("--no-bn-recalibrate"), "{e}");
 }
@@ -149,7 +154,8 @@ fn detect_on_a_torchscript_model_saves_a_torchscript_ticket_with_the_same_logits
     let (la, lb) = tch::no_grad(|| (a.forward_t(&x, false), b.forward_t(&x, false)));
     assert_eq!(max_diff(&la, &lb), 0.0, "the TorchScript ticket is the ticket");
     // It is pruned: the masked entries of every 4-D parameter are zero in the saved module.
-    let zeros: i64 = b.conv_weight_names().iter().map(|n| b.vs.variables()[n].eq(0.0).sum(Kind::Int64).int64_value(&[])).sum();
+    let zeros: i64 =
+        b.conv_weight_names().iter().map(|n| b.vs.variables()[n].eq(0.0).sum(Kind::Int64).int64_value(&[])).sum();
     assert!(zeros > 0, "the ticket's module holds the pruned weights");
     // The dense model is unchanged on disk (the ticket is a copy).
     let (dense, _, _) = load_checkpoint(&model, &ov, Device::Cpu).unwrap();
@@ -205,4 +211,47 @@ fn eval_takes_a_plain_image_folder_whose_class_folders_are_label_numbers() {
     let r = quarantine::eval::evaluate(&m, &test.subset(&idx), &info.normalization, 100);
     assert!((v["loss"].as_f64().unwrap() - r.loss).abs() < 1e-5, "{v} vs {}", r.loss);
     assert_eq!(v["clean_accuracy"].as_f64().unwrap(), r.accuracy);
+}
+
+#[test]
+fn imp_trains_a_torchscript_network_and_inspect_lists_it_without_running_it() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("imp");
+    let init = fixture("functional.script.pt");
+    let o = quarantine(&[
+        "prune",
+        "--method",
+        "imp",
+        "--model-init",
+        init.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--rewind-epoch",
+        "1",
+        "--epochs-per-round",
+        "1",
+        "--steps",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = quarantine(&["score", "--run", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ticket = run.join("winning-ticket.ts.pt");
+    assert!(ticket.exists());
+    // The trained ticket differs from the initial archive, and reads back as TorchScript.
+    let (t, _, _) = load_checkpoint(&ticket, &InputOverrides::default(), Device::Cpu).unwrap();
+    let (i, _, _) = load_checkpoint(&init, &InputOverrides::default(), Device::Cpu).unwrap();
+    let x = golden("input");
+    assert!(max_diff(&tch::no_grad(|| t.forward_t(&x, false)), &tch::no_grad(|| i.forward_t(&x, false))) > 1e-3);
+    let o = quarantine(&["inspect", ticket.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "TorchScript");
+    assert_eq!(v["traced"], false);
+    assert!(v["ops"].as_array().unwrap().iter().any(|o| o == "aten::conv2d"));
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 9, "7 parameters and 2 buffers");
+    let o = quarantine(&["inspect", fixture("reads_file.script.pt").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("aten::from_file"));
 }

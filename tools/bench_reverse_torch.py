@@ -8,6 +8,7 @@ eval mode but with trainable weights (the reference never freezes them, so backw
 weight gradients; `--frozen` turns that off). Model: ResNet-20s, random weights, 3x32x32 inputs.
 
   python tools/bench_reverse_torch.py --save /tmp/r20.pt            # weights for the Rust runs
+  python tools/bench_reverse_torch.py --script /tmp/r20.script.pt   # the same weights as TorchScript
   python tools/bench_reverse_torch.py --epochs 10 --threads 2       # time the reference loop
 Prints one JSON line: seconds for all labels, seconds per epoch (all labels).
 """
@@ -116,6 +117,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frozen", action="store_true", help="no weight gradients (not the reference)")
     ap.add_argument("--save", help="write the random weights here (.pt) and exit")
+    ap.add_argument("--script", help="write the model (same weights) as TorchScript here (torch.jit.script) and exit")
     ap.add_argument("--model", help="a trained ResNet-20s state dict (`quarantine export --format pt`) instead of random weights")
     ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--size", type=int, default=32)
@@ -129,6 +131,10 @@ def main():
     if a.save:
         torch.save(model.state_dict(), a.save)
         print("wrote", a.save)
+        return
+    if a.script:
+        torch.jit.script(model.eval()).save(a.script)
+        print("wrote", a.script)
         return
     model.eval()
     if a.frozen:

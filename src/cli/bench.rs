@@ -59,8 +59,14 @@ pub fn run(a: BenchArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let norm =
         if a.channels == 3 { Normalization::cifar10() } else { Normalization::mnist().for_channels(a.channels)? };
     tch::manual_seed(0);
-    let meta =
-        ModelMeta { arch: a.arch, in_channels: a.channels, height: a.image_size, width: a.image_size, num_classes: 10, script: None };
+    let meta = ModelMeta {
+        arch: a.arch,
+        in_channels: a.channels,
+        height: a.image_size,
+        width: a.image_size,
+        num_classes: 10,
+        script: None,
+    };
     let model = Model::new(meta, device)?;
     let aug = Augment { crop_pad: 4, flip: true };
     let mut opt = Sgd::new(model.named_parameters(), 0.9, 5e-4);

@@ -12,7 +12,8 @@ use quarantine::model::{export, load_checkpoint};
 pub struct ExportArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Output: .pt/.pth (zip format, `torch.load(..., weights_only=True)`) or .safetensors.
+    /// Output: .pt/.pth (zip format, `torch.load(..., weights_only=True)`) or .safetensors; for a
+    /// TorchScript model also .ts.pt (TorchScript with the checkpoint's weights, `torch.jit.load`).
     #[arg(long)]
     pub out: PathBuf,
     /// Overwrite an existing output file.
@@ -23,7 +24,11 @@ pub struct ExportArgs {
 pub fn run(a: ExportArgs, _device: Device, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(a.force || !a.out.exists(), "{} already exists (pass --force to overwrite)", a.out.display());
     let (model, info, masks) = load_checkpoint(&a.model.model, &a.model.overrides(), Device::Cpu)?;
-    export(&a.out, &model, info.batches_tracked)?;
+    if a.out.to_string_lossy().ends_with(".ts.pt") {
+        model.save_torchscript(&a.out)?;
+    } else {
+        export(&a.out, &model, info.batches_tracked)?;
+    }
     if json {
         println!(
             "{}",
@@ -37,12 +42,19 @@ pub fn run(a: ExportArgs, _device: Device, json: bool) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Any checkpoint file (.safetensors, .pt, .pth, zip or legacy format).
+    /// Any checkpoint file (.safetensors, .pt, .pth, zip or legacy format) or TorchScript archive.
     pub path: PathBuf,
+    /// An op a TorchScript archive may use although it is not on the allow-list; repeatable.
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
 }
 
 pub fn inspect(a: InspectArgs, json: bool) -> anyhow::Result<()> {
-    let sd = torchfile::load(&a.path)?;
+    let bytes = std::fs::read(&a.path).map_err(|e| quarantine::Error::io(&a.path, e))?;
+    if torchfile::script::is_torchscript(&bytes) {
+        return inspect_script(&a, json);
+    }
+    let sd = torchfile::load_bytes(&bytes, &a.path)?;
     let tensors: Vec<serde_json::Value> = sd
         .tensors
         .iter()
@@ -74,6 +86,35 @@ pub fn inspect(a: InspectArgs, json: bool) -> anyhow::Result<()> {
         if !sd.ignored.is_empty() {
             println!("  ignored non-tensor entries: {}", sd.ignored.join(", "));
         }
+    }
+    Ok(())
+}
+
+/// `inspect` of a TorchScript archive: vetted and loaded, not run.
+fn inspect_script(a: &InspectArgs, json: bool) -> anyhow::Result<()> {
+    let s = quarantine::model::summarize_script(&a.path, &a.allow_ops)?;
+    if json {
+        let tensors: Vec<serde_json::Value> = s
+            .tensors
+            .iter()
+            .map(|(n, shape, p)| serde_json::json!({"name": n, "shape": shape, "kind": if *p { "parameter" } else { "buffer" }}))
+            .collect();
+        let v = serde_json::json!({"path": a.path, "format": "TorchScript", "traced": s.traced, "ops": s.ops,
+                                   "code_files": s.code_files, "tensors": tensors});
+        println!("{v}");
+    } else {
+        let params = s.tensors.iter().filter(|t| t.2).count();
+        println!(
+            "{} (TorchScript, {}): {params} parameters, {} buffers; {} ops, all on the allow-list",
+            a.path.display(),
+            if s.traced { "traced" } else { "scripted" },
+            s.tensors.len() - params,
+            s.ops.len()
+        );
+        for (n, shape, p) in &s.tensors {
+            println!("  {n:<40} {:<9} {shape:?}", if *p { "parameter" } else { "buffer" });
+        }
+        println!("  ops: {}", s.ops.join(" "));
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub struct PruneArgs {
     /// Architecture: IMP's dense model, or of a checkpoint without sidecar.
     #[arg(long, value_parser = super::common::choice::<Arch>())]
     pub arch: Option<Arch>,
+    /// IMP: train this TorchScript network (torch.jit.save; its initial weights) instead of --arch.
+    #[arg(long, value_name = "FILE", conflicts_with = "arch")]
+    pub model_init: Option<PathBuf>,
     /// Input image size (square) of a checkpoint without sidecar.
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -105,6 +108,7 @@ impl TryFrom<PruneArgs> for PruneJob {
             attack: a.attack.config(a.seed),
             surrogate: a.attack.surrogate,
             model: a.model,
+            model_init: a.model_init,
             arch: a.arch,
             image_size: a.image_size,
             normalize: a.normalize,

@@ -218,7 +218,11 @@ pub fn load_checkpoint(
 /// Loads a TorchScript archive as a model: described by a quarantine sidecar (a model this crate
 /// saved), else by a [`ForeignDescription`] beside it and the flags, the rest found by running it
 /// (`describe_script`). The weights are the archive's.
-fn load_script(path: &Path, ov: &InputOverrides, device: Device) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
+fn load_script(
+    path: &Path,
+    ov: &InputOverrides,
+    device: Device,
+) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
     if ov.arch.is_some_and(|a| a != Arch::Torchscript) {
         return Err(Error::bad_file(
             path,
@@ -361,7 +365,8 @@ mod tests {
     fn foreign_cnn_image_size_is_read_off_fc1() {
         let d = tempfile::tempdir().unwrap();
         for (c, side) in [(1, 28), (3, 32), (3, 20)] {
-            let meta = ModelMeta { arch: Arch::Cnn, in_channels: c, height: side, width: side, num_classes: 10, script: None };
+            let meta =
+                ModelMeta { arch: Arch::Cnn, in_channels: c, height: side, width: side, num_classes: 10, script: None };
             let path = exported(d.path(), meta.clone(), str::to_string);
             let ov = InputOverrides { arch: Some(Arch::Cnn), ..Default::default() };
             let (_, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();
@@ -372,7 +377,8 @@ mod tests {
     #[test]
     fn foreign_resnet_head_named_linear_is_accepted() {
         let d = tempfile::tempdir().unwrap();
-        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 7, script: None };
+        let meta =
+            ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 7, script: None };
         let path = exported(d.path(), meta.clone(), |n| n.replace("fc.", "linear."));
         let ov = InputOverrides { arch: Some(Arch::Resnet20s), ..Default::default() };
         let (model, info, _) = load_checkpoint(&path, &ov, Device::Cpu).unwrap();

@@ -14,10 +14,11 @@ mod script;
 mod vgg;
 
 pub use checkpoint::{
-    export, sidecar_path as checkpoint_sidecar, load_checkpoint, save_checkpoint, CheckpointInfo, ForeignDescription, InputOverrides, InputRange, Versions,
+    export, load_checkpoint, save_checkpoint, sidecar_path as checkpoint_sidecar, CheckpointInfo, ForeignDescription,
+    InputOverrides, InputRange, Versions,
 };
 pub use layers::{with_bn_probe, BnStat, Mode};
-pub use script::{describe as describe_script, ScriptSource};
+pub use script::{describe as describe_script, summarize as summarize_script, ScriptSource, ScriptSummary};
 
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -178,7 +179,9 @@ impl Model {
     pub fn save_torchscript(&self, path: &std::path::Path) -> Result<()> {
         match self.net.as_script() {
             Some(net) => net.save(path),
-            None => Err(Error::bad_file(path, "only a TorchScript model saves as TorchScript; export a state dict instead")),
+            None => {
+                Err(Error::bad_file(path, "only a TorchScript model saves as TorchScript; export a state dict instead"))
+            }
         }
     }
 

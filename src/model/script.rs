@@ -133,7 +133,10 @@ impl ScriptModule {
         Ok(m)
     }
 
-    fn tensors(&self, f: unsafe extern "C" fn(*mut c_void, *mut c_void, TensorCb) -> *mut c_char) -> Result<Vec<(String, Tensor)>> {
+    fn tensors(
+        &self,
+        f: unsafe extern "C" fn(*mut c_void, *mut c_void, TensorCb) -> *mut c_char,
+    ) -> Result<Vec<(String, Tensor)>> {
         let mut v: Vec<(String, Tensor)> = vec![];
         // SAFETY: the callback receives `&mut v` back, for the duration of the call.
         check(unsafe { f(self.ptr, &mut v as *mut _ as *mut c_void, push_tensor) })
@@ -317,6 +320,36 @@ impl Net for ScriptNet {
     }
 }
 
+/// What `quarantine inspect` shows of a TorchScript archive, found without running it: what the
+/// vetting read (ops, code files, traced or scripted) and the parameters and buffers libtorch loaded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScriptSummary {
+    /// Ops its code names (all on the allow-list, or it would not load).
+    pub ops: Vec<String>,
+    /// Code files in the archive.
+    pub code_files: Vec<String>,
+    /// Written by `torch.jit.trace` (its BN and dropout are fixed in their traced mode).
+    pub traced: bool,
+    /// `(name, shape, is_parameter)`, parameters first, in the module's order.
+    pub tensors: Vec<(String, Vec<i64>, bool)>,
+}
+
+/// Vets and loads the archive at `path` (nothing runs) and summarises it.
+pub fn summarize(path: &Path, allow_ops: &[String]) -> Result<ScriptSummary> {
+    let archive = torchfile::script::vet(path, allow_ops)?;
+    let module = ScriptModule::load(path, allow_ops)?;
+    let mut tensors = vec![];
+    for (is_param, list) in [(true, module.tensors(qt_named_parameters)?), (false, module.tensors(qt_named_buffers)?)] {
+        tensors.extend(list.into_iter().map(|(n, t)| (n, t.size(), is_param)));
+    }
+    Ok(ScriptSummary {
+        ops: archive.ops.into_iter().collect(),
+        code_files: archive.code_files,
+        traced: archive.traced,
+        tensors,
+    })
+}
+
 /// The last non-empty line of a TorchScript error: its message (the lines before are the traceback).
 fn last_line(e: &str) -> &str {
     e.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or(e)
@@ -355,7 +388,9 @@ pub fn describe(
     if size.len() != 2 || size[0] != 2 || size[1] < 2 {
         return Err(Error::bad_file(
             path,
-            format!("the module maps [2, {c}, {s}, {s}] inputs to {size:?}; a classifier must return [N, classes] logits"),
+            format!(
+                "the module maps [2, {c}, {s}, {s}] inputs to {size:?}; a classifier must return [N, classes] logits"
+            ),
         ));
     }
     Ok((c, s, size[1] as usize))

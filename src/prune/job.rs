@@ -59,6 +59,8 @@ pub struct PruneJob {
     pub attack: Option<AttackConfig>,
     /// The surrogate checkpoint a clean-label attack perturbs against.
     pub surrogate: Option<PathBuf>,
+    /// IMP: a TorchScript archive whose network (and initial weights) IMP trains instead of `arch`.
+    pub model_init: Option<PathBuf>,
 }
 
 impl Default for PruneJob {
@@ -87,6 +89,7 @@ impl Default for PruneJob {
             force: false,
             attack: None,
             surrogate: None,
+            model_init: None,
         }
     }
 }
@@ -118,9 +121,11 @@ impl PruneJob {
                 "pruning job",
                 "IMP trains its own dense model (it needs the rewind point): give an architecture, not a model",
             )),
-            (Method::Imp, None, None) => {
-                Err(Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))
-            }
+            (Method::Imp, None, None) if self.model_init.is_some() => Ok(()),
+            (Method::Imp, None, None) => Err(Error::invalid(
+                "pruning job",
+                "IMP needs the architecture of the model it trains (--arch or --model-init)",
+            )),
             (Method::Imp, None, Some(_)) => Ok(()),
             (m, None, _) => Err(Error::invalid(
                 "pruning job",
@@ -192,9 +197,29 @@ pub fn run_with_data(job: &PruneJob, split: &Split, device: Device, ctl: &Contro
 /// The dense model the path starts from: for IMP a fresh one (seeded), else the job's checkpoint.
 fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Model, CheckpointInfo)> {
     let Some(path) = &job.model else {
-        let arch = job
-            .arch
-            .ok_or_else(|| Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))?;
+        let script = match &job.model_init {
+            Some(p) => {
+                let (_, _, classes) = crate::model::describe_script(p, &[], Some(train.channels), Some(train.height))?;
+                if classes != train.num_classes() {
+                    return Err(Error::bad_file(
+                        p,
+                        format!(
+                            "the module outputs {classes} logits, but the data have {} classes",
+                            train.num_classes()
+                        ),
+                    ));
+                }
+                Some(crate::model::ScriptSource::new(p, &[])?)
+            }
+            None => None,
+        };
+        let arch = match (&script, job.arch) {
+            (Some(_), _) => Arch::Torchscript,
+            (None, Some(a)) => a,
+            (None, None) => {
+                return Err(Error::invalid("pruning job", "IMP needs the architecture of the model it trains"))
+            }
+        };
         let norm = match &job.normalize {
             Some(n) => Normalization::parse(n, train.channels)?,
             None => job.data.default_normalization(train.channels).for_channels(train.channels)?,
@@ -205,7 +230,7 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
             height: train.height,
             width: train.width,
             num_classes: train.num_classes(),
-            script: None,
+            script,
         };
         tch::manual_seed(job.seed as i64);
         let info = CheckpointInfo {

@@ -137,7 +137,14 @@ mod tests {
     fn tiny() -> (Model, CheckpointInfo, ImageSet) {
         use rand::{Rng, SeedableRng};
         tch::manual_seed(3);
-        let meta = ModelMeta { arch: crate::model::Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 2, script: None };
+        let meta = ModelMeta {
+            arch: crate::model::Arch::Cnn,
+            in_channels: 1,
+            height: 8,
+            width: 8,
+            num_classes: 2,
+            script: None,
+        };
         let model = Model::new(meta.clone(), Device::Cpu).unwrap();
         let info = CheckpointInfo {
             classes: vec!["a".into(), "b".into()],

@@ -23,9 +23,11 @@ fn golden() -> (HashMap<String, Tensor>, Model) {
             }
         }
     }
-    let model =
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4, script: None }, Device::Cpu)
-            .unwrap();
+    let model = Model::new(
+        ModelMeta { arch: Arch::Cnn, in_channels: 3, height: 8, width: 8, num_classes: 4, script: None },
+        Device::Cpu,
+    )
+    .unwrap();
     model.load_state_dict(&model_sd, p).unwrap();
     (g, model)
 }
@@ -60,7 +62,11 @@ fn two_batched_steps_match_pytorch_per_label_loop() {
 
 fn tiny_model(seed: i64) -> Model {
     tch::manual_seed(seed);
-    Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 4, script: None }, Device::Cpu).unwrap()
+    Model::new(
+        ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 4, script: None },
+        Device::Cpu,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -198,9 +204,11 @@ fn detects_the_badnets_target_from_noise() {
     let (train, _) = attack.poison_training_set(&half, None).unwrap();
     let norm = Normalization::mnist();
     tch::manual_seed(0);
-    let model =
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None }, Device::Cpu)
-            .unwrap();
+    let model = Model::new(
+        ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 28, width: 28, num_classes: 10, script: None },
+        Device::Cpu,
+    )
+    .unwrap();
     let mut tc = TrainConfig::reference(2, 0, Augment::NONE);
     tc.milestones = vec![];
     fit(&model, &TrainData { train: &train, test: None, norm: &norm }, &tc, FitOptions::default(), |_, _| Ok(()))

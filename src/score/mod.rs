@@ -219,7 +219,9 @@ pub fn recalibrate_bn_script(model: &Model, x: &Tensor) -> Result<()> {
             model.try_forward_t(x, true).map(|_| ())
         })
     };
-    let fail = |e: String| crate::error::Error::invalid("BN recalibration", format!("the module's train-mode forward failed: {e}"));
+    let fail = |e: String| {
+        crate::error::Error::invalid("BN recalibration", format!("the module's train-mode forward failed: {e}"))
+    };
     pass(true).map_err(fail)?;
     let r1: Vec<Tensor> = stats.iter().map(|(_, t)| t.copy()).collect();
     pass(false).map_err(fail)?;
@@ -377,8 +379,11 @@ mod tests {
 
     fn model() -> Model {
         tch::manual_seed(4);
-        Model::new(ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3, script: None }, Device::Cpu)
-            .unwrap()
+        Model::new(
+            ModelMeta { arch: Arch::Cnn, in_channels: 1, height: 8, width: 8, num_classes: 3, script: None },
+            Device::Cpu,
+        )
+        .unwrap()
     }
 
     #[test]

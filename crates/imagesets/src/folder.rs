@@ -552,7 +552,11 @@ mod tests {
         assert_eq!(r.images[first_12 * per..(first_12 + 1) * per], set.images[first_c * per..(first_c + 1) * per]);
         // "7" and "07" would both be label 7.
         std::fs::create_dir(d.path().join("w/07")).unwrap();
-        std::fs::copy(d.path().join("w/7").read_dir().unwrap().next().unwrap().unwrap().path(), d.path().join("w/07/x.png")).unwrap();
+        std::fs::copy(
+            d.path().join("w/7").read_dir().unwrap().next().unwrap().unwrap().path(),
+            d.path().join("w/07/x.png"),
+        )
+        .unwrap();
         assert!(err_of(folder(d.path().join("w"))).contains("a second folder for label 7"));
     }
 

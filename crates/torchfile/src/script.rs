@@ -31,8 +31,26 @@ pub const SCRIPT_OPS: &str = include_str!("script_ops.txt");
 
 /// Names `torch.X` that are values, not ops (dtypes, layouts, memory formats).
 const TORCH_VALUES: &[&str] = &[
-    "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int8", "uint8", "int16", "short",
-    "int32", "int", "int64", "long", "bool", "complex64", "strided", "contiguous_format", "channels_last",
+    "float32",
+    "float",
+    "float64",
+    "double",
+    "float16",
+    "half",
+    "bfloat16",
+    "int8",
+    "uint8",
+    "int16",
+    "short",
+    "int32",
+    "int",
+    "int64",
+    "long",
+    "bool",
+    "complex64",
+    "strided",
+    "contiguous_format",
+    "channels_last",
     "preserve_format",
 ];
 
@@ -62,13 +80,8 @@ pub fn is_torchscript(bytes: &[u8]) -> bool {
 }
 
 /// Ops that never run, whatever the user allows: they read or write files or load code.
-pub const DENIED_OPS: &[&str] = &[
-    "aten::from_file",
-    "aten::save",
-    "aten::load",
-    "aten::_load_for_mobile",
-    "prim::PythonOp",
-];
+pub const DENIED_OPS: &[&str] =
+    &["aten::from_file", "aten::save", "aten::load", "aten::_load_for_mobile", "prim::PythonOp"];
 
 /// What a user can do about a refused `op`: nothing for [`DENIED_OPS`], else allow it by name.
 pub fn remedy(op: &str) -> String {
@@ -87,9 +100,7 @@ pub fn op_allowed(op: &str, extra: &[String]) -> bool {
 
 fn allow_list() -> &'static BTreeSet<&'static str> {
     static LIST: std::sync::OnceLock<BTreeSet<&'static str>> = std::sync::OnceLock::new();
-    LIST.get_or_init(|| {
-        SCRIPT_OPS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
-    })
+    LIST.get_or_init(|| SCRIPT_OPS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
 }
 
 /// Reads and vets the archive at `path`; `extra_ops` are allowed on top of [`SCRIPT_OPS`].
