@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 secs="${SECONDS_PER_TARGET:-600}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(torch_zip torch_zip_pickle torch_legacy safetensors idx cifar image_folder config)
+    targets=(torch_zip torch_zip_pickle torchscript torch_legacy safetensors idx cifar image_folder config)
 fi
 mkdir -p logs
 nice -n 19 cargo fuzz build -s none -a || exit 1

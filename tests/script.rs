@@ -255,3 +255,31 @@ fn imp_trains_a_torchscript_network_and_inspect_lists_it_without_running_it() {
     let o = quarantine(&["inspect", fixture("reads_file.script.pt").to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("aten::from_file"));
 }
+
+#[test]
+fn detect_on_a_traced_module_scores_without_bn_recalibration_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("det");
+    let model = fixture("vgg_elu.trace.pt");
+    let o = quarantine(&[
+        "detect",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--score-from",
+        "2",
+        "--reverse-epochs",
+        "2",
+        "--seeds",
+        "synth:10:5",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("traced?): scoring without BN recalibration"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.to_string().contains("\"bn_recalibrate\":false"), "{v}");
+}

@@ -207,6 +207,29 @@ def replace_in_code(src, dst, old, new):
     assert hits, f"{old!r} not in {src}"
 
 
+def write_fuzz_seeds(fixtures, corpus):
+    """Seeds for fuzz/fuzz_targets/torchscript.rs: each fixture's main code file, data.pkl,
+    constants.pkl and storages in the target's `[u16 len][part]...` layout."""
+    import struct
+
+    os.makedirs(corpus, exist_ok=True)
+    for f in sorted(os.listdir(fixtures)):
+        if not f.endswith(".pt"):
+            continue
+        with zipfile.ZipFile(os.path.join(fixtures, f)) as z:
+            names = z.namelist()
+            prefix = names[0].split("/")[0] + "/"
+            codes = [n for n in names if n.startswith(prefix + "code/") and n.endswith(".py")]
+            main = max(codes, key=lambda n: len(z.read(n)))
+            parts = [z.read(main), z.read(prefix + "data.pkl"), z.read(prefix + "constants.pkl")]
+            parts += [z.read(n) for n in names if n.startswith(prefix + "data/")][:8]
+        if any(len(p) > 0xFFFF for p in parts):
+            parts = [p for p in parts if len(p) <= 0xFFFF]
+        with open(os.path.join(corpus, f"seed-{f[:-3]}"), "wb") as out:
+            for p in parts:
+                out.write(struct.pack("<H", len(p)) + p)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "script")
     os.makedirs(out, exist_ok=True)
@@ -236,6 +259,7 @@ def main():
         m = torch.jit.load(os.path.join(out, f"{name}.script.pt"))
         assert torch.allclose(m(x), golden[f"{name}.logits"], atol=1e-5), name
     assert torch.allclose(torch.jit.load(os.path.join(out, "vgg_elu.trace.pt"))(x), golden["vgg_elu.logits"], atol=1e-5)
+    write_fuzz_seeds(out, os.path.join(os.path.dirname(__file__), "..", "fuzz", "corpus", "torchscript"))
 
 
 if __name__ == "__main__":

@@ -177,6 +177,32 @@ pub fn zip_pickle_archive(data: &[u8]) -> Option<Vec<u8>> {
     Some(build_zip(&entries))
 }
 
+/// The `torchscript` input layout: `[u16 len][code text][u16 len][data.pkl][u16 len][constants.pkl]`
+/// then any number of `[u16 len][storage]`, turned into a TorchScript-like archive `archive/...`
+/// (`code/__torch__.py`, both pickles, storages `data/0..`) with correct CRC-32s, so mutations reach
+/// the code scanner and the script-mode unpickler instead of the checksum check.
+pub fn torchscript_archive(data: &[u8]) -> Option<Vec<u8>> {
+    let (code, rest) = split_u16(data)?;
+    let (pkl, rest) = split_u16(rest)?;
+    let (constants, mut rest) = split_u16(rest)?;
+    let mut storages: Vec<(String, &[u8])> = Vec::new();
+    while let Some((s, r)) = split_u16(rest) {
+        if storages.len() == 64 {
+            break;
+        }
+        storages.push((format!("archive/data/{}", storages.len()), s));
+        rest = r;
+    }
+    let mut entries: Vec<(&str, &[u8])> = vec![
+        ("archive/data.pkl", pkl),
+        ("archive/code/__torch__.py", code),
+        ("archive/constants.pkl", constants),
+        ("archive/version", b"3\n"),
+    ];
+    entries.extend(storages.iter().map(|(n, s)| (n.as_str(), *s)));
+    Some(build_zip(&entries))
+}
+
 /// The inverse of [`zip_pickle_archive`]'s layout, for seeds: `data.pkl` then storages `0..n`.
 pub fn zip_pickle_input(pkl: &[u8], storages: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -457,6 +457,13 @@ fn path_context(
     // BN statistics recomputed on noise would describe noise, not images: noise keeps them.
     score.bn_recalibrate = cfg.bn_recalibrate && free != Some(FreeScoreData::Noise);
     let (samples, _) = score_samples(&finetune_set, cfg.score_samples, norm, cfg.seed, model.device());
+    if score.bn_recalibrate && !crate::score::bn_updates_in_train_mode(model, &samples.x)? {
+        ctl.progress().note(
+            "detect: this TorchScript module's BN layers do not switch to batch statistics in train mode \
+             (traced?): scoring without BN recalibration",
+        );
+        score.bn_recalibrate = false;
+    }
     Ok(PathContext {
         norm: norm.clone(),
         method: cfg.method,

@@ -176,6 +176,24 @@ pub fn recalibrate_bn(model: &Model, x: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Whether BN recalibration can work on `model`: false for a TorchScript module whose BN layers do
+/// not update their statistics in train mode (a traced module keeps the mode it was traced in),
+/// found by one train-mode pass of a copy on a few of `x`. True for the built-in networks and for
+/// modules without BN statistics.
+pub fn bn_updates_in_train_mode(model: &Model, x: &Tensor) -> Result<bool> {
+    if !model.is_script() || running_stats(model).is_empty() {
+        return Ok(true);
+    }
+    let copy = Model::new(model.meta.clone(), model.device())?;
+    copy.copy_from(model)?;
+    let before: Vec<Tensor> = running_stats(&copy).into_iter().map(|(_, t)| t.copy()).collect();
+    let n = x.size()[0].clamp(1, 8);
+    let _ = tch::no_grad(|| copy.try_forward_t(&x.narrow(0, 0, n), true)).map_err(|e| {
+        crate::error::Error::invalid("BN recalibration", format!("the module's train-mode forward failed: {e}"))
+    })?;
+    Ok(running_stats(&copy).iter().zip(&before).any(|((_, a), b)| !a.equal(b)))
+}
+
 fn running_stats(model: &Model) -> Vec<(String, Tensor)> {
     model
         .named_tensors()

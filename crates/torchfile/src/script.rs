@@ -106,11 +106,15 @@ fn allow_list() -> &'static BTreeSet<&'static str> {
 /// Reads and vets the archive at `path`; `extra_ops` are allowed on top of [`SCRIPT_OPS`].
 pub fn vet(path: &Path, extra_ops: &[String]) -> Result<ScriptArchive, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    vet_bytes(&bytes, extra_ops).map_err(|f| f.at(path))
+    vet_bytes(&bytes, path, extra_ops)
 }
 
-/// [`vet`] on bytes in memory.
-pub(crate) fn vet_bytes(bytes: &[u8], extra_ops: &[String]) -> Result<ScriptArchive, Fault> {
+/// [`vet`] on bytes in memory; `name_for_errors` is only used in error messages.
+pub fn vet_bytes(bytes: &[u8], name_for_errors: &Path, extra_ops: &[String]) -> Result<ScriptArchive, Error> {
+    vet_inner(bytes, extra_ops).map_err(|f| f.at(name_for_errors))
+}
+
+fn vet_inner(bytes: &[u8], extra_ops: &[String]) -> Result<ScriptArchive, Fault> {
     let ar = Archive::parse(bytes)?;
     let prefix = ar
         .entries()
