@@ -294,6 +294,60 @@ fn load_script(
     Ok((model, info, vec![]))
 }
 
+/// The built-in architecture whose tensor names and shapes a state dict without sidecar matches
+/// exactly (aliases and `num_batches_tracked` allowed, as when loading); otherwise an error listing
+/// the closest candidates (share of the file's tensors each one has, with their shapes).
+fn infer_arch(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverrides, format: &str) -> Result<Arch> {
+    let mut fits = vec![];
+    let mut near: Vec<(f64, Arch)> = vec![];
+    for &arch in Arch::ALL.iter().filter(|a| **a != Arch::Torchscript) {
+        let guess = InputOverrides { arch: Some(arch), ..ov.clone() };
+        let model = foreign_info(path, tensors, &guess, format).and_then(|info| Model::new(info.meta, Device::Cpu));
+        let Ok(model) = model else {
+            near.push((0.0, arch));
+            continue;
+        };
+        if model.load_state_dict(tensors, path).is_ok() {
+            fits.push(arch);
+            continue;
+        }
+        let vars = model.vs.variables();
+        let aliases = arch.spec().import_aliases();
+        let counted: Vec<&(String, RawTensor)> = tensors.iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        let same = counted
+            .iter()
+            .filter(|(k, t)| {
+                let name = super::canonical_name(k, &vars, aliases);
+                vars.get(&name).is_some_and(|v| v.size().iter().map(|&d| d as usize).eq(t.shape.iter().copied()))
+            })
+            .count();
+        near.push((same as f64 / counted.len().max(vars.len()).max(1) as f64, arch));
+    }
+    match fits.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            near.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let list: Vec<String> =
+                near.iter().take(3).map(|(f, a)| format!("{} ({:.0}% of the tensors match)", a.name(), f * 100.0)).collect();
+            Err(Error::bad_file(
+                path,
+                format!(
+                    "no quarantine sidecar (.json) beside it, and its tensors match no built-in architecture; closest: {}. \
+                     Give --arch, or export the model as TorchScript (README \"Any architecture\")",
+                    list.join(", ")
+                ),
+            ))
+        }
+        many => Err(Error::bad_file(
+            path,
+            format!(
+                "no sidecar, and its tensors fit several architectures ({}): give --arch",
+                many.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// The shape of the tensor `arch` names `name`, found under that name or any of its import aliases.
 fn shape_of<'a>(tensors: &'a [(String, RawTensor)], arch: Arch, name: &str) -> Option<&'a [usize]> {
     let aliases = arch
@@ -315,9 +369,10 @@ fn foreign_info(
     ov: &InputOverrides,
     format: &str,
 ) -> Result<CheckpointInfo> {
-    let arch = ov.arch.ok_or_else(|| {
-        Error::bad_file(path, "no quarantine sidecar (.json) beside it: the architecture must be given")
-    })?;
+    let arch = match ov.arch {
+        Some(a) => a,
+        None => infer_arch(path, tensors, ov, format)?,
+    };
     let stem = shape_of(tensors, arch, arch.stem()).ok_or_else(|| {
         Error::bad_file(path, format!("no `{}` tensor: not a {} checkpoint", arch.stem(), arch.name()))
     })?;
@@ -390,5 +445,22 @@ mod tests {
         let ov = InputOverrides { arch: Some(Arch::Cnn), image_size: Some(28), ..Default::default() };
         let e = load_checkpoint(&path, &ov, Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("unexpected tensor `linear."), "{e}");
+    }
+
+    #[test]
+    fn a_state_dict_without_arch_is_matched_to_the_architecture_whose_tensors_fit() {
+        let d = tempfile::tempdir().unwrap();
+        for (arch, c, side) in [(Arch::Resnet20s, 3, 32), (Arch::Cnn, 1, 28), (Arch::Vgg16bn, 3, 32)] {
+            let meta = ModelMeta { arch, in_channels: c, height: side, width: side, num_classes: 10, script: None };
+            let path = exported(d.path(), meta.clone(), |n| n.replace("fc.", "linear."));
+            let (_, info, _) = load_checkpoint(&path, &InputOverrides::default(), Device::Cpu).unwrap();
+            assert_eq!(info.meta, meta, "{}", arch.name());
+        }
+        // A ResNet-20s with one block too many: no fit; the closest candidate is named first.
+        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10, script: None };
+        let path = exported(d.path(), meta, |n| n.replace("layer3.2.", "layer3.3."));
+        let e = load_checkpoint(&path, &InputOverrides::default(), Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("foreign.pt") && e.contains("closest: resnet20s ("), "{e}");
+        assert!(e.contains("TorchScript"), "{e}");
     }
 }
