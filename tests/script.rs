@@ -114,6 +114,15 @@ fn bn_recalibration_of_a_scripted_module_gives_the_batch_statistics() {
     let eval = tch::no_grad(|| model.forward_t(&x, false));
     let train = tch::no_grad(|| model.try_forward_t(&x, true)).unwrap();
     assert!(max_diff(&eval, &train) < 2e-3, "{}", max_diff(&eval, &train));
+    // A BN layer behind a fully pruned convolution sees only zeros: its statistics are zero, the
+    // others' are recalibrated as before (found on a WRN-16-1 pruned to 2% density).
+    let w = model.vs.variables()["blocks.5.conv1.weight"].shallow_clone();
+    tch::no_grad(|| w.shallow_clone().zero_());
+    recalibrate_bn(&model, &x).unwrap();
+    assert_eq!(model.vs.variables()["blocks.5.bn2.running_var"].abs().sum(Kind::Double).double_value(&[]), 0.0);
+    let eval = tch::no_grad(|| model.forward_t(&x, false));
+    let train = tch::no_grad(|| model.try_forward_t(&x, true)).unwrap();
+    assert!(max_diff(&eval, &train) < 2e-3, "{}", max_diff(&eval, &train));
     // A traced module's BN layers stay in their traced mode: a clear error, nothing changed silently.
     let (traced, _, _) =
         load_checkpoint(&fixture("vgg_elu.trace.pt"), &InputOverrides::default(), Device::Cpu).unwrap();

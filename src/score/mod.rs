@@ -244,26 +244,26 @@ pub fn recalibrate_bn_script(model: &Model, x: &Tensor) -> Result<()> {
     let r1: Vec<Tensor> = stats.iter().map(|(_, t)| t.copy()).collect();
     pass(false).map_err(fail)?;
     tch::no_grad(|| -> Result<()> {
-        for (i, (name, t)) in stats.iter().enumerate() {
-            // The layer's momentum, measured on its running variance (positive wherever the layer
-            // sees any signal); the mean of the same layer shares it.
-            let layer = name.rsplit_once('.').map_or("", |(p, _)| p);
-            let var = format!("{layer}.running_var");
-            let j = stats.iter().position(|(n, _)| *n == var).unwrap_or(i);
-            let v1 = r1[j].sum(Kind::Double).double_value(&[]);
-            let v2 = stats[j].1.sum(Kind::Double).double_value(&[]);
-            if !(v1 > 0.0 && v1.is_finite()) {
-                return Err(crate::error::Error::invalid(
-                    "BN recalibration",
-                    format!(
-                        "BN layer `{layer}` does not update its statistics in train mode (a traced module keeps the \
-                         mode it was traced in): score without it (--no-bn-recalibrate), or export the model with \
-                         torch.jit.script"
-                    ),
-                ));
-            }
-            let m = (2.0 - v2 / v1).clamp(1e-6, 1.0);
-            let _ = t.shallow_clone().copy_(&(&r1[i] / m));
+        // Per layer, |r2| = (2 − m)·|r1| summed over its mean and variance (a layer whose input is
+        // constant zero, e.g. behind a fully pruned convolution, has r1 = 0 and keeps it).
+        let layer_of = |name: &str| name.rsplit_once('.').map_or(String::new(), |(p, _)| p.to_string());
+        let mut sums: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for ((name, t), r1) in stats.iter().zip(&r1) {
+            let e = sums.entry(layer_of(name)).or_default();
+            e.0 += r1.abs().sum(Kind::Double).double_value(&[]);
+            e.1 += t.abs().sum(Kind::Double).double_value(&[]);
+        }
+        if sums.values().all(|&(a1, _)| a1 == 0.0) {
+            return Err(crate::error::Error::invalid(
+                "BN recalibration",
+                "no BN layer updates its statistics in train mode (a traced module keeps the mode it was traced \
+                 in): score without it (--no-bn-recalibrate), or export the model with torch.jit.script",
+            ));
+        }
+        for ((name, t), r1) in stats.iter().zip(&r1) {
+            let (a1, a2) = sums[&layer_of(name)];
+            let m = if a1 > 0.0 && a1.is_finite() { (2.0 - a2 / a1).clamp(1e-6, 1.0) } else { 1.0 };
+            let _ = t.shallow_clone().copy_(&(r1 / m));
         }
         for (t, saved) in &counters {
             let _ = t.shallow_clone().copy_(saved);
