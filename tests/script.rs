@@ -22,6 +22,27 @@ fn quarantine(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_quarantine")).args(["--threads", "2"]).args(args).output().unwrap()
 }
 
+/// `quarantine detect` on a fixture with a short path (`steps` steps scored from step 2), few epochs
+/// and few synthesized seeds, into `out`, with `--json`.
+fn quick_detect(model: &Path, out: &Path, steps: &str, epochs: &str, seeds: &str) -> std::process::Output {
+    quarantine(&[
+        "detect",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--score-from",
+        "2",
+        "--reverse-epochs",
+        epochs,
+        "--seeds",
+        seeds,
+        "--json",
+    ])
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
@@ -135,22 +156,7 @@ fn detect_on_a_torchscript_model_saves_a_torchscript_ticket_with_the_same_logits
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("det");
     let model = fixture("functional.script.pt");
-    let o = quarantine(&[
-        "detect",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--steps",
-        "4",
-        "--score-from",
-        "2",
-        "--reverse-epochs",
-        "3",
-        "--seeds",
-        "synth:20:10",
-        "--json",
-    ]);
+    let o = quick_detect(&model, &out, "4", "3", "synth:20:10");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ticket = out.join("winning-ticket.safetensors");
     let ts = out.join("winning-ticket.ts.pt");
@@ -270,22 +276,7 @@ fn detect_on_a_traced_module_scores_without_bn_recalibration_and_says_so() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("det");
     let model = fixture("vgg_elu.trace.pt");
-    let o = quarantine(&[
-        "detect",
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--score-from",
-        "2",
-        "--reverse-epochs",
-        "2",
-        "--seeds",
-        "synth:10:5",
-        "--json",
-    ]);
+    let o = quick_detect(&model, &out, "3", "2", "synth:10:5");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("traced?): scoring without BN recalibration"), "{stderr}");

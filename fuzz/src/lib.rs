@@ -156,11 +156,9 @@ pub fn build_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// The `torch_zip_pickle` input layout: `[u16 len][data.pkl][u16 len][storage 0][u16 len]
-/// [storage 1]...` (at most 64 storages), turned into a torch.save-like archive `archive/...`.
-pub fn zip_pickle_archive(data: &[u8]) -> Option<Vec<u8>> {
-    let (pkl, mut rest) = split_u16(data)?;
-    let mut storages: Vec<(String, &[u8])> = Vec::new();
+/// `[u16 len][storage]...` (at most 64) as archive entries `archive/data/0`, `1`, ...
+fn storage_entries(mut rest: &[u8]) -> Vec<(String, &[u8])> {
+    let mut storages = Vec::new();
     while let Some((s, r)) = split_u16(rest) {
         if storages.len() == 64 {
             break;
@@ -168,6 +166,14 @@ pub fn zip_pickle_archive(data: &[u8]) -> Option<Vec<u8>> {
         storages.push((format!("archive/data/{}", storages.len()), s));
         rest = r;
     }
+    storages
+}
+
+/// The `torch_zip_pickle` input layout: `[u16 len][data.pkl][u16 len][storage 0][u16 len]
+/// [storage 1]...` (at most 64 storages), turned into a torch.save-like archive `archive/...`.
+pub fn zip_pickle_archive(data: &[u8]) -> Option<Vec<u8>> {
+    let (pkl, rest) = split_u16(data)?;
+    let storages = storage_entries(rest);
     let mut entries: Vec<(&str, &[u8])> = vec![
         ("archive/data.pkl", pkl),
         ("archive/byteorder", b"little"),
@@ -184,15 +190,8 @@ pub fn zip_pickle_archive(data: &[u8]) -> Option<Vec<u8>> {
 pub fn torchscript_archive(data: &[u8]) -> Option<Vec<u8>> {
     let (code, rest) = split_u16(data)?;
     let (pkl, rest) = split_u16(rest)?;
-    let (constants, mut rest) = split_u16(rest)?;
-    let mut storages: Vec<(String, &[u8])> = Vec::new();
-    while let Some((s, r)) = split_u16(rest) {
-        if storages.len() == 64 {
-            break;
-        }
-        storages.push((format!("archive/data/{}", storages.len()), s));
-        rest = r;
-    }
+    let (constants, rest) = split_u16(rest)?;
+    let storages = storage_entries(rest);
     let mut entries: Vec<(&str, &[u8])> = vec![
         ("archive/data.pkl", pkl),
         ("archive/code/__torch__.py", code),

@@ -313,7 +313,8 @@ fn infer_arch(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverrides,
         }
         let vars = model.vs.variables();
         let aliases = arch.spec().import_aliases();
-        let counted: Vec<&(String, RawTensor)> = tensors.iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        let counted: Vec<&(String, RawTensor)> =
+            tensors.iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
         let same = counted
             .iter()
             .filter(|(k, t)| {
@@ -327,8 +328,11 @@ fn infer_arch(path: &Path, tensors: &[(String, RawTensor)], ov: &InputOverrides,
         [one] => Ok(*one),
         [] => {
             near.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let list: Vec<String> =
-                near.iter().take(3).map(|(f, a)| format!("{} ({:.0}% of the tensors match)", a.name(), f * 100.0)).collect();
+            let list: Vec<String> = near
+                .iter()
+                .take(3)
+                .map(|(f, a)| format!("{} ({:.0}% of the tensors match)", a.name(), f * 100.0))
+                .collect();
             Err(Error::bad_file(
                 path,
                 format!(
@@ -457,7 +461,8 @@ mod tests {
             assert_eq!(info.meta, meta, "{}", arch.name());
         }
         // A ResNet-20s with one block too many: no fit; the closest candidate is named first.
-        let meta = ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10, script: None };
+        let meta =
+            ModelMeta { arch: Arch::Resnet20s, in_channels: 3, height: 32, width: 32, num_classes: 10, script: None };
         let path = exported(d.path(), meta, |n| n.replace("layer3.2.", "layer3.3."));
         let e = load_checkpoint(&path, &InputOverrides::default(), Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("foreign.pt") && e.contains("closest: resnet20s ("), "{e}");

@@ -287,7 +287,11 @@ impl Model {
 
 /// The model's name for a state-dict key: the key itself, or its alias (`(theirs, ours)` prefixes)
 /// where the model has no variable of that name.
-pub(crate) fn canonical_name(key: &str, vars: &std::collections::HashMap<String, Tensor>, aliases: &[(&str, &str)]) -> String {
+pub(crate) fn canonical_name(
+    key: &str,
+    vars: &std::collections::HashMap<String, Tensor>,
+    aliases: &[(&str, &str)],
+) -> String {
     if !vars.contains_key(key) {
         if let Some(name) =
             aliases.iter().find_map(|(theirs, ours)| key.strip_prefix(theirs).map(|rest| format!("{ours}{rest}")))
