@@ -23,6 +23,9 @@ pub struct PruneArgs {
     /// IMP: train this TorchScript network (torch.jit.save; its initial weights) instead of --arch.
     #[arg(long, value_name = "FILE", conflicts_with = "arch")]
     pub model_init: Option<PathBuf>,
+    /// An op a TorchScript model may use although it is not on the allow-list; repeatable.
+    #[arg(long = "allow-op", value_name = "OP")]
+    pub allow_ops: Vec<String>,
     /// Input image size (square) of a checkpoint without sidecar.
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -109,6 +112,7 @@ impl TryFrom<PruneArgs> for PruneJob {
             surrogate: a.attack.surrogate,
             model: a.model,
             model_init: a.model_init,
+            allow_ops: a.allow_ops,
             arch: a.arch,
             image_size: a.image_size,
             normalize: a.normalize,

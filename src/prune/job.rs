@@ -61,6 +61,8 @@ pub struct PruneJob {
     pub surrogate: Option<PathBuf>,
     /// IMP: a TorchScript archive whose network (and initial weights) IMP trains instead of `arch`.
     pub model_init: Option<PathBuf>,
+    /// Ops a TorchScript model (`model` or `model_init`) may use on top of the allow-list.
+    pub allow_ops: Vec<String>,
 }
 
 impl Default for PruneJob {
@@ -90,6 +92,7 @@ impl Default for PruneJob {
             attack: None,
             surrogate: None,
             model_init: None,
+            allow_ops: vec![],
         }
     }
 }
@@ -199,7 +202,8 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
     let Some(path) = &job.model else {
         let script = match &job.model_init {
             Some(p) => {
-                let (_, _, classes) = crate::model::describe_script(p, &[], Some(train.channels), Some(train.height))?;
+                let (_, _, classes) =
+                    crate::model::describe_script(p, &job.allow_ops, Some(train.channels), Some(train.height))?;
                 if classes != train.num_classes() {
                     return Err(Error::bad_file(
                         p,
@@ -209,7 +213,7 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
                         ),
                     ));
                 }
-                Some(crate::model::ScriptSource::new(p, &[])?)
+                Some(crate::model::ScriptSource::new(p, &job.allow_ops)?)
             }
             None => None,
         };
@@ -253,6 +257,7 @@ fn dense_model(job: &PruneJob, train: &ImageSet, device: Device) -> Result<(Mode
         channels: None,
         classes: None,
         normalize: job.normalize.clone(),
+        allow_ops: job.allow_ops.clone(),
         ..Default::default()
     };
     let (m, info, _) = load_checkpoint(path, &ov, device)?;
