@@ -50,6 +50,7 @@ pub mod pipeline;
 pub mod prune;
 pub mod report;
 pub mod reverse;
+pub mod scan;
 pub mod score;
 pub mod train;
 pub mod util;

@@ -57,6 +57,7 @@ const RANKS: &[(&str, u32)] = &[
     ("reverse", 6),
     ("detect", 7),
     ("report", 8),
+    ("scan", 8),     // detect over populations, ROC metrics; its report and plots live in `report`
     ("pipeline", 9), // demo and experiments: compose the pipelines and their writers
     ("cli", 10),
 ];

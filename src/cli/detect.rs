@@ -35,6 +35,19 @@ pub struct DetectArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub settings: DetectSettingsArgs,
+    /// Continue an interrupted detection in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace a finished detection in --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// How a model is examined (every `detect` flag but the model, data and output; `scan` takes them too).
+#[derive(Debug, Args)]
+pub struct DetectSettingsArgs {
     /// Pruning path: omp (one-shot magnitude) or random (control).
     #[arg(long, value_parser = super::common::choice::<Method>(), default_value_t = DEFAULTS.method)]
     pub method: Method,
@@ -100,17 +113,11 @@ pub struct DetectArgs {
     /// One seed for everything random.
     #[arg(long, default_value_t = DEFAULTS.seed)]
     pub seed: u64,
-    /// Continue an interrupted detection in --out.
-    #[arg(long)]
-    pub resume: bool,
-    /// Replace a finished detection in --out.
-    #[arg(long)]
-    pub force: bool,
 }
 
-impl TryFrom<&DetectArgs> for DetectConfig {
+impl TryFrom<&DetectSettingsArgs> for DetectConfig {
     type Error = anyhow::Error;
-    fn try_from(a: &DetectArgs) -> anyhow::Result<Self> {
+    fn try_from(a: &DetectSettingsArgs) -> anyhow::Result<Self> {
         let cfg = DetectConfig {
             method: a.method,
             steps: a.steps,
@@ -141,7 +148,7 @@ impl TryFrom<&DetectArgs> for DetectConfig {
 }
 
 pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
-    let cfg = DetectConfig::try_from(&a)?;
+    let cfg = DetectConfig::try_from(&a.settings)?;
     let suspect = Suspect::load(&a.model.model, &a.model.overrides(), device)?;
     quarantine::reverse::retain_freed_memory();
     prepare_out_dir(&a.out, "detect.json", a.resume, a.force)?;

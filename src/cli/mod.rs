@@ -12,6 +12,7 @@ mod poison;
 mod prune;
 mod report;
 mod reverse;
+mod scan;
 mod score;
 mod train;
 
@@ -58,6 +59,10 @@ pub enum Command {
     Reverse(reverse::ReverseArgs),
     /// The auditor's pipeline: prune, score, winning ticket, reverse engineering, verdict.
     Detect(detect::DetectArgs),
+    /// Detect over every model in folders (resumable, sharded), with ROC-AUC where ground truth is known.
+    Scan(scan::ScanArgs),
+    /// Train a population of Trojaned and clean models from a spec (configs/zoo-*.toml).
+    Zoo(scan::ZooArgs),
     /// Run a whole experiment described by a TOML file (see configs/): train, prune, score, reverse.
     Run(experiment::RunArgs),
     /// Write the self-contained report.html of a run folder (demo, detect, reverse, score).
@@ -85,6 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(a) => score::run(a, device, cli.json),
         Command::Reverse(a) => reverse::run(a, device, cli.json),
         Command::Detect(a) => detect::run(a, device, cli.json),
+        Command::Scan(a) => scan::run(a, device, cli.json),
+        Command::Zoo(a) => scan::zoo(a, device, cli.json),
         Command::Run(a) => experiment::run(a, device, cli.json),
         Command::Report(a) => report::run(a, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),

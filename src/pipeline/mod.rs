@@ -3,3 +3,4 @@
 //! configs and prints).
 pub mod demo;
 pub mod experiment;
+pub mod zoo;

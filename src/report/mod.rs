@@ -6,6 +6,7 @@ pub mod plot;
 pub mod png;
 pub mod records;
 mod reverse;
+pub mod scan;
 mod score;
 
 pub use detect::{dynamics_points, write_detection};

@@ -76,7 +76,11 @@ pub fn auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
 /// interpolation). `None` without both classes.
 pub fn tpr_at_fpr(scores: &[f64], positive: &[bool], max_fpr: f64) -> Option<f64> {
     let curve = roc_curve(scores, positive);
-    curve.iter().filter(|pt| pt.fpr <= max_fpr + 1e-12).map(|pt| pt.tpr).fold(None, |a, t| Some(a.map_or(t, |a: f64| a.max(t))))
+    curve
+        .iter()
+        .filter(|pt| pt.fpr <= max_fpr + 1e-12)
+        .map(|pt| pt.tpr)
+        .fold(None, |a, t| Some(a.map_or(t, |a: f64| a.max(t))))
 }
 
 /// A value with its bootstrap 95% interval.
@@ -139,7 +143,8 @@ mod tests {
     #[test]
     fn bootstrap_brackets_the_value_and_is_seeded() {
         let s: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin()).collect();
-        let y: Vec<bool> = (0..40).map(|i| (i as f64 * 0.37).sin() + if i % 3 == 0 { 0.8 } else { -0.2 } > 0.3).collect();
+        let y: Vec<bool> =
+            (0..40).map(|i| (i as f64 * 0.37).sin() + if i % 3 == 0 { 0.8 } else { -0.2 } > 0.3).collect();
         let stat = |idx: &[usize]| {
             let (a, b): (Vec<f64>, Vec<bool>) = idx.iter().map(|&i| (s[i], y[i])).unzip();
             auc(&a, &b)

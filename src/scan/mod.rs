@@ -1,0 +1,641 @@
+//! `quarantine scan`: `detect` over every model in one or more folders, and how good each decision
+//! rule is over that population where ground truth is known (issue 16; README "Populations").
+//!
+//! - **Layouts** ([`discover`]): our zoo (`id-*/model.safetensors` with `config.json`), TrojAI-style
+//!   (`id-*/model.pt`, ground truth in `config.json` `poisoned`/`trigger_target_class` or
+//!   `ground_truth.csv`), and flat folders of checkpoints (`.safetensors`, `.pt`, `.pth`).
+//! - **Resumable**: each model's row is written atomically to `OUT/rows/<id>.json` when its detect
+//!   finishes (or fails); a row that exists is not redone, and an interrupted detect resumes from its
+//!   own checkpointed path (`OUT/models/<id>/`).
+//! - **One bad model does not stop the scan**: an error (or a panic inside libtorch or a foreign
+//!   module) becomes an error row naming the reason.
+//! - **Sharded** with `--shard I/N` (models in sorted order, every N-th from I): array jobs share
+//!   nothing but the output folders; [`merge`] joins the rows of any number of output folders.
+//! - **Measured** ([`metrics`]): ROC-AUC, TPR at 5% FPR, accuracy at the rule's threshold and target
+//!   accuracy on flagged Trojaned models, each with a bootstrap 95% interval, for the consensus rule
+//!   (our default), the paper's ticket rule, the dense model on the log scale and Neural Cleanse
+//!   (dense, linear scale). Poisoned models whose backdoor did not take are left out (and counted).
+pub mod roc;
+
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::control::Control;
+use crate::data::DataSpec;
+use crate::detect::{self, AuditData, DetectConfig, DetectRecord, ModelRef, Suspect};
+use crate::error::{Error, Result};
+use crate::report::write_detection;
+use crate::util::{write_atomic, write_json};
+
+/// Which models of the sorted list this process scans: every `count`-th from `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// 0-based shard index (a Slurm `$SLURM_ARRAY_TASK_ID` counted from 0).
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("shard", format!("`{s}`: expected I/N with 0 <= I < N (e.g. 0/4)"));
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// What is known about a model before it is scanned.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Truth {
+    /// Poisoned during training.
+    pub poisoned: bool,
+    /// The attack's target label.
+    pub target: Option<u32>,
+    /// The attack kind.
+    pub attack: Option<String>,
+    /// `false` for a poisoned model whose backdoor did not take (non-target attack success < 0.5).
+    pub backdoor_took: Option<bool>,
+    /// The architecture.
+    pub arch: Option<String>,
+}
+
+/// A model found by [`discover`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Unique id within the scan: the model's folder (zoo, TrojAI) or file name (flat).
+    pub id: String,
+    /// The checkpoint.
+    pub path: PathBuf,
+    /// Ground truth, where the layout records it.
+    pub truth: Option<Truth>,
+}
+
+/// Every model in `dirs`, sorted by id (ids made unique with the folder's position when two folders
+/// hold the same name).
+pub fn discover(dirs: &[PathBuf]) -> Result<Vec<Candidate>> {
+    let mut out = vec![];
+    for (k, dir) in dirs.iter().enumerate() {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            let found = if p.is_dir() {
+                ["model.safetensors", "model.pt", "model.ts.pt", "model.pth"]
+                    .iter()
+                    .map(|f| p.join(f))
+                    .find(|f| f.is_file())
+                    .map(|model| Candidate { id: name.clone(), truth: read_truth(&p), path: model })
+            } else {
+                let is_model = [".safetensors", ".pt", ".pth"].iter().any(|x| name.ends_with(x));
+                is_model.then(|| Candidate { id: name.clone(), path: p.clone(), truth: None })
+            };
+            if let Some(mut c) = found {
+                if dirs.len() > 1 {
+                    c.id = format!("{k}-{}", c.id);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Ground truth from a model folder: our zoo's `config.json`, TrojAI's `config.json` keys or
+/// `ground_truth.csv` (`1` poisoned, `0` clean).
+fn read_truth(dir: &Path) -> Option<Truth> {
+    let cfg: Option<serde_json::Value> =
+        std::fs::read(dir.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let from_csv = std::fs::read_to_string(dir.join("ground_truth.csv")).ok().and_then(|s| match s.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    });
+    let poisoned = cfg
+        .as_ref()
+        .and_then(|c| c.get("poisoned").or_else(|| c.get("POISONED")).and_then(|v| v.as_bool()))
+        .or(from_csv)?;
+    let get = |k: &str| cfg.as_ref().and_then(|c| c.get(k)).cloned();
+    let target = get("target").or_else(|| get("trigger_target_class")).and_then(|v| v.as_u64()).map(|t| t as u32);
+    Some(Truth {
+        poisoned,
+        target: if poisoned { target } else { None },
+        attack: get("attack_kind").and_then(|v| v.as_str().map(str::to_string)),
+        backdoor_took: get("backdoor_took").and_then(|v| v.as_bool()),
+        arch: get("arch").and_then(|v| v.as_str().map(str::to_string)),
+    })
+}
+
+/// One model's line of `scan.csv`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScanRow {
+    /// The candidate's id.
+    pub id: String,
+    /// The checkpoint.
+    pub path: String,
+    /// `ok` or `error`.
+    pub status: String,
+    /// Why it failed (error rows).
+    pub error: Option<String>,
+    /// The default (configured) rule's verdict.
+    pub trojaned: Option<bool>,
+    /// Its target.
+    pub target: Option<u32>,
+    /// The configured rule's statistic (consensus: the pooled anomaly index where dense and ticket
+    /// agree, else -1).
+    pub score_rule: Option<f64>,
+    /// Dense model: argmin label, anomaly index on the log and linear scales.
+    pub dense_target: Option<u32>,
+    /// Dense anomaly index (log scale, the default).
+    pub dense_ai: Option<f64>,
+    /// Dense anomaly index (linear scale: Neural Cleanse).
+    pub dense_ai_linear: Option<f64>,
+    /// Winning ticket: argmin label.
+    pub ticket_target: Option<u32>,
+    /// Ticket anomaly index.
+    pub ticket_ai: Option<f64>,
+    /// Pooled anomaly index (consensus).
+    pub pooled_ai: Option<f64>,
+    /// Dense and ticket name the same label.
+    pub agree: Option<bool>,
+    /// The rule's threshold.
+    pub threshold: Option<f64>,
+    /// Winning ticket density.
+    pub ticket_density: Option<f64>,
+    /// Seconds of this model's detect.
+    pub seconds: f64,
+    /// Peak resident memory during this model's detect, MB (Linux; `None` elsewhere).
+    pub peak_rss_mb: Option<f64>,
+    /// Ground truth: poisoned.
+    pub truth_poisoned: Option<bool>,
+    /// Ground truth: target.
+    pub truth_target: Option<u32>,
+    /// Ground truth: attack kind.
+    pub truth_attack: Option<String>,
+    /// Ground truth: the backdoor took.
+    pub truth_backdoor_took: Option<bool>,
+    /// Ground truth: architecture.
+    pub truth_arch: Option<String>,
+}
+
+impl ScanRow {
+    fn new(c: &Candidate) -> Self {
+        let t = c.truth.as_ref();
+        ScanRow {
+            id: c.id.clone(),
+            path: c.path.display().to_string(),
+            status: "ok".into(),
+            error: None,
+            trojaned: None,
+            target: None,
+            score_rule: None,
+            dense_target: None,
+            dense_ai: None,
+            dense_ai_linear: None,
+            ticket_target: None,
+            ticket_ai: None,
+            pooled_ai: None,
+            agree: None,
+            threshold: None,
+            ticket_density: None,
+            seconds: 0.0,
+            peak_rss_mb: None,
+            truth_poisoned: t.map(|t| t.poisoned),
+            truth_target: t.and_then(|t| t.target),
+            truth_attack: t.and_then(|t| t.attack.clone()),
+            truth_backdoor_took: t.and_then(|t| t.backdoor_took),
+            truth_arch: t.and_then(|t| t.arch.clone()),
+        }
+    }
+
+    fn fill(&mut self, r: &DetectRecord) {
+        let d = &r.decision;
+        self.trojaned = Some(r.trojaned);
+        self.target = r.target;
+        self.dense_target = r.dense.detected_target;
+        self.dense_ai = r.dense.anomaly_index;
+        self.dense_ai_linear = r.dense.anomaly_index_linear;
+        self.ticket_target = r.ticket.detected_target;
+        self.ticket_ai = r.ticket.anomaly_index;
+        self.pooled_ai = d.pooled_anomaly_index;
+        self.agree = Some(d.agree);
+        self.threshold = Some(r.threshold);
+        self.ticket_density = Some(r.winning_ticket.density);
+        self.score_rule = match d.rule {
+            detect::DecisionRule::Consensus => {
+                Some(if d.agree { d.pooled_anomaly_index.unwrap_or(-1.0) } else { -1.0 })
+            }
+            _ => d.anomaly_index,
+        };
+    }
+
+    /// The row counts in the metrics: it has a verdict and ground truth, and a poisoned model's
+    /// backdoor took (or is not known not to have).
+    fn measurable(&self) -> Option<bool> {
+        if self.status != "ok" || self.truth_backdoor_took == Some(false) {
+            return None;
+        }
+        self.truth_poisoned
+    }
+}
+
+/// The columns of `scan.csv`, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "path",
+    "status",
+    "error",
+    "trojaned",
+    "target",
+    "score_rule",
+    "dense_target",
+    "dense_ai",
+    "dense_ai_linear",
+    "ticket_target",
+    "ticket_ai",
+    "pooled_ai",
+    "agree",
+    "threshold",
+    "ticket_density",
+    "seconds",
+    "peak_rss_mb",
+    "truth_poisoned",
+    "truth_target",
+    "truth_attack",
+    "truth_backdoor_took",
+    "truth_arch",
+];
+
+/// `rows` as CSV (RFC 4180 quoting), one line per row in the given order.
+pub fn csv(rows: &[ScanRow]) -> String {
+    let mut s = CSV_COLUMNS.join(",") + "\n";
+    for r in rows {
+        let v = serde_json::to_value(r).expect("rows serialize");
+        let cells: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| match &v[*c] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(x) => quote(x),
+                serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| format!("{f:.6}")),
+                other => other.to_string(),
+            })
+            .collect();
+        s += &(cells.join(",") + "\n");
+    }
+    s
+}
+
+fn quote(x: &str) -> String {
+    if x.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", x.replace('"', "\"\""))
+    } else {
+        x.to_string()
+    }
+}
+
+/// A scan: folders in, one folder out.
+#[derive(Debug, Clone)]
+pub struct ScanJob {
+    /// Folders holding the models.
+    pub dirs: Vec<PathBuf>,
+    /// Output folder (rows, per-model detect folders, csv, metrics, report).
+    pub out: PathBuf,
+    /// This process's share.
+    pub shard: Option<Shard>,
+    /// How each model is examined.
+    pub detect: DetectConfig,
+    /// Clean data for every model (`None`: data-free).
+    pub data: Option<DataSpec>,
+    /// Bootstrap resamples for the intervals.
+    pub bootstrap: usize,
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScanSummary {
+    /// Models in this shard.
+    pub models: usize,
+    /// Scanned now.
+    pub scanned: usize,
+    /// Already had a row.
+    pub skipped: usize,
+    /// Error rows (now and before).
+    pub errors: usize,
+}
+
+/// Scans this shard's models into `job.out/rows/`, then writes the folder's `scan.csv`, metrics and
+/// report over every row present there ([`merge`] of `job.out` alone).
+pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> {
+    let all = discover(&job.dirs)?;
+    let mine: Vec<&Candidate> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| job.shard.is_none_or(|s| i % s.count == s.index))
+        .map(|(_, c)| c)
+        .collect();
+    let rows_dir = job.out.join("rows");
+    std::fs::create_dir_all(&rows_dir).map_err(|e| Error::io(&rows_dir, e))?;
+    let data = match &job.data {
+        Some(spec) => Some(AuditData::load(spec)?),
+        None => None,
+    };
+    let (mut scanned, mut skipped) = (0, 0);
+    for (k, c) in mine.iter().enumerate() {
+        let row_path = rows_dir.join(format!("{}.json", c.id));
+        if row_path.exists() {
+            skipped += 1;
+            continue;
+        }
+        ctl.check(&job.out)?;
+        ctl.progress().note(&format!("scan: {} ({}/{})", c.id, k + 1, mine.len()));
+        let row = scan_one(job, c, data.as_ref(), device, ctl)?;
+        write_atomic(&row_path, &serde_json::to_vec_pretty(&row).expect("rows serialize"))?;
+        scanned += 1;
+    }
+    let rows = read_rows(std::slice::from_ref(&job.out))?;
+    let errors = rows.iter().filter(|r| r.status != "ok").count();
+    write_outputs(&job.out, &rows, job.bootstrap, job.detect.seed)?;
+    Ok(ScanSummary { models: mine.len(), scanned, skipped, errors })
+}
+
+/// One model's detect, as a row; an error (or a panic) becomes an error row. Only an interrupt
+/// (Ctrl-C) stops the scan.
+fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Device, ctl: &Control) -> Result<ScanRow> {
+    let mut row = ScanRow::new(c);
+    let dir = job.out.join("models").join(&c.id);
+    let t0 = std::time::Instant::now();
+    reset_peak_rss();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<DetectRecord> {
+        let resume = dir.join("path").exists();
+        crate::util::prepare_out_dir(&dir, "detect.json", resume, !resume)?;
+        let suspect = Suspect::load(&c.path, &Default::default(), device)?;
+        let found = detect::run(&suspect, data, &job.detect, &dir, resume, ctl)?;
+        let model = ModelRef {
+            path: c.path.clone(),
+            meta: suspect.info.meta.clone(),
+            imported_from: suspect.info.imported_from.clone(),
+        };
+        let record = found.record(&job.detect, model, job.detect.command_line(&c.path, &dir, job.data.as_ref()));
+        write_detection(&dir, &found, &record)?;
+        Ok(record)
+    }));
+    row.seconds = t0.elapsed().as_secs_f64();
+    row.peak_rss_mb = peak_rss_mb();
+    match result {
+        Ok(Ok(record)) => row.fill(&record),
+        Ok(Err(e @ Error::Interrupted(_))) => return Err(e),
+        Ok(Err(e)) => {
+            row.status = "error".into();
+            row.error = Some(e.to_string());
+        }
+        Err(panic) => {
+            row.status = "error".into();
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            row.error = Some(format!("crashed: {why}"));
+        }
+    }
+    Ok(row)
+}
+
+/// Resets the kernel's peak-RSS mark for this process (Linux `clear_refs` 5); no-op elsewhere.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak RSS since the last reset, MB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Every row under `outs` (`OUT/rows/*.json`), sorted by id; an id found twice is an error (two
+/// scans of different models under one name).
+pub fn read_rows(outs: &[PathBuf]) -> Result<Vec<ScanRow>> {
+    let mut rows: Vec<ScanRow> = vec![];
+    for out in outs {
+        let dir = out.join("rows");
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let row: ScanRow =
+                serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("not a scan row: {e}")))?;
+            if let Some(prev) = rows.iter().find(|r| r.id == row.id) {
+                if prev != &row {
+                    return Err(Error::bad_file(
+                        &p,
+                        format!("model `{}` has another row in an earlier folder", row.id),
+                    ));
+                }
+                continue;
+            }
+            rows.push(row);
+        }
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(rows)
+}
+
+/// Joins the rows of several scan outputs (e.g. the shards of an array job) into `out`: `scan.csv`,
+/// `metrics.json`, `roc.png`/`.svg`, `report.html`.
+pub fn merge(outs: &[PathBuf], out: &Path, bootstrap: usize, seed: u64) -> Result<Vec<ScanRow>> {
+    let rows = read_rows(outs)?;
+    if rows.is_empty() {
+        return Err(Error::invalid("scan merge", "no rows (OUT/rows/*.json) in the given folders"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    write_outputs(out, &rows, bootstrap, seed)?;
+    Ok(rows)
+}
+
+fn write_outputs(out: &Path, rows: &[ScanRow], bootstrap: usize, seed: u64) -> Result<()> {
+    write_atomic(&out.join("scan.csv"), csv(rows).as_bytes())?;
+    let m = metrics(rows, bootstrap, seed);
+    write_json(&out.join("metrics.json"), &m)?;
+    crate::report::scan::write_scan_report(out, rows, &m)
+}
+
+/// A decision rule's statistic and verdict on one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleName {
+    /// Dense model and ticket agree; pooled anomaly index (our default).
+    Consensus,
+    /// The winning ticket's own verdict (the paper).
+    Ticket,
+    /// The dense model, log-scale anomaly index.
+    DenseLog,
+    /// Neural Cleanse: the dense model, linear-scale anomaly index.
+    NeuralCleanse,
+}
+
+impl RuleName {
+    /// All rules in the table's order.
+    pub const ALL: [RuleName; 4] = [RuleName::Consensus, RuleName::Ticket, RuleName::DenseLog, RuleName::NeuralCleanse];
+
+    /// The table's name.
+    pub fn title(self) -> &'static str {
+        match self {
+            RuleName::Consensus => "consensus (default)",
+            RuleName::Ticket => "ticket (the paper)",
+            RuleName::DenseLog => "dense, log scale",
+            RuleName::NeuralCleanse => "Neural Cleanse (dense, linear)",
+        }
+    }
+
+    /// (statistic, flagged at the threshold, named target) on a row with a verdict.
+    fn read(self, r: &ScanRow) -> (f64, bool, Option<u32>) {
+        let th = r.threshold.unwrap_or(2.0);
+        let flag = |ai: Option<f64>| ai.is_some_and(|a| a > th);
+        match self {
+            RuleName::Consensus => {
+                let s = if r.agree == Some(true) { r.pooled_ai.unwrap_or(-1.0) } else { -1.0 };
+                (
+                    s,
+                    r.agree == Some(true) && flag(r.pooled_ai),
+                    if r.agree == Some(true) { r.dense_target } else { None },
+                )
+            }
+            RuleName::Ticket => (r.ticket_ai.unwrap_or(-1.0), flag(r.ticket_ai), r.ticket_target),
+            RuleName::DenseLog => (r.dense_ai.unwrap_or(-1.0), flag(r.dense_ai), r.dense_target),
+            RuleName::NeuralCleanse => (r.dense_ai_linear.unwrap_or(-1.0), flag(r.dense_ai_linear), r.dense_target),
+        }
+    }
+}
+
+/// One rule's numbers over the measurable rows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleMetrics {
+    /// The rule.
+    pub rule: RuleName,
+    /// ROC-AUC of its statistic.
+    pub auc: Option<roc::Estimate>,
+    /// TPR at FPR <= 5%.
+    pub tpr_at_5_fpr: Option<roc::Estimate>,
+    /// Accuracy of its verdict at the threshold.
+    pub accuracy: Option<roc::Estimate>,
+    /// FPR of its verdict at the threshold.
+    pub fpr: Option<roc::Estimate>,
+    /// Among Trojaned models it flags, the share whose target it names right.
+    pub target_accuracy: Option<roc::Estimate>,
+    /// The ROC curve (all rows).
+    pub roc: Vec<roc::RocPoint>,
+}
+
+/// What `metrics.json` holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScanMetrics {
+    /// Rows in all.
+    pub models: usize,
+    /// Error rows.
+    pub errors: usize,
+    /// Rows without ground truth.
+    pub unlabelled: usize,
+    /// Poisoned models whose backdoor did not take (left out).
+    pub backdoor_not_taken: usize,
+    /// Trojaned models measured.
+    pub trojaned: usize,
+    /// Clean models measured.
+    pub clean: usize,
+    /// Bootstrap resamples behind the intervals.
+    pub bootstrap: usize,
+    /// Per rule.
+    pub rules: Vec<RuleMetrics>,
+}
+
+/// The metrics of every rule over `rows` with a verdict and known ground truth, poisoned models
+/// whose backdoor did not take left out.
+pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
+    let measured: Vec<(&ScanRow, bool)> = rows.iter().filter_map(|r| r.measurable().map(|p| (r, p))).collect();
+    let n = measured.len();
+    let rules = RuleName::ALL
+        .iter()
+        .map(|&rule| {
+            let read: Vec<(f64, bool, Option<u32>, bool, Option<u32>)> = measured
+                .iter()
+                .map(|(r, p)| {
+                    let (s, f, t) = rule.read(r);
+                    (s, f, t, *p, r.truth_target)
+                })
+                .collect();
+            let pick = |idx: &[usize]| -> (Vec<f64>, Vec<bool>) { idx.iter().map(|&i| (read[i].0, read[i].3)).unzip() };
+            let auc = roc::bootstrap(n, bootstrap, seed, |idx| {
+                let (s, y) = pick(idx);
+                roc::auc(&s, &y)
+            });
+            let tpr5 = roc::bootstrap(n, bootstrap, seed, |idx| {
+                let (s, y) = pick(idx);
+                roc::tpr_at_fpr(&s, &y, 0.05)
+            });
+            let accuracy = roc::bootstrap(n, bootstrap, seed, |idx| {
+                (!idx.is_empty())
+                    .then(|| idx.iter().filter(|&&i| read[i].1 == read[i].3).count() as f64 / idx.len() as f64)
+            });
+            let fpr = roc::bootstrap(n, bootstrap, seed, |idx| {
+                let neg: Vec<usize> = idx.iter().copied().filter(|&i| !read[i].3).collect();
+                (!neg.is_empty()).then(|| neg.iter().filter(|&&i| read[i].1).count() as f64 / neg.len() as f64)
+            });
+            let target_accuracy = roc::bootstrap(n, bootstrap, seed, |idx| {
+                let tp: Vec<usize> = idx.iter().copied().filter(|&i| read[i].3 && read[i].1).collect();
+                (!tp.is_empty())
+                    .then(|| tp.iter().filter(|&&i| read[i].2 == read[i].4).count() as f64 / tp.len() as f64)
+            });
+            let (s, y) = pick(&(0..n).collect::<Vec<_>>());
+            RuleMetrics { rule, auc, tpr_at_5_fpr: tpr5, accuracy, fpr, target_accuracy, roc: roc::roc_curve(&s, &y) }
+        })
+        .collect();
+    ScanMetrics {
+        models: rows.len(),
+        errors: rows.iter().filter(|r| r.status != "ok").count(),
+        unlabelled: rows.iter().filter(|r| r.status == "ok" && r.truth_poisoned.is_none()).count(),
+        backdoor_not_taken: rows.iter().filter(|r| r.status == "ok" && r.truth_backdoor_took == Some(false)).count(),
+        trojaned: measured.iter().filter(|(_, p)| *p).count(),
+        clean: measured.iter().filter(|(_, p)| !*p).count(),
+        bootstrap,
+        rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_partition() {
+        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn csv_quotes_and_keeps_column_order() {
+        let c = Candidate { id: "a".into(), path: "x,y.pt".into(), truth: None };
+        let mut r = ScanRow::new(&c);
+        r.status = "error".into();
+        r.error = Some("bad \"pickle\"".into());
+        let s = csv(&[r]);
+        let line = s.lines().nth(1).unwrap();
+        assert!(line.starts_with("a,\"x,y.pt\",error,\"bad \"\"pickle\"\"\","), "{line}");
+        assert_eq!(s.lines().next().unwrap().split(',').count(), CSV_COLUMNS.len());
+    }
+}
