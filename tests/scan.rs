@@ -1,0 +1,181 @@
+//! `quarantine zoo` and `quarantine scan` end to end on a tiny zoo (4 cnns, 2 epochs): ground truth,
+//! resumability, sharding (N processes then --merge give the unsharded scan.csv), error rows for
+//! a truncated checkpoint and a hostile pickle, and metrics that agree with a hand computation.
+use std::path::Path;
+use std::process::Command;
+
+fn quarantine(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_quarantine")).args(["--threads", "2"]).args(args).output().unwrap()
+}
+
+fn ok(o: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
+
+/// Tiny detect settings for every scan here.
+const FAST: [&str; 10] =
+    ["--steps", "3", "--score-from", "2", "--reverse-epochs", "3", "--seeds", "synth:10:5", "--bootstrap", "50"];
+
+fn scan(dirs: &[&Path], out: &Path, extra: &[&str]) -> String {
+    let mut args: Vec<String> = vec!["scan".into()];
+    args.extend(dirs.iter().map(|d| d.display().to_string()));
+    args.extend(["--out".to_string(), out.display().to_string()]);
+    args.extend(FAST.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ok(&quarantine(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+}
+
+/// scan.csv without the columns that measure the run (seconds, peak memory), and with the paths
+/// of per-shard outputs normalised.
+fn comparable(csv: &str) -> Vec<String> {
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let drop: Vec<usize> =
+        header.iter().enumerate().filter(|(_, c)| ["seconds", "peak_rss_mb"].contains(c)).map(|(i, _)| i).collect();
+    csv.lines()
+        .map(|l| {
+            l.split(',').enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, c)| c).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn a_tiny_zoo_is_scanned_sharded_merged_resumed_and_measured() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("zoo.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "tiny"
+seed = 5
+models = 4
+trojaned_fraction = 0.5
+data = "builtin"
+archs = ["cnn"]
+epochs = [2, 2]
+attacks = ["badnets"]
+triggers = ["paper-gray"]
+trigger_sizes = [5, 5]
+locations = ["fixed"]
+poison_ratios = [0.1, 0.1]
+"#,
+    )
+    .unwrap();
+    let zoo = d.path().join("zoo");
+    ok(&quarantine(&["zoo", "--spec", spec.to_str().unwrap(), "--out", zoo.to_str().unwrap()]));
+    let mut poisoned = 0;
+    for i in 0..4 {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(zoo.join(format!("id-{i:04}/config.json"))).unwrap()).unwrap();
+        assert!(zoo.join(format!("id-{i:04}/model.safetensors")).exists());
+        if cfg["poisoned"] == true {
+            poisoned += 1;
+            assert!(cfg["target"].as_u64().unwrap() < 10 && cfg["backdoor_took"].is_boolean(), "{cfg}");
+            assert!(cfg["attack_success_rate_nontarget"].as_f64().is_some());
+        } else {
+            assert!(cfg["target"].is_null() && cfg["backdoor_took"].is_null());
+        }
+        assert!(cfg["clean_accuracy"].as_f64().unwrap() > 0.3, "{cfg}");
+    }
+    assert_eq!(poisoned, 2);
+    // A second run trains nothing.
+    let again = ok(&quarantine(&["zoo", "--spec", spec.to_str().unwrap(), "--out", zoo.to_str().unwrap()]));
+    assert!(again.contains("0 trained now, 4 already done"), "{again}");
+
+    // Unsharded.
+    let whole = d.path().join("whole");
+    scan(&[&zoo], &whole, &[]);
+    let csv = std::fs::read_to_string(whole.join("scan.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    for f in ["metrics.json", "report.html"] {
+        assert!(whole.join(f).exists(), "{f}");
+    }
+    let report = std::fs::read_to_string(whole.join("report.html")).unwrap();
+    assert!(report.contains("consensus (default)") && report.contains("id-0003"));
+
+    // The metrics agree with the rows: AUC of the dense log-scale index over the measured models,
+    // computed here by counting pairs.
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("metrics.json")).unwrap()).unwrap();
+    let rows: Vec<serde_json::Value> = (0..4)
+        .map(|i| serde_json::from_slice(&std::fs::read(whole.join(format!("rows/id-{i:04}.json"))).unwrap()).unwrap())
+        .collect();
+    let measured: Vec<(f64, bool)> = rows
+        .iter()
+        .filter(|r| r["status"] == "ok" && r["truth_backdoor_took"] != false)
+        .map(|r| (r["dense_ai"].as_f64().unwrap_or(-1.0), r["truth_poisoned"] == true))
+        .collect();
+    let (pos, neg): (Vec<&(f64, bool)>, Vec<&(f64, bool)>) = measured.iter().partition(|x| x.1);
+    let dense = &m["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "dense-log").unwrap()["auc"];
+    if pos.is_empty() || neg.is_empty() {
+        assert!(dense.is_null());
+    } else {
+        let mut wins = 0.0;
+        for p in &pos {
+            for n in &neg {
+                wins += if p.0 > n.0 {
+                    1.0
+                } else if p.0 == n.0 {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let want = wins / (pos.len() * neg.len()) as f64;
+        assert!((dense["value"].as_f64().unwrap() - want).abs() < 1e-12, "{dense} vs {want}");
+        assert!(whole.join("roc.png").exists());
+    }
+
+    // Two shards as separate processes into separate folders, then merged: the same scan.csv.
+    let (s0, s1, merged) = (d.path().join("s0"), d.path().join("s1"), d.path().join("merged"));
+    scan(&[&zoo], &s0, &["--shard", "0/2"]);
+    scan(&[&zoo], &s1, &["--shard", "1/2"]);
+    assert_eq!(std::fs::read_dir(s0.join("rows")).unwrap().count(), 2);
+    ok(&quarantine(&[
+        "scan",
+        s0.to_str().unwrap(),
+        s1.to_str().unwrap(),
+        "--merge",
+        "--out",
+        merged.to_str().unwrap(),
+        "--bootstrap",
+        "50",
+    ]));
+    let merged_csv = std::fs::read_to_string(merged.join("scan.csv")).unwrap();
+    assert_eq!(comparable(&merged_csv), comparable(&csv));
+
+    // Killed mid-scan (one row missing): a rerun redoes only that model.
+    std::fs::remove_file(whole.join("rows/id-0002.json")).unwrap();
+    let stderr = scan(&[&zoo], &whole, &[]);
+    assert!(stderr.contains("1 scanned now, 3 already done"), "{stderr}");
+    assert_eq!(comparable(&std::fs::read_to_string(whole.join("scan.csv")).unwrap()), comparable(&csv));
+}
+
+#[test]
+fn a_truncated_checkpoint_and_a_hostile_pickle_become_error_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let flat = d.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    // A good model: a tiny cnn trained one epoch.
+    let good = d.path().join("good");
+    ok(&quarantine(&["train", "--epochs", "1", "--out", good.to_str().unwrap()]));
+    std::fs::copy(good.join("model.safetensors"), flat.join("a-good.safetensors")).unwrap();
+    std::fs::copy(good.join("model.json"), flat.join("a-good.json")).unwrap();
+    let bytes = std::fs::read(good.join("model.safetensors")).unwrap();
+    std::fs::write(flat.join("b-truncated.safetensors"), &bytes[..bytes.len() / 3]).unwrap();
+    let hostile = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/torchfile/tests/fixtures/malicious_zip.pt");
+    std::fs::copy(hostile, flat.join("c-hostile.pt")).unwrap();
+    let out = d.path().join("scan");
+    let stderr = scan(&[&flat], &out, &[]);
+    assert!(stderr.contains("3 models in this shard, 3 scanned now, 0 already done, 2 error rows"), "{stderr}");
+    let csv = std::fs::read_to_string(out.join("scan.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[1].starts_with("a-good.safetensors,") && lines[1].contains(",ok,"), "{}", lines[1]);
+    assert!(lines[2].contains(",error,") && lines[2].contains("b-truncated.safetensors"), "{}", lines[2]);
+    assert!(lines[3].contains(",error,") && lines[3].contains("refusing to load"), "{}", lines[3]);
+    // Nothing to measure without ground truth, and the report still says what happened.
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!((m["errors"].as_u64(), m["unlabelled"].as_u64()), (Some(2), Some(1)));
+    assert!(std::fs::read_to_string(out.join("report.html")).unwrap().contains("c-hostile.pt"));
+}
