@@ -179,3 +179,15 @@ fn a_truncated_checkpoint_and_a_hostile_pickle_become_error_rows() {
     assert_eq!((m["errors"].as_u64(), m["unlabelled"].as_u64()), (Some(2), Some(1)));
     assert!(std::fs::read_to_string(out.join("report.html")).unwrap().contains("c-hostile.pt"));
 }
+
+#[test]
+fn the_committed_zoo_specs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/zoos");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let spec = quarantine::pipeline::zoo::ZooSpec::load(&e.unwrap().path()).unwrap();
+        assert!(spec.models >= 30 && spec.archs.len() >= 2, "{spec:?}");
+        n += 1;
+    }
+    assert!(n >= 2, "a tuning half and a held-back half");
+}

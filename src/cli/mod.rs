@@ -61,7 +61,7 @@ pub enum Command {
     Detect(detect::DetectArgs),
     /// Detect over every model in folders (resumable, sharded), with ROC-AUC where ground truth is known.
     Scan(scan::ScanArgs),
-    /// Train a population of Trojaned and clean models from a spec (configs/zoo-*.toml).
+    /// Train a population of Trojaned and clean models from a spec (configs/zoos/*.toml).
     Zoo(scan::ZooArgs),
     /// Run a whole experiment described by a TOML file (see configs/): train, prune, score, reverse.
     Run(experiment::RunArgs),

@@ -67,7 +67,7 @@ pub fn run(a: ScanArgs, device: Device, json: bool) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct ZooArgs {
-    /// The zoo's spec (TOML; see configs/zoo-*.toml).
+    /// The zoo's spec (TOML; see configs/zoos/*.toml).
     #[arg(long)]
     pub spec: PathBuf,
     /// Output folder: one `id-NNNN/` per model; finished models are never retrained.

@@ -20,7 +20,7 @@ use crate::model::Arch;
 use crate::train::TrainJob;
 use crate::util::write_json;
 
-/// A zoo's specification (`configs/zoo-*.toml`): sizes and the distributions every model is drawn
+/// A zoo's specification (`configs/zoos/*.toml`): sizes and the distributions every model is drawn
 /// from. Lists are sampled uniformly; `[a, b]` ranges of numbers uniformly within.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
