@@ -203,6 +203,9 @@ pub struct ZooRecord {
     pub model: String,
     /// The spec's name.
     pub zoo: String,
+    /// The data set it was trained on (the spec's `data`).
+    #[serde(default)]
+    pub data: String,
 }
 
 /// What `zoo` did.
@@ -240,16 +243,21 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             members.len(),
             m.arch,
             m.epochs,
-            m.attack.as_ref().map_or("clean".to_string(), |a| format!("{} to {:?}", a.kind().name(), a.target))
+            m.attack.as_ref().map_or("clean".to_string(), |a| format!(
+                "{} to {}",
+                a.kind().name(),
+                a.target.map_or("all".to_string(), |t| t.to_string())
+            ))
         ));
         let (arch, model_init) = arch(&m.arch).map_err(|e| Error::invalid("zoo member", e))?;
-        let resume = dir.join("train-state.json").exists();
+        let train_dir = dir.join("train");
+        let resume = train_dir.join("train-state.json").exists();
         let job = TrainJob {
             data: data.clone(),
             arch: if model_init.is_some() { Arch::Cnn } else { arch },
             model_init,
             epochs: m.epochs,
-            out: dir.clone(),
+            out: train_dir.clone(),
             seed: m.seed,
             attack: m.attack.clone(),
             resume,
@@ -257,6 +265,9 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             ..TrainJob::default()
         };
         let r = crate::train::run_with_data(&job, &split, device, ctl)?;
+        for f in ["model.safetensors", "model.json"] {
+            std::fs::copy(train_dir.join(f), dir.join(f)).map_err(|e| Error::io(dir.join(f), e))?;
+        }
         let took = m.attack.as_ref().map(|_| r.attack_success_rate_nontarget.unwrap_or(0.0) >= 0.5);
         let record = ZooRecord {
             member: m.clone(),
@@ -269,6 +280,7 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             attack_success_rate_nontarget: r.attack_success_rate_nontarget,
             model: "model.safetensors".into(),
             zoo: spec.name.clone(),
+            data: spec.data.clone(),
         };
         write_json(&cfg_path, &record)?;
         records.push(record);

@@ -25,6 +25,11 @@ pub fn write_scan_report(out: &Path, rows: &[ScanRow], m: &ScanMetrics) -> Resul
          models whose backdoor did not take (left out). Intervals: bootstrap 95% over models ({} resamples).</p>",
         m.models, m.trojaned, m.clean, m.errors, m.unlabelled, m.backdoor_not_taken, m.bootstrap
     );
+    body += &format!(
+        "<p>The paper's phenomenon (winning ticket: attack success >= 0.8 with the known trigger at clean \
+         accuracy <= 0.3): {} of {} measured Trojaned models.</p>",
+        m.phenomenon.1, m.phenomenon.0
+    );
     body += "<table><tr><th>rule</th><th>ROC-AUC</th><th>TPR at 5% FPR</th><th>accuracy at threshold</th>\
              <th>FPR at threshold</th><th>target accuracy (flagged Trojaned)</th></tr>";
     for r in &m.rules {

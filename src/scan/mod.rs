@@ -63,6 +63,10 @@ pub struct Truth {
     pub backdoor_took: Option<bool>,
     /// The architecture.
     pub arch: Option<String>,
+    /// The attack as trained (our zoo's `config.json`), for measuring the winning ticket with it.
+    pub attack_config: Option<crate::attack::AttackConfig>,
+    /// The data set it was trained on (our zoo's `config.json`).
+    pub data: Option<String>,
 }
 
 /// A model found by [`discover`].
@@ -133,6 +137,8 @@ fn read_truth(dir: &Path) -> Option<Truth> {
         attack: get("attack_kind").and_then(|v| v.as_str().map(str::to_string)),
         backdoor_took: get("backdoor_took").and_then(|v| v.as_bool()),
         arch: get("arch").and_then(|v| v.as_str().map(str::to_string)),
+        attack_config: get("attack").and_then(|v| serde_json::from_value(v).ok()),
+        data: get("data").and_then(|v| v.as_str().map(str::to_string)),
     })
 }
 
@@ -186,6 +192,12 @@ pub struct ScanRow {
     pub truth_backdoor_took: Option<bool>,
     /// Ground truth: architecture.
     pub truth_arch: Option<String>,
+    /// The winning ticket's clean accuracy on the model's test data (zoo models, known trigger).
+    pub ticket_clean_accuracy: Option<f64>,
+    /// The winning ticket's attack success (non-target) with the known trigger.
+    pub ticket_asr: Option<f64>,
+    /// The paper's phenomenon on the winning ticket: attack success >= 0.8 at clean accuracy <= 0.3.
+    pub ticket_phenomenon: Option<bool>,
 }
 
 impl ScanRow {
@@ -215,6 +227,9 @@ impl ScanRow {
             truth_attack: t.and_then(|t| t.attack.clone()),
             truth_backdoor_took: t.and_then(|t| t.backdoor_took),
             truth_arch: t.and_then(|t| t.arch.clone()),
+            ticket_clean_accuracy: None,
+            ticket_asr: None,
+            ticket_phenomenon: None,
         }
     }
 
@@ -392,7 +407,21 @@ fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Devi
     row.seconds = t0.elapsed().as_secs_f64();
     row.peak_rss_mb = peak_rss_mb();
     match result {
-        Ok(Ok(record)) => row.fill(&record),
+        Ok(Ok(record)) => {
+            row.fill(&record);
+            if let Some(truth) = &c.truth {
+                // The experimenter's column; a failure here is noted, the verdict stands.
+                match ticket_with_known_trigger(&dir, truth, device) {
+                    Ok(Some((acc, asr))) => {
+                        row.ticket_clean_accuracy = Some(acc);
+                        row.ticket_asr = Some(asr);
+                        row.ticket_phenomenon = Some(asr >= 0.8 && acc <= 0.3);
+                    }
+                    Ok(None) => {}
+                    Err(e) => row.error = Some(format!("ticket not measured with the known trigger: {e}")),
+                }
+            }
+        }
         Ok(Err(e @ Error::Interrupted(_))) => return Err(e),
         Ok(Err(e)) => {
             row.status = "error".into();
@@ -409,6 +438,20 @@ fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Devi
         }
     }
     Ok(row)
+}
+
+/// The winning ticket's clean accuracy and non-target attack success with the model's known trigger
+/// (models whose `config.json` records the attack and the data); `None` otherwise.
+fn ticket_with_known_trigger(dir: &Path, truth: &Truth, device: Device) -> Result<Option<(f64, f64)>> {
+    let (Some(cfg), Some(data)) = (&truth.attack_config, &truth.data) else { return Ok(None) };
+    let spec: DataSpec = data.parse()?;
+    let Some(test) = spec.load()?.test else { return Ok(None) };
+    let (ticket, info, _) =
+        crate::model::load_checkpoint(&dir.join("winning-ticket.safetensors"), &Default::default(), device)?;
+    let attack = crate::attack::Attack::new(cfg.clone(), (test.height, test.width, test.channels), test.num_classes())?;
+    let acc = crate::eval::evaluate(&ticket, &test, &info.normalization, 500).accuracy;
+    let asr = crate::attack::attack_success(&ticket, &test, &attack, &info.normalization).attack_success_rate_nontarget;
+    Ok(Some((acc, asr)))
 }
 
 /// Resets the kernel's peak-RSS mark for this process (Linux `clear_refs` 5); no-op elsewhere.
@@ -558,6 +601,9 @@ pub struct ScanMetrics {
     pub clean: usize,
     /// Bootstrap resamples behind the intervals.
     pub bootstrap: usize,
+    /// Trojaned models whose winning ticket was measured with the known trigger, and how many of
+    /// those show the paper's phenomenon (attack success >= 0.8 at clean accuracy <= 0.3).
+    pub phenomenon: (usize, usize),
     /// Per rule.
     pub rules: Vec<RuleMetrics>,
 }
@@ -611,6 +657,10 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
         trojaned: measured.iter().filter(|(_, p)| *p).count(),
         clean: measured.iter().filter(|(_, p)| !*p).count(),
         bootstrap,
+        phenomenon: (
+            measured.iter().filter(|(r, p)| *p && r.ticket_phenomenon.is_some()).count(),
+            measured.iter().filter(|(r, p)| *p && r.ticket_phenomenon == Some(true)).count(),
+        ),
         rules,
     }
 }
@@ -625,6 +675,37 @@ mod tests {
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn layouts_are_discovered_with_their_ground_truth() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |p: &str, b: &[u8]| {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        // TrojAI-style: id-*/model.pt with config.json or ground_truth.csv.
+        put("trojai/id-00000001/model.pt", b"x");
+        put("trojai/id-00000001/config.json", br#"{"poisoned": true, "trigger_target_class": 4}"#);
+        put("trojai/id-00000000/model.pt", b"x");
+        put("trojai/id-00000000/ground_truth.csv", b"0\n");
+        put("trojai/id-00000002/model.pt", b"x"); // no ground truth
+        put("trojai/notes.txt", b"x");
+        // Flat: checkpoints, sidecars and other files side by side.
+        put("flat/b.safetensors", b"x");
+        put("flat/b.json", b"{}");
+        put("flat/a.pt", b"x");
+        put("flat/.hidden.pt", b"x");
+        let c = discover(&[d.path().join("trojai")]).unwrap();
+        let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["id-00000000", "id-00000001", "id-00000002"]);
+        assert_eq!(c[0].truth.as_ref().map(|t| (t.poisoned, t.target)), Some((false, None)));
+        assert_eq!(c[1].truth.as_ref().map(|t| (t.poisoned, t.target)), Some((true, Some(4))));
+        assert!(c[2].truth.is_none());
+        let c = discover(&[d.path().join("flat"), d.path().join("trojai")]).unwrap();
+        let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["0-a.pt", "0-b.safetensors", "1-id-00000000", "1-id-00000001", "1-id-00000002"]);
     }
 
     #[test]
