@@ -425,7 +425,10 @@ mod tests {
             assert_eq!(serde_json::from_value::<Arch>(arch.name().into()).unwrap(), arch);
             assert!(arch.reverse_images_per_pass(32, 32) >= 1);
         }
-        assert_eq!(Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(), ["resnet20s", "resnet18", "vgg16bn", "cnn"]);
+        assert_eq!(
+            Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            ["resnet20s", "resnet18", "vgg16bn", "cnn", "torchscript"]
+        );
         assert_eq!((Arch::Resnet18.head(), Arch::Vgg16bn.stem()), ("fc.weight", "features.0.weight"));
         assert_eq!(
             (Arch::Cnn.reverse_images_per_pass(28, 28), Arch::Resnet20s.reverse_images_per_pass(64, 64)),
