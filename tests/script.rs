@@ -260,6 +260,18 @@ fn imp_trains_a_torchscript_network_and_inspect_lists_it_without_running_it() {
     let (i, _, _) = load_checkpoint(&init, &InputOverrides::default(), Device::Cpu).unwrap();
     let x = golden("input");
     assert!(max_diff(&tch::no_grad(|| t.forward_t(&x, false)), &tch::no_grad(|| i.forward_t(&x, false))) > 1e-3);
+    // export writes the trained ticket (safetensors + sidecar naming the archive) as TorchScript.
+    let exported = d.path().join("ticket.ts.pt");
+    let o = quarantine(&[
+        "export",
+        "--model",
+        run.join("winning-ticket.safetensors").to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (e, _, _) = load_checkpoint(&exported, &InputOverrides::default(), Device::Cpu).unwrap();
+    assert_eq!(max_diff(&tch::no_grad(|| e.forward_t(&x, false)), &tch::no_grad(|| t.forward_t(&x, false))), 0.0);
     let o = quarantine(&["inspect", ticket.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
