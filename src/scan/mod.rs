@@ -180,7 +180,8 @@ pub struct ScanRow {
     pub ticket_density: Option<f64>,
     /// Seconds of this model's detect.
     pub seconds: f64,
-    /// Peak resident memory during this model's detect, MB (Linux; `None` elsewhere).
+    /// Peak resident memory during this model's detect, MB (Linux `VmHWM` after resetting it with
+    /// `clear_refs`; where the kernel ignores the reset, the process's peak so far; `None` off Linux).
     pub peak_rss_mb: Option<f64>,
     /// Ground truth: poisoned.
     pub truth_poisoned: Option<bool>,
@@ -289,6 +290,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "truth_attack",
     "truth_backdoor_took",
     "truth_arch",
+    "ticket_clean_accuracy",
+    "ticket_asr",
+    "ticket_phenomenon",
 ];
 
 /// `rows` as CSV (RFC 4180 quoting), one line per row in the given order.
@@ -301,7 +305,8 @@ pub fn csv(rows: &[ScanRow]) -> String {
             .map(|c| match &v[*c] {
                 serde_json::Value::Null => String::new(),
                 serde_json::Value::String(x) => quote(x),
-                serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| format!("{f:.6}")),
+                serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or(n.to_string(), |f| format!("{f:.6}")),
+                serde_json::Value::Number(n) => n.to_string(),
                 other => other.to_string(),
             })
             .collect();
