@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use tch::{nn, Tensor};
 use torch_sys::C_tensor;
+use torchfile::script::ScriptArchive;
 
 use super::arch::ArchSpec;
 use super::layers::Mode;
@@ -108,9 +109,10 @@ impl Drop for ScriptModule {
 }
 
 impl ScriptModule {
-    /// Vets the archive (op allow-list, safe pickles), loads it, and checks its compiled graphs.
-    fn load(path: &Path, allow_ops: &[String]) -> Result<ScriptModule> {
-        torchfile::script::vet(path, allow_ops)?;
+    /// Vets the archive (`bytes`, read from `path`: op allow-list, safe pickles), loads it, and checks
+    /// its compiled graphs; returns the module with what the vetting read.
+    fn load(path: &Path, bytes: &[u8], allow_ops: &[String]) -> Result<(ScriptModule, ScriptArchive)> {
+        let archive = torchfile::script::vet_bytes(bytes, path, allow_ops)?;
         let c = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| Error::bad_file(path, "the path contains a NUL byte"))?;
         let mut ptr = std::ptr::null_mut();
@@ -130,7 +132,7 @@ impl ScriptModule {
                 ));
             }
         }
-        Ok(m)
+        Ok((m, archive))
     }
 
     fn tensors(
@@ -221,7 +223,7 @@ impl ArchSpec for ScriptSpec {
                 format!("the TorchScript archive changed since it was used (SHA-256 {hash}, recorded {})", src.sha256),
             ));
         }
-        Ok(Box::new(ScriptNet::new(root, &src.path, &src.allow_ops)?))
+        Ok(Box::new(ScriptNet::new(root, &src.path, &bytes, &src.allow_ops)?))
     }
     fn head(&self) -> &'static str {
         ""
@@ -248,9 +250,10 @@ impl std::fmt::Debug for ScriptNet {
 }
 
 impl ScriptNet {
-    /// Loads the archive and registers its parameters (trainable) and buffers under `root`.
-    fn new(root: &nn::Path, path: &Path, allow_ops: &[String]) -> Result<Self> {
-        let module = ScriptModule::load(path, allow_ops)?;
+    /// Loads the archive (`bytes`, read from `path`) and registers its parameters (trainable) and
+    /// buffers under `root`.
+    fn new(root: &nn::Path, path: &Path, bytes: &[u8], allow_ops: &[String]) -> Result<Self> {
+        let (module, _) = ScriptModule::load(path, bytes, allow_ops)?;
         let params = module.tensors(qt_named_parameters)?;
         let buffers = module.tensors(qt_named_buffers)?;
         let device = root.device();
@@ -336,8 +339,8 @@ pub struct ScriptSummary {
 
 /// Vets and loads the archive at `path` (nothing runs) and summarises it.
 pub fn summarize(path: &Path, allow_ops: &[String]) -> Result<ScriptSummary> {
-    let archive = torchfile::script::vet(path, allow_ops)?;
-    let module = ScriptModule::load(path, allow_ops)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (module, archive) = ScriptModule::load(path, &bytes, allow_ops)?;
     let mut tensors = vec![];
     for (is_param, list) in [(true, module.tensors(qt_named_parameters)?), (false, module.tensors(qt_named_buffers)?)] {
         tensors.extend(list.into_iter().map(|(n, t)| (n, t.size(), is_param)));
@@ -366,7 +369,8 @@ pub fn describe(
     side: Option<usize>,
 ) -> Result<(usize, usize, usize)> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
-    let net = ScriptNet::new(&vs.root(), path, allow_ops)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let net = ScriptNet::new(&vs.root(), path, &bytes, allow_ops)?;
     // The first 4-D parameter in definition order (`named_parameters` order) is the stem.
     let stem_channels = {
         let guard = net.module.lock().unwrap_or_else(|e| e.into_inner());

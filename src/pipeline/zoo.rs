@@ -254,7 +254,7 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
         let resume = train_dir.join("train-state.json").exists();
         let job = TrainJob {
             data: data.clone(),
-            arch: if model_init.is_some() { Arch::Cnn } else { arch },
+            arch,
             model_init,
             epochs: m.epochs,
             out: train_dir.clone(),

@@ -370,6 +370,7 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
         None => None,
     };
     let (mut scanned, mut skipped) = (0, 0);
+    let mut test_sets = TestSets::default();
     for (k, c) in mine.iter().enumerate() {
         let row_path = rows_dir.join(format!("{}.json", c.id));
         if row_path.exists() {
@@ -378,7 +379,7 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
         }
         ctl.check(&job.out)?;
         ctl.progress().note(&format!("scan: {} ({}/{})", c.id, k + 1, mine.len()));
-        let row = scan_one(job, c, data.as_ref(), device, ctl)?;
+        let row = scan_one(job, c, data.as_ref(), &mut test_sets, device, ctl)?;
         write_atomic(&row_path, &serde_json::to_vec_pretty(&row).expect("rows serialize"))?;
         scanned += 1;
     }
@@ -390,7 +391,14 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
 
 /// One model's detect, as a row; an error (or a panic) becomes an error row. Only an interrupt
 /// (Ctrl-C) stops the scan.
-fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Device, ctl: &Control) -> Result<ScanRow> {
+fn scan_one(
+    job: &ScanJob,
+    c: &Candidate,
+    data: Option<&AuditData>,
+    test_sets: &mut TestSets,
+    device: Device,
+    ctl: &Control,
+) -> Result<ScanRow> {
     let mut row = ScanRow::new(c);
     let dir = job.out.join("models").join(&c.id);
     let t0 = std::time::Instant::now();
@@ -416,7 +424,7 @@ fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Devi
             row.fill(&record);
             if let Some(truth) = &c.truth {
                 // The experimenter's column; a failure here is noted, the verdict stands.
-                match ticket_with_known_trigger(&dir, truth, device) {
+                match ticket_with_known_trigger(&dir, truth, test_sets, device) {
                     Ok(Some((acc, asr))) => {
                         row.ticket_clean_accuracy = Some(acc);
                         row.ticket_asr = Some(asr);
@@ -445,17 +453,28 @@ fn scan_one(job: &ScanJob, c: &Candidate, data: Option<&AuditData>, device: Devi
     Ok(row)
 }
 
+/// Test sets by data spec, loaded once per scan (every member of a zoo shares one).
+type TestSets = std::collections::HashMap<String, Option<crate::data::ImageSet>>;
+
 /// The winning ticket's clean accuracy and non-target attack success with the model's known trigger
 /// (models whose `config.json` records the attack and the data); `None` otherwise.
-fn ticket_with_known_trigger(dir: &Path, truth: &Truth, device: Device) -> Result<Option<(f64, f64)>> {
+fn ticket_with_known_trigger(
+    dir: &Path,
+    truth: &Truth,
+    test_sets: &mut TestSets,
+    device: Device,
+) -> Result<Option<(f64, f64)>> {
     let (Some(cfg), Some(data)) = (&truth.attack_config, &truth.data) else { return Ok(None) };
-    let spec: DataSpec = data.parse()?;
-    let Some(test) = spec.load()?.test else { return Ok(None) };
+    if !test_sets.contains_key(data) {
+        let spec: DataSpec = data.parse()?;
+        test_sets.insert(data.clone(), spec.load()?.test);
+    }
+    let Some(test) = &test_sets[data] else { return Ok(None) };
     let (ticket, info, _) =
         crate::model::load_checkpoint(&dir.join("winning-ticket.safetensors"), &Default::default(), device)?;
     let attack = crate::attack::Attack::new(cfg.clone(), (test.height, test.width, test.channels), test.num_classes())?;
-    let acc = crate::eval::evaluate(&ticket, &test, &info.normalization, 500).accuracy;
-    let asr = crate::attack::attack_success(&ticket, &test, &attack, &info.normalization).attack_success_rate_nontarget;
+    let acc = crate::eval::evaluate(&ticket, test, &info.normalization, 500).accuracy;
+    let asr = crate::attack::attack_success(&ticket, test, &attack, &info.normalization).attack_success_rate_nontarget;
     Ok(Some((acc, asr)))
 }
 
