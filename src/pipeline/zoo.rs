@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::attack::{AttackConfig, AttackSpec, Blend, Location, Patch, Select, TriggerSpec, Warp};
+use crate::attack::{AttackConfig, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp};
 use crate::choice::Choice;
 use crate::control::Control;
 use crate::data::DataSpec;
@@ -39,7 +39,8 @@ pub struct ZooSpec {
     pub archs: Vec<String>,
     /// Training epochs, `[min, max]`.
     pub epochs: [usize; 2],
-    /// Attack kinds: `badnets`, `blended`, `wanet`.
+    /// Attack kinds: `badnets`, `blended`, `wanet`, `clean-label` (PGD against the zoo's one clean
+    /// surrogate, `surrogate/`, trained first; then the patch; labels kept).
     pub attacks: Vec<String>,
     /// BadNets/blended triggers: `paper-gray`, `paper-rgb`, `checkerboard`, `solid`, `image:PATH`.
     pub triggers: Vec<String>,
@@ -82,8 +83,8 @@ impl ZooSpec {
             return Err("poison_ratios is [min, max] within (0, 1)".into());
         }
         for a in &self.attacks {
-            if !["badnets", "blended", "wanet"].contains(&a.as_str()) {
-                return Err(format!("attack `{a}`: expected badnets, blended or wanet"));
+            if !["badnets", "blended", "wanet", "clean-label"].contains(&a.as_str()) {
+                return Err(format!("attack `{a}`: expected badnets, blended, wanet or clean-label"));
             }
         }
         for l in &self.locations {
@@ -127,10 +128,12 @@ impl ZooSpec {
                         "random" => Location::Random,
                         _ => corners[rng.gen_range(0..corners.len())],
                     };
+                    let patch = Patch { trigger: trig.clone(), trigger_size: Some(size), location };
                     let spec = match kind.as_str() {
                         "blended" => AttackSpec::Blended(Blend { trigger: trig, trigger_size: None, alpha: 0.15 }),
                         "wanet" => AttackSpec::Wanet(Warp::default()),
-                        _ => AttackSpec::Badnets(Patch { trigger: trig, trigger_size: Some(size), location }),
+                        "clean-label" => AttackSpec::CleanLabel(CleanLabel { patch, pgd: Pgd::default() }),
+                        _ => AttackSpec::Badnets(patch),
                     };
                     AttackConfig {
                         spec,
@@ -226,6 +229,11 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
     let data: DataSpec = spec.data.parse()?;
     let split = data.load()?;
     let members = spec.members();
+    let surrogate = if members.iter().any(|m| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")) {
+        Some(train_surrogate(spec, out, &data, &split, device, ctl)?)
+    } else {
+        None
+    };
     let (mut trained, mut skipped, mut records) = (0, 0, vec![]);
     for (k, m) in members.iter().enumerate() {
         let dir = out.join(&m.id);
@@ -260,6 +268,7 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             out: train_dir.clone(),
             seed: m.seed,
             attack: m.attack.clone(),
+            surrogate: surrogate.clone().filter(|_| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")),
             resume,
             force: !resume,
             ..TrainJob::default()
@@ -289,6 +298,42 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
     Ok(ZooSummary { trained, skipped, records })
 }
 
+/// The clean surrogate every clean-label member perturbs against: the spec's first architecture, its
+/// shortest training, a seed of its own; `surrogate/model.safetensors`, trained once (resumable like
+/// a member: `surrogate/done` is written last).
+fn train_surrogate(
+    spec: &ZooSpec,
+    out: &Path,
+    data: &DataSpec,
+    split: &crate::data::Split,
+    device: tch::Device,
+    ctl: &Control,
+) -> Result<PathBuf> {
+    let dir = out.join("surrogate");
+    let model = dir.join("model.safetensors");
+    if dir.join("done").exists() {
+        return Ok(model);
+    }
+    ctl.check(out)?;
+    ctl.progress().note("zoo: the clean-label surrogate (clean)");
+    let (arch, model_init) = arch(&spec.archs[0]).map_err(|e| Error::invalid("zoo surrogate", e))?;
+    let resume = dir.join("train-state.json").exists();
+    let job = TrainJob {
+        data: data.clone(),
+        arch,
+        model_init,
+        epochs: spec.epochs[0],
+        out: dir.clone(),
+        seed: spec.seed ^ 0x5355_5252,
+        resume,
+        force: !resume,
+        ..TrainJob::default()
+    };
+    crate::train::run_with_data(&job, split, device, ctl)?;
+    crate::util::write_atomic(&dir.join("done"), b"")?;
+    Ok(model)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +347,7 @@ mod tests {
             data: "builtin".into(),
             archs: vec!["cnn".into(), "resnet20s".into()],
             epochs: [2, 4],
-            attacks: vec!["badnets".into(), "blended".into(), "wanet".into()],
+            attacks: vec!["badnets".into(), "blended".into(), "wanet".into(), "clean-label".into()],
             triggers: vec!["paper-gray".into(), "paper-rgb".into(), "checkerboard".into(), "solid".into()],
             trigger_sizes: [3, 6],
             locations: vec!["fixed".into(), "random".into()],
@@ -319,12 +364,12 @@ mod tests {
         assert_ne!(m, ZooSpec { seed: 4, ..s.clone() }.members());
         let kinds: std::collections::BTreeSet<String> =
             m.iter().filter_map(|x| x.attack.as_ref()).map(|a| a.kind().name().to_string()).collect();
-        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
         for x in &m {
             assert!((2..=4).contains(&x.epochs));
             if let Some(a) = &x.attack {
                 assert!((0.05..=0.1).contains(&a.poison_ratio) && a.target.unwrap() < 10);
-                if let AttackSpec::Badnets(p) = &a.spec {
+                if let AttackSpec::Badnets(p) | AttackSpec::CleanLabel(CleanLabel { patch: p, .. }) = &a.spec {
                     assert!((3..=6).contains(&p.trigger_size.unwrap()));
                 }
             }
