@@ -88,9 +88,12 @@ pub fn discover(dirs: &[PathBuf]) -> Result<Vec<Candidate>> {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
+        // Our zoo (it has `zoo.json`): only finished members, `id-*` folders with `config.json`; not
+        // the clean-label surrogate, not a member still training (a scan may run beside `zoo`).
+        let zoo = dir.join("zoo.json").is_file();
         for p in paths {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name.starts_with('.') {
+            if name.starts_with('.') || (zoo && !(name.starts_with("id-") && p.join("config.json").is_file())) {
                 continue;
             }
             let found = if p.is_dir() {
@@ -727,6 +730,14 @@ mod tests {
         assert_eq!(c[0].truth.as_ref().map(|t| (t.poisoned, t.target)), Some((false, None)));
         assert_eq!(c[1].truth.as_ref().map(|t| (t.poisoned, t.target)), Some((true, Some(4))));
         assert!(c[2].truth.is_none());
+        // Our zoo: finished members only, not the surrogate, not a member still training.
+        put("zoo/zoo.json", b"{}");
+        put("zoo/surrogate/model.safetensors", b"x");
+        put("zoo/id-0000/model.safetensors", b"x");
+        put("zoo/id-0000/config.json", br#"{"poisoned": false}"#);
+        put("zoo/id-0001/model.safetensors", b"x");
+        let c = discover(&[d.path().join("zoo")]).unwrap();
+        assert_eq!(c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["id-0000"]);
         let c = discover(&[d.path().join("flat"), d.path().join("trojai")]).unwrap();
         let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["0-a.pt", "0-b.safetensors", "1-id-00000000", "1-id-00000001", "1-id-00000002"]);
