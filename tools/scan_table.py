@@ -1,5 +1,7 @@
-"""README table of one or more scans' metrics.json: every rule's ROC-AUC, TPR at 5% FPR, accuracy
-and FPR at its threshold, and target accuracy, with bootstrap 95% intervals.
+"""README tables of one or more scans' metrics.json: every rule's ROC-AUC, TPR at 5% FPR, accuracy
+and FPR at its threshold, and target accuracy, with bootstrap 95% intervals; then, per group of
+models (Trojaned per attack kind, clean per architecture), how many each rule flagged (with the
+right target).
 
 Run: python3 tools/scan_table.py LABEL=SCAN_OUT [LABEL=SCAN_OUT ...]
 """
@@ -12,14 +14,29 @@ def est(e):
 
 
 def main():
+    scans = [(a.split("=", 1)[0], json.load(open(f"{a.split('=', 1)[1]}/metrics.json"))) for a in sys.argv[1:]]
     print("| scan | rule | ROC-AUC | TPR at 5% FPR | accuracy | FPR | target accuracy | Trojaned / clean |")
     print("|---|---|---|---|---|---|---|---|")
-    for arg in sys.argv[1:]:
-        label, path = arg.split("=", 1)
-        m = json.load(open(f"{path}/metrics.json"))
+    for label, m in scans:
         for r in m["rules"]:
             print(f"| {label} | {r['rule']} | {est(r['auc'])} | {est(r['tpr_at_5_fpr'])} | {est(r['accuracy'])} | "
                   f"{est(r['fpr'])} | {est(r['target_accuracy'])} | {m['trojaned']} / {m['clean']} |")
+    for label, m in scans:
+        rules = m["rules"]
+        if not rules or not rules[0].get("groups"):
+            continue
+        print()
+        print(f"{label}: flagged (right target) of models, at the threshold")
+        print()
+        print("| group | " + " | ".join(r["rule"] for r in rules) + " |")
+        print("|---|" + "---|" * len(rules))
+        for k, g in enumerate(rules[0]["groups"]):
+            cells = []
+            for r in rules:
+                x = r["groups"][k]
+                cells.append(f"{x['flagged']} of {x['models']}" if x["group"].startswith("clean")
+                             else f"{x['flagged']} ({x['right_target']}) of {x['models']}")
+            print(f"| {g['group']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,27 @@ pub fn write_scan_report(out: &Path, rows: &[ScanRow], m: &ScanMetrics) -> Resul
         );
     }
     body += "</table>";
+    if let Some(first) = m.rules.first().filter(|r| !r.groups.is_empty()) {
+        // Groups: flagged (right target) of models, one column per rule.
+        body += "<h2>Per group, at the threshold</h2><p>flagged (with the right target) of models</p><table><tr><th>group</th>";
+        for r in &m.rules {
+            body += &format!("<th>{}</th>", esc(r.rule.title()));
+        }
+        body += "</tr>";
+        for (k, g) in first.groups.iter().enumerate() {
+            body += &format!("<tr><td style=\"text-align:left\">{}</td>", esc(&g.group));
+            for r in &m.rules {
+                let x = &r.groups[k];
+                body += &if x.group.starts_with("clean") {
+                    format!("<td>{} of {}</td>", x.flagged, x.models)
+                } else {
+                    format!("<td>{} ({}) of {}</td>", x.flagged, x.right_target, x.models)
+                };
+            }
+            body += "</tr>";
+        }
+        body += "</table>";
+    }
     if !curves.is_empty() {
         let svg = roc("ROC over the scanned models", &curves)?;
         write_svg_and_png(&out.join("roc.png"), &svg)?;

@@ -609,6 +609,40 @@ pub struct RuleMetrics {
     pub target_accuracy: Option<roc::Estimate>,
     /// The ROC curve (all rows).
     pub roc: Vec<roc::RocPoint>,
+    /// The verdicts at the threshold per group of models: Trojaned models per attack kind, clean
+    /// models per architecture (where the misses are).
+    pub groups: Vec<GroupCount>,
+}
+
+/// How one rule fared on one group of measured models, at its threshold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupCount {
+    /// `Trojaned: KIND` or `clean: ARCH`.
+    pub group: String,
+    /// Models in the group.
+    pub models: usize,
+    /// Flagged Trojaned.
+    pub flagged: usize,
+    /// Flagged with the right target (Trojaned groups).
+    pub right_target: usize,
+}
+
+/// Counts per group (sorted: Trojaned kinds, then clean architectures) of `(row, poisoned, flagged,
+/// named target)`.
+fn group_counts(read: &[(&ScanRow, bool, bool, Option<u32>)]) -> Vec<GroupCount> {
+    let mut groups: std::collections::BTreeMap<(bool, String), GroupCount> = Default::default();
+    for (r, poisoned, flagged, target) in read {
+        let key = if *poisoned {
+            (false, format!("Trojaned: {}", r.truth_attack.as_deref().unwrap_or("?")))
+        } else {
+            (true, format!("clean: {}", r.truth_arch.as_deref().unwrap_or("?")))
+        };
+        let g = groups.entry(key.clone()).or_insert(GroupCount { group: key.1, models: 0, flagged: 0, right_target: 0 });
+        g.models += 1;
+        g.flagged += *flagged as usize;
+        g.right_target += (*poisoned && *flagged && *target == r.truth_target) as usize;
+    }
+    groups.into_values().collect()
 }
 
 /// What `metrics.json` holds.
@@ -673,7 +707,19 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
                     .then(|| tp.iter().filter(|&&i| read[i].2 == read[i].4).count() as f64 / tp.len() as f64)
             });
             let (s, y) = pick(&(0..n).collect::<Vec<_>>());
-            RuleMetrics { rule, auc, tpr_at_5_fpr: tpr5, accuracy, fpr, target_accuracy, roc: roc::roc_curve(&s, &y) }
+            let groups = group_counts(
+                &measured.iter().zip(&read).map(|((r, p), x)| (*r, *p, x.1, x.2)).collect::<Vec<_>>(),
+            );
+            RuleMetrics {
+                rule,
+                auc,
+                tpr_at_5_fpr: tpr5,
+                accuracy,
+                fpr,
+                target_accuracy,
+                roc: roc::roc_curve(&s, &y),
+                groups,
+            }
         })
         .collect();
     ScanMetrics {
@@ -741,6 +787,44 @@ mod tests {
         let c = discover(&[d.path().join("flat"), d.path().join("trojai")]).unwrap();
         let ids: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["0-a.pt", "0-b.safetensors", "1-id-00000000", "1-id-00000001", "1-id-00000002"]);
+    }
+
+    #[test]
+    fn groups_count_flags_and_targets_per_attack_kind_and_clean_arch() {
+        let row = |attack: Option<&str>, arch: &str, target: Option<u32>| ScanRow {
+            truth_attack: attack.map(str::to_string),
+            truth_arch: Some(arch.into()),
+            truth_target: target,
+            ..ScanRow::new(&Candidate { id: "x".into(), path: "x".into(), truth: None })
+        };
+        let rows = [
+            row(Some("wanet"), "cnn", Some(3)),
+            row(Some("wanet"), "resnet20s", Some(1)),
+            row(Some("badnets"), "cnn", Some(2)),
+            row(None, "cnn", None),
+            row(None, "resnet20s", None),
+            row(None, "cnn", None),
+        ];
+        let read = [
+            (&rows[0], true, true, Some(3)),  // right
+            (&rows[1], true, true, Some(8)),  // flagged, wrong target
+            (&rows[2], true, false, None),    // missed
+            (&rows[3], false, true, Some(8)), // false alarm
+            (&rows[4], false, false, None),
+            (&rows[5], false, false, None),
+        ];
+        let g = group_counts(&read);
+        let c = |name: &str| g.iter().find(|x| x.group == name).map(|x| (x.models, x.flagged, x.right_target));
+        assert_eq!(g.iter().map(|x| x.group.as_str()).collect::<Vec<_>>(), [
+            "Trojaned: badnets",
+            "Trojaned: wanet",
+            "clean: cnn",
+            "clean: resnet20s"
+        ]);
+        assert_eq!(c("Trojaned: wanet"), Some((2, 2, 1)));
+        assert_eq!(c("Trojaned: badnets"), Some((1, 0, 0)));
+        assert_eq!(c("clean: cnn"), Some((2, 1, 0)));
+        assert_eq!(c("clean: resnet20s"), Some((1, 0, 0)));
     }
 
     #[test]
