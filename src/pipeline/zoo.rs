@@ -268,7 +268,9 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             out: train_dir.clone(),
             seed: m.seed,
             attack: m.attack.clone(),
-            surrogate: surrogate.clone().filter(|_| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")),
+            surrogate: surrogate
+                .clone()
+                .filter(|_| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")),
             resume,
             force: !resume,
             ..TrainJob::default()

@@ -637,7 +637,8 @@ fn group_counts(read: &[(&ScanRow, bool, bool, Option<u32>)]) -> Vec<GroupCount>
         } else {
             (true, format!("clean: {}", r.truth_arch.as_deref().unwrap_or("?")))
         };
-        let g = groups.entry(key.clone()).or_insert(GroupCount { group: key.1, models: 0, flagged: 0, right_target: 0 });
+        let g =
+            groups.entry(key.clone()).or_insert(GroupCount { group: key.1, models: 0, flagged: 0, right_target: 0 });
         g.models += 1;
         g.flagged += *flagged as usize;
         g.right_target += (*poisoned && *flagged && *target == r.truth_target) as usize;
@@ -707,9 +708,8 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
                     .then(|| tp.iter().filter(|&&i| read[i].2 == read[i].4).count() as f64 / tp.len() as f64)
             });
             let (s, y) = pick(&(0..n).collect::<Vec<_>>());
-            let groups = group_counts(
-                &measured.iter().zip(&read).map(|((r, p), x)| (*r, *p, x.1, x.2)).collect::<Vec<_>>(),
-            );
+            let groups =
+                group_counts(&measured.iter().zip(&read).map(|((r, p), x)| (*r, *p, x.1, x.2)).collect::<Vec<_>>());
             RuleMetrics {
                 rule,
                 auc,
@@ -815,12 +815,10 @@ mod tests {
         ];
         let g = group_counts(&read);
         let c = |name: &str| g.iter().find(|x| x.group == name).map(|x| (x.models, x.flagged, x.right_target));
-        assert_eq!(g.iter().map(|x| x.group.as_str()).collect::<Vec<_>>(), [
-            "Trojaned: badnets",
-            "Trojaned: wanet",
-            "clean: cnn",
-            "clean: resnet20s"
-        ]);
+        assert_eq!(
+            g.iter().map(|x| x.group.as_str()).collect::<Vec<_>>(),
+            ["Trojaned: badnets", "Trojaned: wanet", "clean: cnn", "clean: resnet20s"]
+        );
         assert_eq!(c("Trojaned: wanet"), Some((2, 2, 1)));
         assert_eq!(c("Trojaned: badnets"), Some((1, 0, 0)));
         assert_eq!(c("clean: cnn"), Some((2, 1, 0)));
