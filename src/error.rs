@@ -5,12 +5,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    /// (The I/O error is part of the message, not a `source`: with it as both, `anyhow`'s chain
+    /// printed it twice, "x: No such file or directory (os error 2): No such file or directory".)
+    #[error("{path}: {err}")]
     Io {
         /// The file being read or written.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// An error loading an image data set (from the `imagesets` crate).
     #[error(transparent)]
@@ -76,7 +78,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
     /// An [`Error::BadFile`] for `path` with message `msg`.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {

@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Error {
     /// The operating system refused a read or write.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The I/O error is in the message and not also a `source`, so an error chain prints it once.)
+    #[error("{}: {err}", .path.display())]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// The bytes carry none of the signatures this crate knows.
     #[error(
@@ -103,7 +100,7 @@ impl Error {
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), source }
+        Error::Io { path: path.to_owned(), err: source }
     }
 
     pub(crate) fn invalid_tensor(path: &Path, name: &str, detail: impl Into<String>) -> Self {
