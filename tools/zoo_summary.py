@@ -2,6 +2,8 @@
 many backdoors took (non-target attack success >= 0.5), clean accuracy and attack success (means).
 
 Run: python3 tools/zoo_summary.py ZOO_DIR [ZOO_DIR ...]   (prints a Markdown table)
+A ZOO_DIR is a zoo (`id-*/config.json`) or a folder of its records as committed
+(`docs/zoos/NAME/id-*.json`).
 """
 import json
 import os
@@ -13,7 +15,7 @@ def main():
     groups = defaultdict(list)
     for zoo in sys.argv[1:]:
         for d in sorted(os.listdir(zoo)):
-            p = os.path.join(zoo, d, "config.json")
+            p = os.path.join(zoo, d) if d.endswith(".json") else os.path.join(zoo, d, "config.json")
             if not d.startswith("id-") or not os.path.exists(p):
                 continue
             r = json.load(open(p))
