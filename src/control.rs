@@ -62,6 +62,12 @@ impl Control {
         Control { cancel: self.cancel.clone(), progress }
     }
 
+    /// The same progress sink with a flag of its own that nothing sets: for a stage that has no
+    /// state to resume from and so is not stopped halfway.
+    pub fn uncancellable(&self) -> Self {
+        Control { cancel: Arc::new(AtomicBool::new(false)), progress: self.progress.clone() }
+    }
+
     /// Asks the computation to stop at its next safe point.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -98,5 +104,6 @@ mod tests {
         c.with_progress(Arc::new(Silent)).cancel();
         let e = c.check(Path::new("state-dir")).unwrap_err();
         assert!(matches!(e, Error::Interrupted(ref p) if p == Path::new("state-dir")), "{e}");
+        assert!(c.uncancellable().check(Path::new("s")).is_ok() && c.cancelled());
     }
 }

@@ -332,7 +332,7 @@ pub fn run(
     }
     let norm = &suspect.info.normalization;
     // Seeds first: synthesized seeds are also the data-free score data.
-    let (seeds, synth) = load_seeds(&cfg.seeds, model, norm, cfg.seed, ctl)?;
+    let (seeds, synth) = load_seeds(&cfg.seeds, model, norm, cfg.seed, ctl, work)?;
     let synthesized = match (&seeds, &synth) {
         (Seeds::Images { images, .. }, Some(s)) => Some((images.clone(), s.clone())),
         _ => None,

@@ -138,7 +138,8 @@ pub fn run(
     if let Some(t) = &job.true_trigger {
         t.mask(m.height, m.width)?;
     }
-    let (seeds, synth) = load_seeds(&job.seeds, model, norm, job.config.seed, ctl)?;
+    // `reverse` keeps no state to resume from, so its seed synthesis is not stopped halfway.
+    let (seeds, synth) = load_seeds(&job.seeds, model, norm, job.config.seed, &ctl.uncancellable(), path)?;
     let synthesized = match (&seeds, &synth) {
         (Seeds::Images { images, .. }, Some(s)) => Some((images.clone(), s.clone())),
         _ => None,

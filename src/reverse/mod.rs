@@ -70,7 +70,7 @@ pub use job::{examine, prepare_out, run, Examination, ReverseJob, ReverseRun, Te
 pub use optim::{class_loss, l1_l2sq, squash, stamp, tv2, CostSchedule, CW_KAPPA};
 pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{load_seeds, SeedSpec, Seeds};
-pub use synth::{synthesize, SynthConfig, SynthSummary, SYNTH_STEPS};
+pub use synth::{synthesize, synthesize_with, SynthConfig, SynthSummary, SYNTH_STEPS};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -13,13 +13,14 @@
 //! set's default training augmentation (`DataSpec::default_augment`: the reference's random crop with
 //! 4-pixel zero padding + horizontal flip for CIFAR and folders, none for the 28x28 grayscale sets),
 //! as the reference's `Subset(train_set, range(N))` loader with `shuffle=True`.
+use std::path::Path;
 use std::str::FromStr;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
-use super::synth::{synthesize, SynthConfig, SynthSummary, SYNTH_STEPS};
+use super::synth::{synthesize_with, SynthConfig, SynthSummary, SYNTH_STEPS};
 use super::Space;
 use crate::control::Control;
 use crate::data::normals;
@@ -96,11 +97,24 @@ impl SeedSpec {
     /// Loads the seed images (data seeds: the first N of the training split; synthesized seeds:
     /// inverted from `model`, with a summary of the inversion).
     pub fn load(&self, model: &Model, norm: &Normalization, seed: u64) -> Result<(Seeds, Option<SynthSummary>)> {
+        self.load_with(model, norm, seed, &Control::quiet(), Path::new(""))
+    }
+
+    /// [`SeedSpec::load`], with a synthesis that stops on `ctl` (returning `Interrupted(state)`) and
+    /// reports its steps to `ctl`'s progress.
+    pub fn load_with(
+        &self,
+        model: &Model,
+        norm: &Normalization,
+        seed: u64,
+        ctl: &Control,
+        state: &Path,
+    ) -> Result<(Seeds, Option<SynthSummary>)> {
         match self {
             SeedSpec::Noise(n) => Ok((Seeds::Noise { n: *n }, None)),
             SeedSpec::Synth(n, steps) => {
-                let (images, summary) =
-                    synthesize(model, norm, &SynthConfig { steps: *steps, ..SynthConfig::new(*n, seed) })?;
+                let cfg = SynthConfig { steps: *steps, ..SynthConfig::new(*n, seed) };
+                let (images, summary) = synthesize_with(model, norm, &cfg, ctl, state)?;
                 Ok((Seeds::Images { images, augment: Augment::NONE }, Some(summary)))
             }
             SeedSpec::Data(spec, n) => {
@@ -118,20 +132,22 @@ impl SeedSpec {
     }
 }
 
-/// Loads the seeds of `spec` for `model` ([`SeedSpec::load`]), telling `ctl`'s progress what is
-/// happening: synthesizing seeds takes a while, and how well the inversion went is worth a line.
+/// Loads the seeds of `spec` for `model` ([`SeedSpec::load_with`]), telling `ctl`'s progress what is
+/// happening: synthesizing seeds takes a while, and how well the inversion went is worth a line. A
+/// stop asked for during the synthesis returns `Interrupted(state)`.
 pub fn load_seeds(
     spec: &SeedSpec,
     model: &Model,
     norm: &Normalization,
     seed: u64,
     ctl: &Control,
+    state: &Path,
 ) -> Result<(Seeds, Option<SynthSummary>)> {
     let progress = ctl.progress();
     if matches!(spec, SeedSpec::Synth(..)) {
         progress.note(&format!("seeds: synthesizing {spec} from the model (model inversion)"));
     }
-    let (seeds, summary) = spec.load(model, norm, seed)?;
+    let (seeds, summary) = spec.load_with(model, norm, seed, ctl, state)?;
     if let (Seeds::Images { images, .. }, Some(s)) = (&seeds, &summary) {
         progress.note(&format!(
             "seeds: {} images in {:.1} s, {:.0}% classified as their intended label",
