@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::attack::{AttackConfig, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp};
+use crate::attack::{
+    AttackConfig, AttackKind, AttackSpec, Blend, CleanLabel, Location, Patch, Pgd, Select, TriggerSpec, Warp,
+};
 use crate::choice::Choice;
 use crate::control::Control;
 use crate::data::DataSpec;
@@ -182,6 +184,13 @@ pub struct ZooMember {
     pub attack: Option<AttackConfig>,
 }
 
+impl ZooMember {
+    /// Its backdoor is clean-label (trained against the zoo's surrogate).
+    fn is_clean_label(&self) -> bool {
+        self.attack.as_ref().is_some_and(|a| a.kind() == AttackKind::CleanLabel)
+    }
+}
+
 /// A finished member's `config.json`: the plan, the ground truth and what training measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ZooRecord {
@@ -229,7 +238,7 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
     let data: DataSpec = spec.data.parse()?;
     let split = data.load()?;
     let members = spec.members();
-    let surrogate = if members.iter().any(|m| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")) {
+    let surrogate = if members.iter().any(ZooMember::is_clean_label) {
         Some(train_surrogate(spec, out, &data, &split, device, ctl)?)
     } else {
         None
@@ -268,9 +277,7 @@ pub fn run(spec: &ZooSpec, out: &Path, device: tch::Device, ctl: &Control) -> Re
             out: train_dir.clone(),
             seed: m.seed,
             attack: m.attack.clone(),
-            surrogate: surrogate
-                .clone()
-                .filter(|_| m.attack.as_ref().is_some_and(|a| a.kind().name() == "clean-label")),
+            surrogate: surrogate.clone().filter(|_| m.is_clean_label()),
             resume,
             force: !resume,
             ..TrainJob::default()

@@ -96,13 +96,9 @@ impl TryFrom<String> for SeedSpec {
 impl SeedSpec {
     /// Loads the seed images (data seeds: the first N of the training split; synthesized seeds:
     /// inverted from `model`, with a summary of the inversion).
-    pub fn load(&self, model: &Model, norm: &Normalization, seed: u64) -> Result<(Seeds, Option<SynthSummary>)> {
-        self.load_with(model, norm, seed, &Control::quiet(), Path::new(""))
-    }
-
-    /// [`SeedSpec::load`], with a synthesis that stops on `ctl` (returning `Interrupted(state)`) and
-    /// reports its steps to `ctl`'s progress.
-    pub fn load_with(
+    /// The synthesis stops on `ctl` (returning `Interrupted(state)`) and reports its steps to `ctl`'s
+    /// progress.
+    pub fn load(
         &self,
         model: &Model,
         norm: &Normalization,
@@ -132,7 +128,7 @@ impl SeedSpec {
     }
 }
 
-/// Loads the seeds of `spec` for `model` ([`SeedSpec::load_with`]), telling `ctl`'s progress what is
+/// Loads the seeds of `spec` for `model` ([`SeedSpec::load`]), telling `ctl`'s progress what is
 /// happening: synthesizing seeds takes a while, and how well the inversion went is worth a line. A
 /// stop asked for during the synthesis returns `Interrupted(state)`.
 pub fn load_seeds(
@@ -147,7 +143,7 @@ pub fn load_seeds(
     if matches!(spec, SeedSpec::Synth(..)) {
         progress.note(&format!("seeds: synthesizing {spec} from the model (model inversion)"));
     }
-    let (seeds, summary) = spec.load_with(model, norm, seed, ctl, state)?;
+    let (seeds, summary) = spec.load(model, norm, seed, ctl, state)?;
     if let (Seeds::Images { images, .. }, Some(s)) = (&seeds, &summary) {
         progress.note(&format!(
             "seeds: {} images in {:.1} s, {:.0}% classified as their intended label",
