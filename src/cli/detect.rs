@@ -84,6 +84,12 @@ pub struct DetectSettingsArgs {
     /// Reverse-engineering epochs (the reference: 100).
     #[arg(long, default_value_t = DEFAULTS.reverse_epochs)]
     pub reverse_epochs: usize,
+    /// Reverse engineering: epochs in a row before the costs change (the reference: 5).
+    #[arg(long, default_value_t = DEFAULTS.cost_patience)]
+    pub cost_patience: usize,
+    /// Reverse engineering: Adam learning rate on the trigger variables (the reference: 0.1).
+    #[arg(long, default_value_t = DEFAULTS.reverse_lr)]
+    pub reverse_lr: f64,
     #[command(flatten)]
     pub early_stop: super::common::EarlyStopArgs,
     /// Which pruning steps are scored: coarse (a grid of every STRIDE-th step, then every step
@@ -129,6 +135,8 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
             bn_recalibrate: !a.no_bn_recalibrate,
             seeds: a.seeds.clone(),
             reverse_epochs: a.reverse_epochs,
+            cost_patience: a.cost_patience,
+            reverse_lr: a.reverse_lr,
             early_stop: a.early_stop.early_stop(),
             search: a.search,
             stride: a.stride,

@@ -44,6 +44,9 @@ pub struct ReverseArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = REVERSE.config.lr)]
     pub lr: f64,
+    /// Successful (or failed) epochs in a row before the costs rise (or fall); the reference: 5.
+    #[arg(long, default_value_t = REVERSE.config.patience)]
+    pub cost_patience: usize,
     /// Classification term: ce (the reference code) or cw (C&W margin, the paper's formula).
     #[arg(long, value_parser = super::common::choice::<LossKind>(), default_value_t = REVERSE.config.loss)]
     pub loss: LossKind,
@@ -89,6 +92,7 @@ impl TryFrom<&ReverseArgs> for ReverseJob {
             epochs: a.epochs,
             batch_size: a.batch_size,
             lr: a.lr,
+            patience: a.cost_patience,
             loss: a.loss,
             space: a.space,
             seed: a.seed,

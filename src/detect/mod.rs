@@ -80,6 +80,16 @@ fn default_stride() -> usize {
 /// Adam steps of the seed synthesis with `--fast`.
 pub const FAST_SYNTH_STEPS: usize = 200;
 
+/// The reference's cost patience (records written before it was a setting).
+pub(crate) fn reference_cost_patience() -> usize {
+    ReverseConfig::default().patience
+}
+
+/// The reference's learning rate of reverse engineering (records written before it was a setting).
+pub(crate) fn reference_reverse_lr() -> f64 {
+    ReverseConfig::default().lr
+}
+
 /// Records written before the search swept the path.
 fn sweep() -> PathSearch {
     PathSearch::Sweep
@@ -114,6 +124,12 @@ pub struct DetectConfig {
     pub seeds: SeedSpec,
     /// Reverse-engineering epochs.
     pub reverse_epochs: usize,
+    /// Reverse engineering: epochs in a row before the costs change ([`ReverseConfig::patience`]).
+    #[serde(default = "reference_cost_patience")]
+    pub cost_patience: usize,
+    /// Reverse engineering: Adam learning rate ([`ReverseConfig::lr`]).
+    #[serde(default = "reference_reverse_lr")]
+    pub reverse_lr: f64,
     /// Early stop of the reverse engineering (`None`: every label runs all epochs).
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
@@ -142,6 +158,8 @@ impl Default for DetectConfig {
             bn_recalibrate: true,
             seeds: SeedSpec::Synth(100, SYNTH_STEPS),
             reverse_epochs: 100,
+            cost_patience: reference_cost_patience(),
+            reverse_lr: reference_reverse_lr(),
             early_stop: None,
             threshold: 2.0,
             anomaly_scale: AnomalyScale::Log,
@@ -205,6 +223,8 @@ impl DetectConfig {
         ReverseJob {
             config: ReverseConfig {
                 epochs: self.reverse_epochs,
+                patience: self.cost_patience,
+                lr: self.reverse_lr,
                 seed: self.seed,
                 early_stop: self.early_stop,
                 ..Default::default()
@@ -570,5 +590,26 @@ mod tests {
         assert_eq!(l1(&resumed), l1(&whole));
         assert!(whole.dense.results.iter().all(|r| r.epochs_run <= 12));
         assert_eq!(whole.timings.steps_scored, steps.len());
+    }
+
+    /// The reverse-engineering schedule is part of the config: a detect.json written before it
+    /// was a setting reads as the reference's (lr 0.1, cost patience 5), the reverse job gets what
+    /// is set, and the recorded command line reproduces a changed schedule.
+    #[test]
+    fn the_reverse_schedule_is_recorded_and_old_records_read_as_the_reference() {
+        let mut old = serde_json::to_value(DetectConfig::default()).unwrap();
+        let map = old.as_object_mut().unwrap();
+        assert!(map.remove("reverse_lr").is_some() && map.remove("cost_patience").is_some());
+        let read: DetectConfig = serde_json::from_value(old).unwrap();
+        assert_eq!((read.reverse_lr, read.cost_patience), (0.1, 5));
+        let cfg = DetectConfig { reverse_lr: 0.3, cost_patience: 3, ..DetectConfig::default() };
+        let job = cfg.reverse_job();
+        assert_eq!((job.config.lr, job.config.patience), (0.3, 3));
+        let line = cfg.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
+        assert!(line.contains(" --reverse-lr 0.3") && line.contains(" --cost-patience 3"), "{line}");
+        let reference = DetectConfig { reverse_lr: 0.1, cost_patience: 5, ..DetectConfig::default() };
+        let line = reference.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
+        assert!(!line.contains("--reverse-lr") && !line.contains("--cost-patience"), "{line}");
+        assert!(DetectConfig { reverse_lr: 0.0, ..DetectConfig::default() }.validate().is_err());
     }
 }

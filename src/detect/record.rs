@@ -248,6 +248,12 @@ impl DetectConfig {
             command.push_str(" --no-bn-recalibrate");
         }
         command.push_str(&format!(" --search {} --stride {}", self.search, self.stride));
+        if self.cost_patience != super::reference_cost_patience() {
+            command.push_str(&format!(" --cost-patience {}", self.cost_patience));
+        }
+        if self.reverse_lr != super::reference_reverse_lr() {
+            command.push_str(&format!(" --reverse-lr {}", self.reverse_lr));
+        }
         if let Some(e) = &self.early_stop {
             command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));
             command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));
