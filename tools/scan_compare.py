@@ -54,6 +54,12 @@ def truth(r):
     return "c" if r["truth_poisoned"] == "false" else None
 
 
+def called(v):
+    """A verdict as the auditor reads it: the target when flagged, else only 'clean'."""
+    flag, target = v
+    return target if flag else None
+
+
 def show(v):
     flag, target = v
     return f"T {target}" if flag else "-"
@@ -76,7 +82,7 @@ def main():
             p = num(r["pooled_ai"]) if r["agree"] == "true" else None
             pooled = "-" if p is None else f"{p:.2f}"
             cells.append(f"{r['dense_target']} / {r['ticket_target']}, {pooled} | {show(verdicts(r)['consensus'])} | {float(r['seconds']):.0f}")
-        same = "yes" if verdicts(a)["consensus"] == verdicts(b)["consensus"] else "**no**"
+        same = "yes" if called(verdicts(a)["consensus"]) == called(verdicts(b)["consensus"]) else "**no**"
         print(f"| {i} | {a['truth_arch']} | {t} | {cells[0]} | {cells[1]} | {same} |")
     print()
     print(f"| rule | {names[0]}: AUC | FPR | target acc. | {names[1]}: AUC | FPR | target acc. | verdicts changed |")
@@ -92,7 +98,7 @@ def main():
             hit = sum(verdicts(rows[i])[rule][1] == rows[i]["truth_target"] for i in tp)
             a = auc(pos, neg)
             cells.append(f"{'-' if a is None else f'{a:.3f}'} | {fp}/{len(neg)} | {hit}/{len(tp)}")
-        changed = sum(verdicts(old[i])[rule] != verdicts(new[i])[rule] for i in ids)
+        changed = sum(called(verdicts(old[i])[rule]) != called(verdicts(new[i])[rule]) for i in ids)
         print(f"| {rule} | {cells[0]} | {cells[1]} | {changed} of {len(ids)} |")
     print()
     for name, rows in zip(names, (old, new)):
