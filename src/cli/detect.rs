@@ -198,3 +198,29 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     eprintln!("detect: report {}", report.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(argv: &[&str]) -> anyhow::Result<DetectConfig> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        DetectConfig::try_from(&super::super::experiment::parse::<DetectSettingsArgs>(&argv)?)
+    }
+
+    /// No flag gives the library's defaults; a profile sets its schedule and explicit flags win
+    /// over it; profiles exclude each other.
+    #[test]
+    fn profiles_then_explicit_flags() {
+        assert_eq!(config(&[]).unwrap(), DetectConfig::default());
+        assert_eq!(config(&["--quick"]).unwrap(), DetectConfig::default().quick());
+        let c = config(&["--quick", "--reverse-epochs", "60", "--seeds", "synth:50"]).unwrap();
+        assert_eq!((c.reverse_epochs, c.reverse_lr, c.cost_patience), (60, 0.3, 3));
+        assert_eq!(c.seeds, SeedSpec::Synth(50, quarantine::reverse::SYNTH_STEPS));
+        let c = config(&["--exhaustive", "--reverse-lr", "0.2", "--cost-patience", "4"]).unwrap();
+        assert_eq!((c.search, c.reverse_lr, c.cost_patience), (PathSearch::Sweep, 0.2, 4));
+        assert!(config(&["--quick", "--fast"]).is_err());
+        assert!(config(&["--quick", "--exhaustive"]).is_err());
+        assert!(config(&["--cost-patience", "0"]).is_err());
+    }
+}

@@ -84,11 +84,11 @@ pub const FAST_SYNTH_STEPS: usize = 200;
 /// costs changing after 3 epochs in a row, against the reference's 100 epochs at lr 0.1 and 5.
 /// Adam moves each trigger variable by about lr per step, so the reference's masks shrink from
 /// l1 ~390 to a trigger's ~15 in 60-70 steps; three times the step gets there in ~25.
-pub const QUICK_SCHEDULE: QuickSchedule = QuickSchedule { epochs: 40, lr: 0.3, cost_patience: 3 };
+pub const QUICK_SCHEDULE: ReverseSchedule = ReverseSchedule { epochs: 40, lr: 0.3, cost_patience: 3 };
 
 /// A reverse-engineering schedule of a detection profile.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QuickSchedule {
+pub struct ReverseSchedule {
     /// Epochs (one Adam step over all seeds each).
     pub epochs: usize,
     /// Adam learning rate.
@@ -643,5 +643,9 @@ mod tests {
         let line = reference.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
         assert!(!line.contains("--reverse-lr") && !line.contains("--cost-patience"), "{line}");
         assert!(DetectConfig { reverse_lr: 0.0, ..DetectConfig::default() }.validate().is_err());
+        assert!(DetectConfig { cost_patience: 0, ..DetectConfig::default() }.validate().is_err());
+        let quick = DetectConfig::default().quick();
+        assert_eq!((quick.reverse_epochs, quick.reverse_lr, quick.cost_patience), (40, 0.3, 3));
+        assert_eq!(quick.seeds, SeedSpec::Synth(100, FAST_SYNTH_STEPS));
     }
 }

@@ -221,6 +221,9 @@ impl ReverseConfig {
         if self.batch_size == Some(0) || self.label_chunk == Some(0) {
             return bad("the batch size and the label chunk must be at least 1".into());
         }
+        if self.patience == 0 {
+            return bad("the cost patience must be at least 1 epoch".into());
+        }
         if !(self.lr > 0.0
             && self.lr.is_finite()
             && (0.0..1.0).contains(&self.betas.0)
