@@ -75,8 +75,10 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for i in ids:
         a, b = old[i], new[i]
-        t = a["truth_poisoned"] == "true" and f"{a['truth_attack']} to {a['truth_target']}" + (
-            ", did not take" if a["truth_backdoor_took"] == "false" else "") or "clean"
+        if a["truth_poisoned"] == "true":
+            t = f"{a['truth_attack']} to {a['truth_target']}" + (", did not take" if truth(a) is None else "")
+        else:
+            t = "clean"
         cells = []
         for r in (a, b):
             p = num(r["pooled_ai"]) if r["agree"] == "true" else None

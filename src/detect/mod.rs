@@ -200,6 +200,12 @@ impl DetectConfig {
     /// (README, "Faster detect").
     pub fn fast(mut self) -> Self {
         self.early_stop = Some(EarlyStop::default());
+        self.shorter_synthesis()
+    }
+
+    /// Default synthesized seeds (`synth:N`) made in [`FAST_SYNTH_STEPS`] steps instead of
+    /// [`SYNTH_STEPS`]; other seeds as they are.
+    fn shorter_synthesis(mut self) -> Self {
         if let SeedSpec::Synth(n, SYNTH_STEPS) = self.seeds {
             self.seeds = SeedSpec::Synth(n, FAST_SYNTH_STEPS);
         }
@@ -215,10 +221,7 @@ impl DetectConfig {
         self.reverse_lr = QUICK_SCHEDULE.lr;
         self.cost_patience = QUICK_SCHEDULE.cost_patience;
         self.early_stop = None;
-        if let SeedSpec::Synth(n, SYNTH_STEPS) = self.seeds {
-            self.seeds = SeedSpec::Synth(n, FAST_SYNTH_STEPS);
-        }
-        self
+        self.shorter_synthesis()
     }
 
     /// Errs on settings no detection can run with.
