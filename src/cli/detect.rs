@@ -93,6 +93,10 @@ pub struct DetectSettingsArgs {
     /// [default: 0.1, 0.3 with --quick]
     #[arg(long)]
     pub reverse_lr: Option<f64>,
+    /// Reverse engineering: seeds per Adam step, so an epoch over the seeds takes several steps
+    /// (the reference: all seeds in one step) [default: all]
+    #[arg(long)]
+    pub reverse_batch: Option<usize>,
     #[command(flatten)]
     pub early_stop: super::common::EarlyStopArgs,
     /// Which pruning steps are scored: coarse (a grid of every STRIDE-th step, then every step
@@ -169,6 +173,9 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
         if let Some(patience) = a.cost_patience {
             cfg.cost_patience = patience;
         }
+        if a.reverse_batch.is_some() {
+            cfg.reverse_batch = a.reverse_batch;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -219,6 +226,9 @@ mod tests {
         assert_eq!(c.seeds, SeedSpec::Synth(50, quarantine::reverse::SYNTH_STEPS));
         let c = config(&["--exhaustive", "--reverse-lr", "0.2", "--cost-patience", "4"]).unwrap();
         assert_eq!((c.search, c.reverse_lr, c.cost_patience), (PathSearch::Sweep, 0.2, 4));
+        let c = config(&["--reverse-batch", "20", "--reverse-epochs", "20", "--cost-patience", "1"]).unwrap();
+        assert_eq!((c.reverse_batch, c.reverse_epochs, c.cost_patience), (Some(20), 20, 1));
+        assert!(config(&["--reverse-batch", "0"]).is_err());
         assert!(config(&["--quick", "--fast"]).is_err());
         assert!(config(&["--quick", "--exhaustive"]).is_err());
         assert!(config(&["--cost-patience", "0"]).is_err());

@@ -147,6 +147,10 @@ pub struct DetectConfig {
     /// Reverse engineering: Adam learning rate ([`ReverseConfig::lr`]).
     #[serde(default = "reference_reverse_lr")]
     pub reverse_lr: f64,
+    /// Reverse engineering: seeds per Adam step (`None`: all seeds in one step per epoch, the
+    /// reference; [`ReverseConfig::batch_size`]).
+    #[serde(default)]
+    pub reverse_batch: Option<usize>,
     /// Early stop of the reverse engineering (`None`: every label runs all epochs).
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
@@ -177,6 +181,7 @@ impl Default for DetectConfig {
             reverse_epochs: 100,
             cost_patience: reference_cost_patience(),
             reverse_lr: reference_reverse_lr(),
+            reverse_batch: None,
             early_stop: None,
             threshold: 2.0,
             anomaly_scale: AnomalyScale::Log,
@@ -260,6 +265,7 @@ impl DetectConfig {
                 epochs: self.reverse_epochs,
                 patience: self.cost_patience,
                 lr: self.reverse_lr,
+                batch_size: self.reverse_batch,
                 seed: self.seed,
                 early_stop: self.early_stop,
                 ..Default::default()
@@ -635,13 +641,19 @@ mod tests {
         let mut old = serde_json::to_value(DetectConfig::default()).unwrap();
         let map = old.as_object_mut().unwrap();
         assert!(map.remove("reverse_lr").is_some() && map.remove("cost_patience").is_some());
+        assert!(map.remove("reverse_batch").is_some());
         let read: DetectConfig = serde_json::from_value(old).unwrap();
-        assert_eq!((read.reverse_lr, read.cost_patience), (0.1, 5));
+        assert_eq!((read.reverse_lr, read.cost_patience, read.reverse_batch), (0.1, 5, None));
         let cfg = DetectConfig { reverse_lr: 0.3, cost_patience: 3, ..DetectConfig::default() };
         let job = cfg.reverse_job();
         assert_eq!((job.config.lr, job.config.patience), (0.3, 3));
         let line = cfg.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
         assert!(line.contains(" --reverse-lr 0.3") && line.contains(" --cost-patience 3"), "{line}");
+        assert!(!line.contains("--reverse-batch"), "{line}");
+        let cfg = DetectConfig { reverse_batch: Some(20), ..DetectConfig::default() };
+        assert_eq!(cfg.reverse_job().config.batch_size, Some(20));
+        let line = cfg.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
+        assert!(line.contains(" --reverse-batch 20"), "{line}");
         let reference = DetectConfig { reverse_lr: 0.1, cost_patience: 5, ..DetectConfig::default() };
         let line = reference.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
         assert!(!line.contains("--reverse-lr") && !line.contains("--cost-patience"), "{line}");

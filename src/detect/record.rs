@@ -254,6 +254,9 @@ impl DetectConfig {
         if self.reverse_lr != super::reference_reverse_lr() {
             command.push_str(&format!(" --reverse-lr {}", self.reverse_lr));
         }
+        if let Some(b) = self.reverse_batch {
+            command.push_str(&format!(" --reverse-batch {b}"));
+        }
         if let Some(e) = &self.early_stop {
             command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));
             command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));

@@ -101,7 +101,7 @@ thread_local! {
 
 /// Runs `f` (an eval-mode forward pass) and returns its result with the batch statistics of every
 /// BN layer's input, in forward order, differentiable with respect to the input (model inversion
-/// matches them to the running statistics). Only `Mode::Eval` passes record.
+/// matches them to the running statistics). `Mode::Eval` and `Mode::Frozen` passes record (the same statistics).
 pub fn with_bn_probe<T>(f: impl FnOnce() -> T) -> (T, Vec<BnStat>) {
     BN_PROBE.with(|p| *p.borrow_mut() = Some(vec![]));
     let out = f();
@@ -118,6 +118,9 @@ fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// Below this BN scale `|γ| / sqrt(σ̂² + ε)` a frozen probe does not divide by it ([`ConvBn`]).
+const MIN_PROBE_SCALE: f64 = 1e-4;
+
 /// The BN epsilon of every layer here (`BatchNormConfig::default()`, as PyTorch).
 const BN_EPS: f64 = 1e-5;
 
@@ -133,7 +136,7 @@ impl ConvBn {
             Mode::Eval if BN_PROBE.with(|p| p.borrow().is_some()) => {
                 let y = x.apply(&self.conv);
                 // Per-channel batch statistics of the BN input: [N, C, H, W] -> [C].
-                let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+                let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, y.kind());
                 let var = y.var_dim([0i64, 2, 3].as_slice(), false, false);
                 BN_PROBE.with(|p| {
                     if let Some(v) = p.borrow_mut().as_mut() {
@@ -149,14 +152,49 @@ impl ConvBn {
             }
             Mode::Train | Mode::Eval => x.apply(&self.conv).apply_t(&self.bn, mode == Mode::Train),
             Mode::Frozen => {
-                let (w, b) = tch::no_grad(|| self.folded());
-                channels_last(x).conv2d(&channels_last(&w), Some(&b), [self.stride], [self.padding], [1], 1)
+                let (w, b, s) = tch::no_grad(|| self.folded());
+                let z = channels_last(x).conv2d(&channels_last(&w), Some(&b), [self.stride], [self.padding], [1], 1);
+                if BN_PROBE.with(|p| p.borrow().is_some()) {
+                    self.probe_folded(x, &z, &s);
+                }
+                z
             }
         }
     }
 
-    /// The folded weight `[Cout, Cin, k, k]` and bias `[Cout]`.
-    fn folded(&self) -> (Tensor, Tensor) {
+    /// Records the batch statistics of the BN input `y` from the folded output `z = s·(y − μ̂) + β`:
+    /// `mean(y) = μ̂ + (mean(z) − β)/s`, `var(y) = var(z)/s²` per channel, so a frozen pass feeds
+    /// the model inversion the statistics an `Eval` pass records, without running conv and BN
+    /// apart. A layer with a (near-)zero scale (γ ≈ 0: `y` is not recoverable from `z`) records its
+    /// input through the unfolded convolution instead.
+    fn probe_folded(&self, x: &Tensor, z: &Tensor, s: &Tensor) {
+        let bn = &self.bn;
+        // Per-channel statistics: [N, C, H, W] -> [C].
+        let stats = |t: &Tensor| {
+            (t.mean_dim([0i64, 2, 3].as_slice(), false, t.kind()), t.var_dim([0i64, 2, 3].as_slice(), false, false))
+        };
+        let recoverable = tch::no_grad(|| s.abs().min().double_value(&[]) > MIN_PROBE_SCALE);
+        let (mean, var) = if recoverable {
+            let beta = bn.bs.as_ref().map_or_else(|| s.zeros_like(), |b| b.detach());
+            let (mz, vz) = stats(z);
+            (&bn.running_mean + (mz - beta) / s, vz / s.square())
+        } else {
+            stats(&x.apply(&self.conv))
+        };
+        BN_PROBE.with(|p| {
+            if let Some(v) = p.borrow_mut().as_mut() {
+                v.push(BnStat {
+                    mean,
+                    var,
+                    running_mean: bn.running_mean.shallow_clone(),
+                    running_var: bn.running_var.shallow_clone(),
+                });
+            }
+        });
+    }
+
+    /// The folded weight `[Cout, Cin, k, k]`, bias `[Cout]` and the BN scale `s` `[Cout]`.
+    fn folded(&self) -> (Tensor, Tensor, Tensor) {
         let bn = &self.bn;
         let gamma = bn.ws.as_ref().map_or_else(|| bn.running_var.ones_like(), |g| g.shallow_clone());
         let beta = bn.bs.as_ref().map_or_else(|| bn.running_var.zeros_like(), |b| b.shallow_clone());
@@ -166,6 +204,7 @@ impl ConvBn {
             None => bn.running_mean.shallow_clone(),
         };
         let w = &self.conv.ws * s.view([-1, 1, 1, 1]);
-        (w, beta - mean * s)
+        let b = beta - mean * &s;
+        (w, b, s)
     }
 }

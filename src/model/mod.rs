@@ -379,31 +379,37 @@ mod tests {
         }
     }
 
+    /// A model of `arch` (3x32x32) in double precision whose BN statistics and affine parameters
+    /// are far from the identity, as in a trained model; parameters frozen.
+    fn trained_like(arch: Arch) -> Model {
+        let m = Model::new(meta(arch, 3, 32), Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (name, t) in m.named_tensors() {
+                let mut t = t;
+                let _ = match name.rsplit('.').next() {
+                    Some("running_mean") => t.normal_(0.0, 0.5),
+                    Some("running_var") => t.uniform_(0.2, 3.0),
+                    Some("weight") if t.dim() == 1 => t.uniform_(0.3, 2.0),
+                    Some("bias") => t.normal_(0.0, 0.3),
+                    _ => t.shallow_clone(),
+                };
+            }
+        });
+        for (_, p) in m.named_parameters() {
+            let _ = p.shallow_clone().set_requires_grad(false);
+        }
+        let mut m = m;
+        m.vs.double();
+        m
+    }
+
     #[test]
     fn frozen_mode_folds_batch_norm_without_changing_logits_or_input_gradients() {
         tch::manual_seed(5);
         for arch in [Arch::Resnet20s, Arch::Resnet18, Arch::Vgg16bn, Arch::Cnn] {
-            let m = Model::new(meta(arch, 3, 32), Device::Cpu).unwrap();
-            // BN statistics and affine parameters far from the identity, as in a trained model.
-            tch::no_grad(|| {
-                for (name, t) in m.named_tensors() {
-                    let mut t = t;
-                    let _ = match name.rsplit('.').next() {
-                        Some("running_mean") => t.normal_(0.0, 0.5),
-                        Some("running_var") => t.uniform_(0.2, 3.0),
-                        Some("weight") if t.dim() == 1 => t.uniform_(0.3, 2.0),
-                        Some("bias") => t.normal_(0.0, 0.3),
-                        _ => t.shallow_clone(),
-                    };
-                }
-            });
-            for (_, p) in m.named_parameters() {
-                let _ = p.shallow_clone().set_requires_grad(false);
-            }
             // In double precision the fold is exact to rounding; in float32 a deep network with
             // these statistics amplifies rounding to ~0.5% of the input gradient (ResNet-18).
-            let mut m = m;
-            m.vs.double();
+            let m = trained_like(arch);
             let x = Tensor::randn([4, 3, 32, 32], (Kind::Double, Device::Cpu)).set_requires_grad(true);
             let eval = m.forward_t(&x, false);
             let frozen = m.forward_frozen(&x);
@@ -415,6 +421,42 @@ mod tests {
             let gs = g_eval.norm().double_value(&[]);
             let gd = (&g_eval - &g_frozen).norm().double_value(&[]);
             assert!(gd < 1e-10 * gs, "{arch:?}: input gradients differ by {gd} (l2; the gradient's l2 is {gs})");
+        }
+    }
+
+    /// A frozen (BN-folded) pass records the batch statistics an eval pass records, with the same
+    /// input gradient of the inversion's BN distance; a layer whose BN scale is zero (its input is
+    /// not recoverable from the folded output) is probed through its unfolded convolution.
+    #[test]
+    fn the_bn_probe_of_a_frozen_pass_matches_the_eval_pass() {
+        tch::manual_seed(6);
+        for arch in [Arch::Resnet20s, Arch::Cnn] {
+            let m = trained_like(arch);
+            if arch == Arch::Cnn {
+                // Zero the scale of the first BN layer.
+                let gamma = m.named_tensors().into_iter().find(|(n, t)| n.ends_with(".weight") && t.dim() == 1).unwrap();
+                tch::no_grad(|| gamma.1.shallow_clone().zero_());
+            }
+            let x = Tensor::randn([6, 3, 32, 32], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+            let distance = |stats: &[BnStat]| {
+                stats.iter().fold(Tensor::zeros([], (Kind::Double, Device::Cpu)), |acc, s| {
+                    acc + (&s.mean - &s.running_mean).norm() + (&s.var - &s.running_var).norm()
+                })
+            };
+            let (_, eval) = with_bn_probe(|| m.forward_t(&x, false));
+            let (_, frozen) = with_bn_probe(|| m.forward_frozen(&x));
+            assert!(!eval.is_empty() && eval.len() == frozen.len(), "{arch:?}: {} vs {} layers", eval.len(), frozen.len());
+            for (i, (e, f)) in eval.iter().zip(&frozen).enumerate() {
+                for (a, b, what) in [(&e.mean, &f.mean, "mean"), (&e.var, &f.var, "variance")] {
+                    let d = (a - b).abs().max().double_value(&[]);
+                    assert!(d < 1e-9 * a.abs().max().double_value(&[]).max(1.0), "{arch:?} layer {i}: {what} off by {d}");
+                }
+            }
+            let (de, df) = (distance(&eval), distance(&frozen));
+            let ge = Tensor::run_backward(&[de], &[&x], false, false).remove(0);
+            let gf = Tensor::run_backward(&[df], &[&x], false, false).remove(0);
+            let gd = (&ge - &gf).norm().double_value(&[]);
+            assert!(gd < 1e-9 * ge.norm().double_value(&[]), "{arch:?}: input gradients differ by {gd}");
         }
     }
 

@@ -122,7 +122,7 @@ pub fn synthesize_with(
             let (dy, dx) = (rng.gen_range(-cfg.jitter..=cfg.jitter), rng.gen_range(-cfg.jitter..=cfg.jitter));
             let x = (a.tanh() + 1.0) * 0.5;
             let input = (x.roll([dy, dx], [2, 3]) - &mean) / &std;
-            let (logits, stats) = with_bn_probe(|| model.forward_t(&input, false));
+            let (logits, stats) = with_bn_probe(|| model.forward_frozen(&input));
             let ce = logits.cross_entropy_for_logits(&y);
             let bn = bn_distance(&stats, device);
             let loss = &ce + &bn * cfg.bn_weight + tv2(&x).mean(Kind::Float) * cfg.tv_weight;
@@ -140,7 +140,7 @@ pub fn synthesize_with(
         }
         let x = tch::no_grad(|| (a.tanh() + 1.0) * 0.5);
         let input = (&x - &mean) / &std;
-        let (logits, stats) = tch::no_grad(|| with_bn_probe(|| model.forward_t(&input, false)));
+        let (logits, stats) = tch::no_grad(|| with_bn_probe(|| model.forward_frozen(&input)));
         hits += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
         ce_sum += logits.cross_entropy_for_logits(&y).double_value(&[]) * b as f64;
         bn_sum += bn_distance(&stats, device).double_value(&[]) / stats.len().max(1) as f64 * b as f64;
