@@ -97,6 +97,10 @@ pub struct DetectSettingsArgs {
     /// (the reference: all seeds in one step) [default: all]
     #[arg(long)]
     pub reverse_batch: Option<usize>,
+    /// Reverse engineering: each epoch is one Adam step on this many seeds drawn at random (the
+    /// reference: every seed) [default: every seed]
+    #[arg(long, conflicts_with = "reverse_batch")]
+    pub reverse_sample: Option<usize>,
     #[command(flatten)]
     pub early_stop: super::common::EarlyStopArgs,
     /// Which pruning steps are scored: coarse (a grid of every STRIDE-th step, then every step
@@ -174,7 +178,10 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
             cfg.cost_patience = patience;
         }
         if a.reverse_batch.is_some() {
-            cfg.reverse_batch = a.reverse_batch;
+            (cfg.reverse_batch, cfg.reverse_sample) = (a.reverse_batch, None);
+        }
+        if a.reverse_sample.is_some() {
+            (cfg.reverse_sample, cfg.reverse_batch) = (a.reverse_sample, None);
         }
         cfg.validate()?;
         Ok(cfg)

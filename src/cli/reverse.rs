@@ -41,6 +41,10 @@ pub struct ReverseArgs {
     /// Seeds per optimisation step (default: all seeds in one batch, as the reference).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Each epoch is one optimisation step on this many seeds drawn at random (default: every
+    /// seed, as the reference).
+    #[arg(long, conflicts_with = "batch_size")]
+    pub sample: Option<usize>,
     /// Adam learning rate.
     #[arg(long, default_value_t = REVERSE.config.lr)]
     pub lr: f64,
@@ -91,6 +95,7 @@ impl TryFrom<&ReverseArgs> for ReverseJob {
         let config = ReverseConfig {
             epochs: a.epochs,
             batch_size: a.batch_size,
+            sample: a.sample,
             lr: a.lr,
             patience: a.cost_patience,
             loss: a.loss,

@@ -151,6 +151,10 @@ pub struct DetectConfig {
     /// reference; [`ReverseConfig::batch_size`]).
     #[serde(default)]
     pub reverse_batch: Option<usize>,
+    /// Reverse engineering: each epoch one Adam step on this many seeds drawn at random (`None`:
+    /// every seed, the reference; [`ReverseConfig::sample`]).
+    #[serde(default)]
+    pub reverse_sample: Option<usize>,
     /// Early stop of the reverse engineering (`None`: every label runs all epochs).
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
@@ -182,6 +186,7 @@ impl Default for DetectConfig {
             cost_patience: reference_cost_patience(),
             reverse_lr: reference_reverse_lr(),
             reverse_batch: None,
+            reverse_sample: None,
             early_stop: None,
             threshold: 2.0,
             anomaly_scale: AnomalyScale::Log,
@@ -266,6 +271,7 @@ impl DetectConfig {
                 patience: self.cost_patience,
                 lr: self.reverse_lr,
                 batch_size: self.reverse_batch,
+                sample: self.reverse_sample,
                 seed: self.seed,
                 early_stop: self.early_stop,
                 ..Default::default()

@@ -257,6 +257,9 @@ impl DetectConfig {
         if let Some(b) = self.reverse_batch {
             command.push_str(&format!(" --reverse-batch {b}"));
         }
+        if let Some(n) = self.reverse_sample {
+            command.push_str(&format!(" --reverse-sample {n}"));
+        }
         if let Some(e) = &self.early_stop {
             command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));
             command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));

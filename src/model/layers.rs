@@ -2,7 +2,7 @@
 //! ReLU gain) for conv and linear weights, PyTorch's default uniform(±1/sqrt(fan_in)) for biases, BN weight 1 and
 //! bias 0, eps 1e-5, momentum 0.1. Names follow PyTorch (`weight`, `bias`, `running_mean`, ...).
 use tch::nn::{self, init::DEFAULT_KAIMING_NORMAL, Init};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// A conv layer (`weight` `[cout, cin, k, k]`, optional `bias`) under `p`.
 pub fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> nn::Conv2D {

@@ -127,6 +127,11 @@ pub struct ReverseConfig {
     pub epochs: usize,
     /// Seeds per step; `None` = all seeds in one batch (the reference with 100 seeds).
     pub batch_size: Option<usize>,
+    /// Each epoch is ONE step on this many seeds drawn at random (fresh noise, or a fresh shuffle
+    /// of the seed images), and its attack accuracy is measured on them; `None` = every seed each
+    /// epoch (the reference). Excludes `batch_size`.
+    #[serde(default)]
+    pub sample: Option<usize>,
     /// Adam learning rate.
     pub lr: f64,
     /// Adam (β1, β2).
@@ -194,6 +199,7 @@ impl Default for ReverseConfig {
         ReverseConfig {
             epochs: 100,
             batch_size: None,
+            sample: None,
             lr: 0.1,
             betas: (0.5, 0.9),
             eps: 1e-8,
@@ -218,8 +224,11 @@ impl ReverseConfig {
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }
-        if self.batch_size == Some(0) || self.label_chunk == Some(0) {
-            return bad("the batch size and the label chunk must be at least 1".into());
+        if self.batch_size == Some(0) || self.label_chunk == Some(0) || self.sample == Some(0) {
+            return bad("the batch size, the sample and the label chunk must be at least 1".into());
+        }
+        if self.batch_size.is_some() && self.sample.is_some() {
+            return bad("give a batch size (several steps per epoch) or a sample (one step per epoch), not both".into());
         }
         if self.patience == 0 {
             return bad("the cost patience must be at least 1 epoch".into());
@@ -348,7 +357,7 @@ pub fn reverse_engineer_with(
         model.meta.check_images((images.channels, images.height, images.width), "seed images")?;
     }
     let norm = norm.clone().for_channels(shape.0)?;
-    let batch = cfg.batch_size.unwrap_or(seeds.len()).min(seeds.len());
+    let batch = cfg.sample.or(cfg.batch_size).unwrap_or(seeds.len()).min(seeds.len());
     let chunk = cfg.chunk(labels.len(), batch, model.meta.arch.reverse_images_per_pass(shape.1, shape.2));
     let chunks: Vec<&[u32]> = labels.chunks(chunk).collect();
     let progress = ctl.progress();
@@ -615,8 +624,9 @@ impl Tracker {
     }
 }
 
-/// One epoch of the labels still running (`live[r]` is row r's label): a step per seed batch,
-/// then each label's accuracy decides its kept trigger and its cost schedule.
+/// One epoch of the labels still running (`live[r]` is row r's label): a step per seed batch (one
+/// step on a random sample with [`ReverseConfig::sample`]), then each label's accuracy over the
+/// epoch's seeds decides its kept trigger and its cost schedule.
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     model: &Model,
@@ -632,7 +642,11 @@ fn run_epoch(
 ) -> Result<()> {
     let l = live.len();
     let shape = (model.meta.in_channels, model.meta.height, model.meta.width);
-    let xs = seeds.batches(batch, epoch_seed(cfg.seed ^ SEED_KEY, epoch), true, cfg.space, norm, shape, model.device());
+    let stream = epoch_seed(cfg.seed ^ SEED_KEY, epoch);
+    let xs = match cfg.sample {
+        Some(size) => vec![seeds.sample(size, stream, cfg.space, norm, shape, model.device())],
+        None => seeds.batches(batch, stream, true, cfg.space, norm, shape, model.device()),
+    };
     let (mut loss_sum, mut correct, mut n) = (vec![0.0; l], vec![0i64; l], 0usize);
     for (step, x) in xs.iter().enumerate() {
         let b = x.size()[0] as usize;

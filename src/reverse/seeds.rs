@@ -186,6 +186,34 @@ impl Seeds {
         self.len() == 0
     }
 
+    /// One batch of `size` seeds drawn at random for the epoch keyed by `stream` (all seeds when
+    /// `size` is the seed count or more), augmented, in the stamping space: noise draws `size`
+    /// fresh images, data seeds are the first `size` of the epoch's shuffle.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample(
+        &self,
+        size: usize,
+        stream: u64,
+        space: Space,
+        norm: &Normalization,
+        shape: (usize, usize, usize),
+        device: Device,
+    ) -> Tensor {
+        let size = size.clamp(1, self.len().max(1));
+        let first = |mut v: Vec<Tensor>| v.swap_remove(0);
+        match self {
+            Seeds::Noise { .. } => first(Seeds::Noise { n: size }.batches(size, stream, true, space, norm, shape, device)),
+            Seeds::Images { images, augment } => {
+                let view = match space {
+                    Space::Pixel => Normalization::none(shape.0),
+                    Space::Normalized => norm.clone(),
+                };
+                let mut batches = Batches::new(images, size, &view, *augment, Some(stream), device);
+                batches.next().expect("at least one seed image").images
+            }
+        }
+    }
+
     /// One epoch of seed batches (`batch_size` images, the last one shorter) in the stamping space:
     /// pixel values in \[0,1\] (noise: unclamped) for `Space::Pixel`, normalized values otherwise.
     /// `augmented = false` gives the un-augmented images in dataset order (final evaluation).

@@ -7,7 +7,7 @@ use tch::{Device, Tensor};
 
 use super::optim::InputSpace;
 use super::*;
-use crate::data::{Augment, Normalization};
+use crate::data::{Augment, ImageSet, Normalization};
 use crate::model::{from_raw, Arch, ModelMeta};
 
 fn golden() -> (HashMap<String, Tensor>, Model) {
@@ -234,4 +234,44 @@ fn detects_the_badnets_target_from_noise() {
     );
     assert_eq!(v.detected_target, Some(3));
     assert!(rasr > 0.9, "recovered trigger ASR {rasr}");
+}
+
+/// `sample`: each epoch is one step on a random draw of the seeds, its accuracy measured on them.
+/// Drawing every seed is the reference run exactly (noise and image seeds); a smaller draw is
+/// deterministic under the seed, changes with it, and counts accuracy over the draw only.
+#[test]
+fn a_sample_per_epoch_is_one_step_on_a_random_draw() {
+    let model = tiny_model(3);
+    let norm = Normalization::mnist();
+    let pixels: Vec<u8> = (0..6 * 64).map(|i| (i * 37 % 251) as u8).collect();
+    let images = ImageSet {
+        images: pixels,
+        labels: vec![0; 6],
+        n: 6,
+        height: 8,
+        width: 8,
+        channels: 1,
+        classes: (0..4).map(|i| i.to_string()).collect(),
+    };
+    let data = Seeds::Images { images, augment: Augment { crop_pad: 1, flip: true } };
+    let base = ReverseConfig { epochs: 4, seed: 11, success_threshold: 0.5, ..Default::default() };
+    let masks = |r: &[LabelResult]| r.iter().map(|x| x.mask.clone()).collect::<Vec<_>>();
+    for seeds in [Seeds::Noise { n: 6 }, data] {
+        let all = reverse_engineer(&model, &norm, &seeds, &base, &[]).unwrap();
+        let drawn = ReverseConfig { sample: Some(6), ..base.clone() };
+        assert_eq!(masks(&all), masks(&reverse_engineer(&model, &norm, &seeds, &drawn, &[]).unwrap()));
+        let half = ReverseConfig { sample: Some(3), ..base.clone() };
+        let a = reverse_engineer(&model, &norm, &seeds, &half, &[]).unwrap();
+        assert_eq!(masks(&a), masks(&reverse_engineer(&model, &norm, &seeds, &half, &[]).unwrap()));
+        assert_ne!(masks(&a), masks(&all));
+        let other = ReverseConfig { seed: 12, ..half.clone() };
+        assert_ne!(masks(&a), masks(&reverse_engineer(&model, &norm, &seeds, &other, &[]).unwrap()));
+        for s in a.iter().flat_map(|x| &x.history) {
+            let thirds = s.attack_success * 3.0;
+            assert!((thirds - thirds.round()).abs() < 1e-9, "accuracy over 3 drawn seeds: {}", s.attack_success);
+        }
+    }
+    assert!(ReverseConfig { sample: Some(0), ..base.clone() }.validate().is_err());
+    let both = ReverseConfig { sample: Some(3), batch_size: Some(3), ..base };
+    assert!(both.validate().unwrap_err().to_string().contains("not both"));
 }
