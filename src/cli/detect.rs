@@ -97,10 +97,10 @@ pub struct DetectSettingsArgs {
     /// (the reference: all seeds in one step) [default: all]
     #[arg(long)]
     pub reverse_batch: Option<usize>,
-    /// Reverse engineering: each epoch is one Adam step on this many seeds drawn at random (the
-    /// reference: every seed) [default: every seed]
+    /// Reverse engineering: each epoch is one Adam step on this many seeds drawn at random, or on
+    /// `all` of them (the reference) [default: 20; all with --exhaustive or --quick]
     #[arg(long, conflicts_with = "reverse_batch")]
-    pub reverse_sample: Option<usize>,
+    pub reverse_sample: Option<SeedSample>,
     #[command(flatten)]
     pub early_stop: super::common::EarlyStopArgs,
     /// Which pruning steps are scored: coarse (a grid of every STRIDE-th step, then every step
@@ -135,6 +135,23 @@ pub struct DetectSettingsArgs {
     /// One seed for everything random.
     #[arg(long, default_value_t = DEFAULTS.seed)]
     pub seed: u64,
+}
+
+/// `--reverse-sample`: a number of seeds, or `all` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeedSample(pub Option<usize>);
+
+impl std::str::FromStr for SeedSample {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(SeedSample(None)),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(SeedSample(Some(n))),
+                _ => Err(format!("expected a number of seeds (1 or more) or `all`, got `{s}`")),
+            },
+        }
+    }
 }
 
 impl TryFrom<&DetectSettingsArgs> for DetectConfig {
@@ -180,8 +197,8 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
         if a.reverse_batch.is_some() {
             (cfg.reverse_batch, cfg.reverse_sample) = (a.reverse_batch, None);
         }
-        if a.reverse_sample.is_some() {
-            (cfg.reverse_sample, cfg.reverse_batch) = (a.reverse_sample, None);
+        if let Some(sample) = a.reverse_sample {
+            (cfg.reverse_sample, cfg.reverse_batch) = (sample.0, None);
         }
         cfg.validate()?;
         Ok(cfg)
@@ -236,6 +253,13 @@ mod tests {
         let c = config(&["--reverse-batch", "20", "--reverse-epochs", "20", "--cost-patience", "1"]).unwrap();
         assert_eq!((c.reverse_batch, c.reverse_epochs, c.cost_patience), (Some(20), 20, 1));
         assert!(config(&["--reverse-batch", "0"]).is_err());
+        // Sampling is the default; an explicit batch or `all` turns it off, --exhaustive too.
+        assert_eq!(config(&[]).unwrap().reverse_sample, Some(20));
+        assert_eq!((c.reverse_sample, config(&["--reverse-sample", "all"]).unwrap().reverse_sample), (None, None));
+        assert_eq!(config(&["--exhaustive"]).unwrap().reverse_sample, None);
+        assert_eq!(config(&["--exhaustive", "--reverse-sample", "30"]).unwrap().reverse_sample, Some(30));
+        assert!(config(&["--reverse-sample", "0"]).is_err() && config(&["--reverse-sample", "some"]).is_err());
+        assert!(config(&["--reverse-sample", "20", "--reverse-batch", "20"]).is_err());
         assert!(config(&["--quick", "--fast"]).is_err());
         assert!(config(&["--quick", "--exhaustive"]).is_err());
         assert!(config(&["--cost-patience", "0"]).is_err());

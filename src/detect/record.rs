@@ -254,11 +254,10 @@ impl DetectConfig {
         if self.reverse_lr != super::reference_reverse_lr() {
             command.push_str(&format!(" --reverse-lr {}", self.reverse_lr));
         }
-        if let Some(b) = self.reverse_batch {
-            command.push_str(&format!(" --reverse-batch {b}"));
-        }
-        if let Some(n) = self.reverse_sample {
-            command.push_str(&format!(" --reverse-sample {n}"));
+        match (self.reverse_batch, self.reverse_sample) {
+            (Some(b), _) => command.push_str(&format!(" --reverse-batch {b}")),
+            (None, Some(n)) => command.push_str(&format!(" --reverse-sample {n}")),
+            (None, None) => command.push_str(" --reverse-sample all"),
         }
         if let Some(e) = &self.early_stop {
             command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));

@@ -435,7 +435,7 @@ mod tests {
             if arch == Arch::Cnn {
                 // Zero the scale of the first BN layer.
                 let gamma = m.named_tensors().into_iter().find(|(n, t)| n.ends_with(".weight") && t.dim() == 1).unwrap();
-                tch::no_grad(|| gamma.1.shallow_clone().zero_());
+                let _ = tch::no_grad(|| gamma.1.shallow_clone().zero_());
             }
             let x = Tensor::randn([6, 3, 32, 32], (Kind::Double, Device::Cpu)).set_requires_grad(true);
             let distance = |stats: &[BnStat]| {
