@@ -661,7 +661,10 @@ mod tests {
         assert!(map.remove("reverse_batch").is_some() && map.remove("reverse_sample").is_some());
         let read: DetectConfig = serde_json::from_value(old).unwrap();
         // Records from before sampling ran the reference: every seed at every step.
-        assert_eq!((read.reverse_lr, read.cost_patience, read.reverse_batch, read.reverse_sample), (0.1, 5, None, None));
+        assert_eq!(
+            (read.reverse_lr, read.cost_patience, read.reverse_batch, read.reverse_sample),
+            (0.1, 5, None, None)
+        );
         let cfg = DetectConfig { reverse_lr: 0.3, cost_patience: 3, ..DetectConfig::default() };
         let job = cfg.reverse_job();
         assert_eq!((job.config.lr, job.config.patience), (0.3, 3));
@@ -673,7 +676,11 @@ mod tests {
         assert_eq!(cfg.reverse_job().config.batch_size, Some(20));
         let line = cfg.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
         assert!(line.contains(" --reverse-batch 20") && !line.contains("--reverse-sample"), "{line}");
-        let line = DetectConfig::default().exhaustive().command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);
+        let line = DetectConfig::default().exhaustive().command_line(
+            std::path::Path::new("m.pt"),
+            std::path::Path::new("out"),
+            None,
+        );
         assert!(line.contains(" --reverse-sample all"), "{line}");
         let reference = DetectConfig { reverse_lr: 0.1, cost_patience: 5, ..DetectConfig::default() };
         let line = reference.command_line(std::path::Path::new("m.pt"), std::path::Path::new("out"), None);

@@ -434,7 +434,8 @@ mod tests {
             let m = trained_like(arch);
             if arch == Arch::Cnn {
                 // Zero the scale of the first BN layer.
-                let gamma = m.named_tensors().into_iter().find(|(n, t)| n.ends_with(".weight") && t.dim() == 1).unwrap();
+                let gamma =
+                    m.named_tensors().into_iter().find(|(n, t)| n.ends_with(".weight") && t.dim() == 1).unwrap();
                 let _ = tch::no_grad(|| gamma.1.shallow_clone().zero_());
             }
             let x = Tensor::randn([6, 3, 32, 32], (Kind::Double, Device::Cpu)).set_requires_grad(true);
@@ -445,11 +446,19 @@ mod tests {
             };
             let (_, eval) = with_bn_probe(|| m.forward_t(&x, false));
             let (_, frozen) = with_bn_probe(|| m.forward_frozen(&x));
-            assert!(!eval.is_empty() && eval.len() == frozen.len(), "{arch:?}: {} vs {} layers", eval.len(), frozen.len());
+            assert!(
+                !eval.is_empty() && eval.len() == frozen.len(),
+                "{arch:?}: {} vs {} layers",
+                eval.len(),
+                frozen.len()
+            );
             for (i, (e, f)) in eval.iter().zip(&frozen).enumerate() {
                 for (a, b, what) in [(&e.mean, &f.mean, "mean"), (&e.var, &f.var, "variance")] {
                     let d = (a - b).abs().max().double_value(&[]);
-                    assert!(d < 1e-9 * a.abs().max().double_value(&[]).max(1.0), "{arch:?} layer {i}: {what} off by {d}");
+                    assert!(
+                        d < 1e-9 * a.abs().max().double_value(&[]).max(1.0),
+                        "{arch:?} layer {i}: {what} off by {d}"
+                    );
                 }
             }
             let (de, df) = (distance(&eval), distance(&frozen));

@@ -202,7 +202,9 @@ impl Seeds {
         let size = size.clamp(1, self.len().max(1));
         let first = |mut v: Vec<Tensor>| v.swap_remove(0);
         match self {
-            Seeds::Noise { .. } => first(Seeds::Noise { n: size }.batches(size, stream, true, space, norm, shape, device)),
+            Seeds::Noise { .. } => {
+                first(Seeds::Noise { n: size }.batches(size, stream, true, space, norm, shape, device))
+            }
             Seeds::Images { images, augment } => {
                 let view = match space {
                     Space::Pixel => Normalization::none(shape.0),
