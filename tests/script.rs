@@ -78,7 +78,7 @@ fn four_foreign_architectures_give_pytorchs_logits() {
         if name == "wrn16_1" {
             assert!(names.contains(&"blocks.0.bn1.running_var".to_string()), "{names:?}");
             let v = model.vs.variables()["fc.bias"].shallow_clone();
-            tch::no_grad(|| v.shallow_clone().g_add_scalar_(1.0));
+            let _ = tch::no_grad(|| v.shallow_clone().g_add_scalar_(1.0));
             let shifted = tch::no_grad(|| model.forward_t(&x, false));
             assert!((max_diff(&shifted, &(&want + 1.0))) < 1e-4, "writes to the store reach the module");
         }
@@ -138,7 +138,7 @@ fn bn_recalibration_of_a_scripted_module_gives_the_batch_statistics() {
     // A BN layer behind a fully pruned convolution sees only zeros: its statistics are zero, the
     // others' are recalibrated as before (found on a WRN-16-1 pruned to 2% density).
     let w = model.vs.variables()["blocks.5.conv1.weight"].shallow_clone();
-    tch::no_grad(|| w.shallow_clone().zero_());
+    let _ = tch::no_grad(|| w.shallow_clone().zero_());
     recalibrate_bn(&model, &x).unwrap();
     assert_eq!(model.vs.variables()["blocks.5.bn2.running_var"].abs().sum(Kind::Double).double_value(&[]), 0.0);
     let eval = tch::no_grad(|| model.forward_t(&x, false));
