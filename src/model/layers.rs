@@ -118,6 +118,16 @@ fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// Whether a [`with_bn_probe`] pass is recording.
+fn probing() -> bool {
+    BN_PROBE.with(|p| p.borrow().is_some())
+}
+
+/// Per-channel batch mean and (biased) variance: `[N, C, H, W]` -> `[C]`, `[C]`.
+fn channel_stats(t: &Tensor) -> (Tensor, Tensor) {
+    (t.mean_dim([0i64, 2, 3].as_slice(), false, t.kind()), t.var_dim([0i64, 2, 3].as_slice(), false, false))
+}
+
 /// Below this BN scale `|γ| / sqrt(σ̂² + ε)` a frozen probe does not divide by it ([`ConvBn`]).
 const MIN_PROBE_SCALE: f64 = 1e-4;
 
@@ -133,28 +143,16 @@ impl ConvBn {
     /// `[N, Cin, H, W]` -> `[N, Cout, H', W']` in `mode`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
         match mode {
-            Mode::Eval if BN_PROBE.with(|p| p.borrow().is_some()) => {
+            Mode::Eval if probing() => {
                 let y = x.apply(&self.conv);
-                // Per-channel batch statistics of the BN input: [N, C, H, W] -> [C].
-                let mean = y.mean_dim([0i64, 2, 3].as_slice(), false, y.kind());
-                let var = y.var_dim([0i64, 2, 3].as_slice(), false, false);
-                BN_PROBE.with(|p| {
-                    if let Some(v) = p.borrow_mut().as_mut() {
-                        v.push(BnStat {
-                            mean,
-                            var,
-                            running_mean: self.bn.running_mean.shallow_clone(),
-                            running_var: self.bn.running_var.shallow_clone(),
-                        });
-                    }
-                });
+                self.record(channel_stats(&y));
                 y.apply_t(&self.bn, false)
             }
             Mode::Train | Mode::Eval => x.apply(&self.conv).apply_t(&self.bn, mode == Mode::Train),
             Mode::Frozen => {
                 let (w, b, s) = tch::no_grad(|| self.folded());
                 let z = channels_last(x).conv2d(&channels_last(&w), Some(&b), [self.stride], [self.padding], [1], 1);
-                if BN_PROBE.with(|p| p.borrow().is_some()) {
+                if probing() {
                     self.probe_folded(x, &z, &s);
                 }
                 z
@@ -169,25 +167,27 @@ impl ConvBn {
     /// input through the unfolded convolution instead.
     fn probe_folded(&self, x: &Tensor, z: &Tensor, s: &Tensor) {
         let bn = &self.bn;
-        // Per-channel statistics: [N, C, H, W] -> [C].
-        let stats = |t: &Tensor| {
-            (t.mean_dim([0i64, 2, 3].as_slice(), false, t.kind()), t.var_dim([0i64, 2, 3].as_slice(), false, false))
-        };
         let recoverable = tch::no_grad(|| s.abs().min().double_value(&[]) > MIN_PROBE_SCALE);
-        let (mean, var) = if recoverable {
+        let stats = if recoverable {
             let beta = bn.bs.as_ref().map_or_else(|| s.zeros_like(), |b| b.detach());
-            let (mz, vz) = stats(z);
+            let (mz, vz) = channel_stats(z);
             (&bn.running_mean + (mz - beta) / s, vz / s.square())
         } else {
-            stats(&x.apply(&self.conv))
+            channel_stats(&x.apply(&self.conv))
         };
+        self.record(stats);
+    }
+
+    /// Adds the batch `(mean, variance)` of this layer's BN input, next to its running
+    /// statistics, to the probe of [`with_bn_probe`].
+    fn record(&self, (mean, var): (Tensor, Tensor)) {
         BN_PROBE.with(|p| {
             if let Some(v) = p.borrow_mut().as_mut() {
                 v.push(BnStat {
                     mean,
                     var,
-                    running_mean: bn.running_mean.shallow_clone(),
-                    running_var: bn.running_var.shallow_clone(),
+                    running_mean: self.bn.running_mean.shallow_clone(),
+                    running_var: self.bn.running_var.shallow_clone(),
                 });
             }
         });

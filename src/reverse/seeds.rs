@@ -189,7 +189,6 @@ impl Seeds {
     /// One batch of `size` seeds drawn at random for the epoch keyed by `stream` (all seeds when
     /// `size` is the seed count or more), augmented, in the stamping space: noise draws `size`
     /// fresh images, data seeds are the first `size` of the epoch's shuffle.
-    #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
         size: usize,
