@@ -9,6 +9,9 @@
 //!   own checkpointed path (`OUT/models/<id>/`).
 //! - **One bad model does not stop the scan**: an error (or a panic inside libtorch or a foreign
 //!   module) becomes an error row naming the reason.
+//! - **One set of settings per output folder** ([`ScanSettings`], `OUT/settings.json`): a rerun or a
+//!   shard with other detect settings or data is refused, so rows made with different settings are
+//!   never mixed in one table (nor joined by [`merge`]).
 //! - **Sharded** with `--shard I/N` (models in sorted order, every N-th from I): array jobs share
 //!   nothing but the output folders; [`merge`] joins the rows of any number of output folders.
 //! - **Measured** ([`metrics`]): ROC-AUC, TPR at 5% FPR, accuracy at the rule's threshold and target
@@ -343,6 +346,82 @@ pub struct ScanJob {
     pub bootstrap: usize,
 }
 
+/// What every row of one output folder was made with (`OUT/settings.json`, written by the first
+/// scan into it). Rows are only comparable under one set of settings, so a scan into a folder whose
+/// settings differ, and a merge of folders whose settings differ, are refused.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScanSettings {
+    /// How each model is examined.
+    pub detect: DetectConfig,
+    /// Clean data for every model (`None`: data-free), as given.
+    pub data: Option<String>,
+}
+
+impl ScanSettings {
+    /// The settings of `job`.
+    pub fn of(job: &ScanJob) -> Self {
+        ScanSettings { detect: job.detect.clone(), data: job.data.as_ref().map(|d| d.to_string()) }
+    }
+
+    fn path(out: &Path) -> PathBuf {
+        out.join("settings.json")
+    }
+
+    /// The settings recorded in `out` (`None` for a folder no scan has recorded them in, e.g. one
+    /// made before they were recorded).
+    pub fn read(out: &Path) -> Result<Option<Self>> {
+        let p = Self::path(out);
+        match std::fs::read(&p) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| Error::bad_file(&p, format!("not scan settings: {e}")))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+
+    /// Records these settings in `out`, or errs naming the first setting that differs from the ones
+    /// recorded there.
+    pub fn record_or_check(&self, out: &Path) -> Result<()> {
+        match Self::read(out)? {
+            None => write_json(&Self::path(out), self),
+            Some(prev) => self.check_same(&prev, &Self::path(out)),
+        }
+    }
+
+    fn check_same(&self, prev: &ScanSettings, path: &Path) -> Result<()> {
+        if self == prev {
+            return Ok(());
+        }
+        let (a, b) = (serde_json::to_value(prev).expect("settings"), serde_json::to_value(self).expect("settings"));
+        Err(Error::bad_file(
+            path,
+            format!(
+                "its rows were made with other settings ({}); scan into another --out, or rerun with the recorded ones",
+                first_difference("", &a, &b)
+            ),
+        ))
+    }
+}
+
+/// The first key path where two JSON values differ, with both values.
+fn first_difference(at: &str, a: &serde_json::Value, b: &serde_json::Value) -> String {
+    use serde_json::Value;
+    if let (Value::Object(x), Value::Object(y)) = (a, b) {
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (u, v) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+            if u != v {
+                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                return first_difference(&here, u, v);
+            }
+        }
+    }
+    format!("`{at}`: recorded {a}, now {b}")
+}
+
 /// What a scan did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScanSummary {
@@ -368,6 +447,7 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
         .collect();
     let rows_dir = job.out.join("rows");
     std::fs::create_dir_all(&rows_dir).map_err(|e| Error::io(&rows_dir, e))?;
+    ScanSettings::of(job).record_or_check(&job.out)?;
     let data = match &job.data {
         Some(spec) => Some(AuditData::load(spec)?),
         None => None,
@@ -528,11 +608,23 @@ pub fn read_rows(outs: &[PathBuf]) -> Result<Vec<ScanRow>> {
 /// Joins the rows of several scan outputs (e.g. the shards of an array job) into `out`: `scan.csv`,
 /// `metrics.json`, `roc.png`/`.svg`, `report.html`.
 pub fn merge(outs: &[PathBuf], out: &Path, bootstrap: usize, seed: u64) -> Result<Vec<ScanRow>> {
+    let mut settings: Option<ScanSettings> = None;
+    for o in outs {
+        if let Some(s) = ScanSettings::read(o)? {
+            match &settings {
+                None => settings = Some(s),
+                Some(first) => s.check_same(first, &ScanSettings::path(o))?,
+            }
+        }
+    }
     let rows = read_rows(outs)?;
     if rows.is_empty() {
         return Err(Error::invalid("scan merge", "no rows (OUT/rows/*.json) in the given folders"));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    if let Some(s) = settings {
+        s.record_or_check(out)?;
+    }
     write_outputs(out, &rows, bootstrap, seed)?;
     Ok(rows)
 }
@@ -741,6 +833,31 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_keeps_one_set_of_settings_and_a_merge_refuses_two() {
+        let tmp = std::env::temp_dir().join(format!("q-scan-settings-{}", std::process::id()));
+        let (a, b, joined) = (tmp.join("a"), tmp.join("b"), tmp.join("joined"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d.join("rows")).unwrap();
+        }
+        let first = ScanSettings { detect: DetectConfig::default(), data: None };
+        assert_eq!(ScanSettings::read(&a).unwrap(), None);
+        first.record_or_check(&a).unwrap();
+        assert_eq!(ScanSettings::read(&a).unwrap().as_ref(), Some(&first), "recorded");
+        first.record_or_check(&a).unwrap();
+        let other =
+            ScanSettings { detect: DetectConfig { reverse_epochs: 80, ..DetectConfig::default() }, ..first.clone() };
+        let e = other.record_or_check(&a).unwrap_err().to_string();
+        assert!(e.contains("settings.json") && e.contains("`detect.reverse_epochs`: recorded 100, now 80"), "{e}");
+        let with_data = ScanSettings { data: Some("builtin".into()), ..first.clone() };
+        assert!(with_data.record_or_check(&a).unwrap_err().to_string().contains("`data`"));
+        // A merge of folders made with different settings is refused before anything is written.
+        other.record_or_check(&b).unwrap();
+        let e = merge(&[a.clone(), b.clone()], &joined, 10, 0).unwrap_err().to_string();
+        assert!(e.contains("reverse_epochs") && !joined.exists(), "{e}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn shards_parse_and_partition() {
