@@ -37,14 +37,16 @@ pub struct ZooSpec {
     pub trojaned_fraction: f64,
     /// Data set spec (`builtin`, `cifar10:DIR`, ...).
     pub data: String,
-    /// Architectures (`cnn`, `resnet20s`, ... or paths of TorchScript archives to train from).
+    /// Architectures (`cnn`, `resnet20s`, ... or paths of TorchScript archives to train from,
+    /// relative to the spec's folder).
     pub archs: Vec<String>,
     /// Training epochs, `[min, max]`.
     pub epochs: [usize; 2],
     /// Attack kinds: `badnets`, `blended`, `wanet`, `clean-label` (PGD against the zoo's one clean
     /// surrogate, `surrogate/`, trained first; then the patch; labels kept).
     pub attacks: Vec<String>,
-    /// BadNets/blended triggers: `paper-gray`, `paper-rgb`, `checkerboard`, `solid`, `image:PATH`.
+    /// BadNets/blended triggers: `paper-gray`, `paper-rgb`, `checkerboard`, `solid`, `image:PATH`
+    /// (PATH relative to the spec's folder).
     pub triggers: Vec<String>,
     /// Patch trigger side, `[min, max]` pixels.
     pub trigger_sizes: [usize; 2],
@@ -67,10 +69,35 @@ pub struct ZooSpec {
 
 impl ZooSpec {
     /// Reads and checks a spec file.
+    ///
+    /// Files the spec names (`image:PATH` triggers, TorchScript archives) are relative to the spec's
+    /// folder, like paths in a Cargo.toml, and must exist.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let spec: ZooSpec = toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a zoo spec: {e}")))?;
+        let mut spec: ZooSpec =
+            toml::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a zoo spec: {e}")))?;
         spec.validate().map_err(|e| Error::bad_file(path, e))?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let resolve = |f: &str, what: &str| -> Result<String> {
+            let p = dir.join(f);
+            if !p.is_file() {
+                return Err(Error::bad_file(
+                    path,
+                    format!("{what} `{f}` is not a file (paths are relative to the spec's folder: {})", p.display()),
+                ));
+            }
+            Ok(p.to_string_lossy().into_owned())
+        };
+        for t in &mut spec.triggers {
+            if let Some(f) = t.strip_prefix("image:") {
+                *t = format!("image:{}", resolve(f, "trigger image")?);
+            }
+        }
+        for a in &mut spec.archs {
+            if Arch::from_name(a).is_none() {
+                *a = resolve(a, "TorchScript architecture")?;
+            }
+        }
         Ok(spec)
     }
 
@@ -415,6 +442,32 @@ mod tests {
         assert!(ZooSpec { epochs: [3, 2], ..s.clone() }.validate().is_err());
         assert!(ZooSpec { random_min_trigger_size: Some(0), ..s.clone() }.validate().is_err());
         assert!(ZooSpec { clean_label_eps: Some(-1.0), ..s }.validate().unwrap_err().contains("clean_label_eps"));
+    }
+
+    #[test]
+    fn files_a_spec_names_are_relative_to_its_folder_and_must_exist() {
+        let dir = std::env::temp_dir().join(format!("q-zoo-spec-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("specs")).unwrap();
+        let text = |trigger: &str, arch: &str| {
+            format!(
+                "name = \"t\"\nseed = 1\nmodels = 2\ntrojaned_fraction = 0.5\ndata = \"builtin\"\narchs = [\"{arch}\"]\n\
+                 epochs = [1, 1]\nattacks = [\"badnets\"]\ntriggers = [\"{trigger}\"]\ntrigger_sizes = [3, 3]\n\
+                 locations = [\"fixed\"]\npoison_ratios = [0.1, 0.1]\n"
+            )
+        };
+        let spec = dir.join("specs/zoo.toml");
+        std::fs::write(&spec, text("image:../trig.png", "cnn")).unwrap();
+        let e = ZooSpec::load(&spec).unwrap_err().to_string();
+        assert!(e.contains("zoo.toml") && e.contains("trigger image `../trig.png`"), "{e}");
+        let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/triggers/noise32.png");
+        std::fs::copy(png, dir.join("trig.png")).unwrap();
+        let s = ZooSpec::load(&spec).unwrap();
+        let TriggerSpec::Image(p) = trigger(&s.triggers[0]).unwrap() else { panic!("{:?}", s.triggers) };
+        assert_eq!(std::fs::canonicalize(p).unwrap(), std::fs::canonicalize(dir.join("trig.png")).unwrap());
+        std::fs::write(&spec, text("paper-gray", "net.pt")).unwrap();
+        let e = ZooSpec::load(&spec).unwrap_err().to_string();
+        assert!(e.contains("TorchScript architecture `net.pt`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn patch(a: &AttackConfig) -> Option<&Patch> {
