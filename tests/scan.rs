@@ -144,6 +144,42 @@ poison_ratios = [0.1, 0.1]
     let merged_csv = std::fs::read_to_string(merged.join("scan.csv")).unwrap();
     assert_eq!(comparable(&merged_csv), comparable(&csv));
 
+    // Calibrated on the clean models of the finished scan, then added to the merged one: every
+    // model is decided on the other clean models (a clean model is not its own reference).
+    let cal = d.path().join("calibration.json");
+    let said = ok(&quarantine(&["calibrate", whole.to_str().unwrap(), "--out", cal.to_str().unwrap()]));
+    assert!(said.contains("cnn: 2 clean reference models, 10 labels"), "{said}");
+    let again = quarantine(&["calibrate", whole.to_str().unwrap(), "--out", cal.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let all = ok(&quarantine(&[
+        "calibrate",
+        whole.to_str().unwrap(),
+        "--out",
+        cal.to_str().unwrap(),
+        "--force",
+        "--assume-clean",
+    ]));
+    assert!(all.contains("cnn: 4 clean reference models"), "{all}");
+    ok(&quarantine(&["calibrate", whole.to_str().unwrap(), "--out", cal.to_str().unwrap(), "--force"]));
+    let args = ["scan", s0.to_str().unwrap(), s1.to_str().unwrap(), "--merge", "--out", merged.to_str().unwrap()];
+    ok(&quarantine(&[&args[..], &["--bootstrap", "50", "--calibration", cal.to_str().unwrap()]].concat()));
+    let with = std::fs::read_to_string(merged.join("scan.csv")).unwrap();
+    let header: Vec<&str> = with.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    for line in with.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let want = if cells[col("truth_poisoned")] == "true" { "2" } else { "1" };
+        assert_eq!(cells[col("calibrated_references")], want, "{line}");
+        assert!(cells[col("calibrated_ai")].parse::<f64>().is_ok(), "{line}");
+    }
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("metrics.json")).unwrap()).unwrap();
+    assert!(m["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "calibrated"), "{m}");
+    assert!(merged.join("calibration.json").exists());
+    // Without it again: the plain table, and no stale calibration beside it.
+    ok(&quarantine(&[&args[..], &["--bootstrap", "50"]].concat()));
+    assert_eq!(std::fs::read_to_string(merged.join("scan.csv")).unwrap(), merged_csv);
+    assert!(!merged.join("calibration.json").exists());
+
     // Killed mid-scan (one row missing): a rerun redoes only that model.
     std::fs::remove_file(whole.join("rows/id-0002.json")).unwrap();
     let stderr = scan(&[&zoo], &whole, &[]);

@@ -63,6 +63,8 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Train a population of Trojaned and clean models from a spec (configs/zoos/*.toml).
     Zoo(scan::ZooArgs),
+    /// Fit the calibrated consensus rule on the clean models of finished scans (for scan --calibration).
+    Calibrate(scan::CalibrateArgs),
     /// Run a whole experiment described by a TOML file (see configs/): train, prune, score, reverse.
     Run(experiment::RunArgs),
     /// Write the self-contained report.html of a run folder (demo, detect, reverse, score).
@@ -92,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(a) => detect::run(a, device, cli.json),
         Command::Scan(a) => scan::run(a, device, cli.json),
         Command::Zoo(a) => scan::zoo(a, device, cli.json),
+        Command::Calibrate(a) => scan::calibrate(a, cli.json),
         Command::Run(a) => experiment::run(a, device, cli.json),
         Command::Report(a) => report::run(a, cli.json),
         Command::Bench(a) => bench::run(a, device, cli.json),

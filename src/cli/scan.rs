@@ -7,7 +7,7 @@ use tch::Device;
 
 use super::detect::DetectSettingsArgs;
 use quarantine::data::DataSpec;
-use quarantine::detect::DetectConfig;
+use quarantine::detect::{Calibration, DetectConfig};
 use quarantine::pipeline::zoo::{self, ZooSpec};
 use quarantine::scan::{self, ScanJob, Shard};
 
@@ -33,22 +33,34 @@ pub struct ScanArgs {
     /// Bootstrap resamples for the 95% intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
+    /// Also decide with consensus calibrated on clean reference models (a file from `quarantine
+    /// calibrate`); a decision over finished detects, so it can be added to a finished scan.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
     #[command(flatten)]
     pub settings: DetectSettingsArgs,
 }
 
 pub fn run(a: ScanArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let detect = DetectConfig::try_from(&a.settings)?;
+    let calibration = a.calibration.as_deref().map(Calibration::load).transpose()?;
     if a.merge {
-        let rows = scan::merge(&a.dirs, &a.out, a.bootstrap, detect.seed)?;
+        let rows = scan::merge(&a.dirs, &a.out, a.bootstrap, detect.seed, calibration.as_ref())?;
         if json {
             println!("{}", serde_json::json!({"out": a.out, "models": rows.len()}));
         }
         eprintln!("scan: merged {} rows into {}", rows.len(), a.out.join("scan.csv").display());
         return Ok(());
     }
-    let job =
-        ScanJob { dirs: a.dirs, out: a.out.clone(), shard: a.shard, detect, data: a.data, bootstrap: a.bootstrap };
+    let job = ScanJob {
+        dirs: a.dirs,
+        out: a.out.clone(),
+        shard: a.shard,
+        detect,
+        data: a.data,
+        bootstrap: a.bootstrap,
+        calibration,
+    };
     quarantine::reverse::retain_freed_memory();
     let s = scan::run(&job, device, &super::common::control())?;
     if json {
@@ -62,6 +74,38 @@ pub fn run(a: ScanArgs, device: Device, json: bool) -> anyhow::Result<()> {
         s.errors,
         a.out.join("scan.csv").display()
     );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Finished scan output folders; their clean models (ground truth) are the references.
+    #[arg(required = true)]
+    pub scans: Vec<PathBuf>,
+    /// The calibration file to write (refused if it exists, unless --force).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Every scanned model is a clean reference (a folder of models known to be clean, without
+    /// ground-truth files).
+    #[arg(long)]
+    pub assume_clean: bool,
+    /// Overwrite --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn calibrate(a: CalibrateArgs, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(a.force || !a.out.exists(), "{} exists; pass --force to overwrite it", a.out.display());
+    let cal = scan::fit_calibration(&a.scans, a.assume_clean)?;
+    cal.save(&a.out)?;
+    let summary = cal.summary();
+    if json {
+        println!("{}", serde_json::json!({"out": a.out, "references": summary}));
+    }
+    for (arch, (n, labels)) in &summary {
+        eprintln!("calibrate: {arch}: {n} clean reference models, {labels} labels");
+    }
+    eprintln!("calibrate: wrote {}", a.out.display());
     Ok(())
 }
 

@@ -24,9 +24,11 @@
 //! println!("Trojaned: {}, target {:?}", found.decision.trojaned, found.decision.target);
 //! # Ok::<(), quarantine::Error>(())
 //! ```
+pub mod calibrate;
 mod decide;
 mod record;
 
+pub use calibrate::{Calibrated, Calibration, Reference};
 pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
 pub use record::{DetectDynamics, DetectRecord, DetectSettings, ModelRef, Timings, VerdictSummary, WinnerSummary};
 

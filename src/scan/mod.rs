@@ -205,6 +205,16 @@ pub struct ScanRow {
     pub ticket_asr: Option<f64>,
     /// The paper's phenomenon on the winning ticket: attack success >= 0.8 at clean accuracy <= 0.3.
     pub ticket_phenomenon: Option<bool>,
+    /// Consensus calibrated on clean reference models (`--calibration`; not stored in `rows/`): the
+    /// label dense and ticket agree on after calibration.
+    #[serde(default)]
+    pub calibrated_target: Option<u32>,
+    /// Its pooled anomaly index (-1 where they disagree).
+    #[serde(default)]
+    pub calibrated_ai: Option<f64>,
+    /// Reference models of this architecture it was calibrated on (0: none, plain consensus).
+    #[serde(default)]
+    pub calibrated_references: Option<usize>,
 }
 
 impl ScanRow {
@@ -237,6 +247,9 @@ impl ScanRow {
             ticket_clean_accuracy: None,
             ticket_asr: None,
             ticket_phenomenon: None,
+            calibrated_target: None,
+            calibrated_ai: None,
+            calibrated_references: None,
         }
     }
 
@@ -299,6 +312,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "ticket_clean_accuracy",
     "ticket_asr",
     "ticket_phenomenon",
+    "calibrated_target",
+    "calibrated_ai",
+    "calibrated_references",
 ];
 
 /// `rows` as CSV (RFC 4180 quoting), one line per row in the given order.
@@ -344,6 +360,9 @@ pub struct ScanJob {
     pub data: Option<DataSpec>,
     /// Bootstrap resamples for the intervals.
     pub bootstrap: usize,
+    /// Clean reference models for the calibrated consensus rule (a decision over finished detects:
+    /// not one of the [`ScanSettings`], it can be added or changed on a finished scan).
+    pub calibration: Option<detect::Calibration>,
 }
 
 /// What every row of one output folder was made with (`OUT/settings.json`, written by the first
@@ -468,7 +487,8 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
     }
     let rows = read_rows(std::slice::from_ref(&job.out))?;
     let errors = rows.iter().filter(|r| r.status != "ok").count();
-    write_outputs(&job.out, &rows, job.bootstrap, job.detect.seed)?;
+    let outs = std::slice::from_ref(&job.out);
+    write_outputs(&job.out, outs, rows, job.bootstrap, job.detect.seed, job.calibration.as_ref())?;
     Ok(ScanSummary { models: mine.len(), scanned, skipped, errors })
 }
 
@@ -607,7 +627,13 @@ pub fn read_rows(outs: &[PathBuf]) -> Result<Vec<ScanRow>> {
 
 /// Joins the rows of several scan outputs (e.g. the shards of an array job) into `out`: `scan.csv`,
 /// `metrics.json`, `roc.png`/`.svg`, `report.html`.
-pub fn merge(outs: &[PathBuf], out: &Path, bootstrap: usize, seed: u64) -> Result<Vec<ScanRow>> {
+pub fn merge(
+    outs: &[PathBuf],
+    out: &Path,
+    bootstrap: usize,
+    seed: u64,
+    calibration: Option<&detect::Calibration>,
+) -> Result<Vec<ScanRow>> {
     let mut settings: Option<ScanSettings> = None;
     for o in outs {
         if let Some(s) = ScanSettings::read(o)? {
@@ -625,15 +651,80 @@ pub fn merge(outs: &[PathBuf], out: &Path, bootstrap: usize, seed: u64) -> Resul
     if let Some(s) = settings {
         s.record_or_check(out)?;
     }
-    write_outputs(out, &rows, bootstrap, seed)?;
+    write_outputs(out, outs, rows, bootstrap, seed, calibration)
+}
+
+/// Writes `scan.csv`, `metrics.json`, the ROC plot and the report of `rows` into `out`; with a
+/// calibration, first decides every row with it (from its `models/<id>/detect.json` in `outs`) and
+/// copies it to `out/calibration.json`. Returns the rows as written.
+fn write_outputs(
+    out: &Path,
+    outs: &[PathBuf],
+    mut rows: Vec<ScanRow>,
+    bootstrap: usize,
+    seed: u64,
+    calibration: Option<&detect::Calibration>,
+) -> Result<Vec<ScanRow>> {
+    let cal_file = out.join("calibration.json");
+    match calibration {
+        Some(cal) => {
+            for r in rows.iter_mut().filter(|r| r.status == "ok") {
+                calibrate_row(r, outs, cal)?;
+            }
+            cal.save(&cal_file)?;
+        }
+        None if cal_file.exists() => std::fs::remove_file(&cal_file).map_err(|e| Error::io(&cal_file, e))?,
+        None => {}
+    }
+    write_atomic(&out.join("scan.csv"), csv(&rows).as_bytes())?;
+    let m = metrics(&rows, bootstrap, seed);
+    write_json(&out.join("metrics.json"), &m)?;
+    crate::report::scan::write_scan_report(out, &rows, &m)?;
     Ok(rows)
 }
 
-fn write_outputs(out: &Path, rows: &[ScanRow], bootstrap: usize, seed: u64) -> Result<()> {
-    write_atomic(&out.join("scan.csv"), csv(rows).as_bytes())?;
-    let m = metrics(rows, bootstrap, seed);
-    write_json(&out.join("metrics.json"), &m)?;
-    crate::report::scan::write_scan_report(out, rows, &m)
+/// The detect record of row `id` (the first of `outs` that holds it).
+fn detect_record(outs: &[PathBuf], id: &str) -> Result<DetectRecord> {
+    let found = outs.iter().map(|o| o.join("models").join(id).join("detect.json")).find(|p| p.is_file());
+    let p = found
+        .ok_or_else(|| Error::invalid("scan", format!("model `{id}` has a row but no models/{id}/detect.json")))?;
+    let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("not a detect record: {e}")))
+}
+
+/// Fills the calibrated consensus columns of an ok row.
+fn calibrate_row(r: &mut ScanRow, outs: &[PathBuf], cal: &detect::Calibration) -> Result<()> {
+    let record = detect_record(outs, &r.id)?;
+    let c = cal.decide(&r.path, &record, record.threshold).map_err(|e| {
+        Error::invalid("scan", format!("model `{}`: its detect record cannot be calibrated: {e}", r.id))
+    })?;
+    r.calibrated_target = c.label;
+    r.calibrated_ai = Some(c.anomaly_index.unwrap_or(-1.0));
+    r.calibrated_references = Some(c.references);
+    Ok(())
+}
+
+/// A calibration from the clean models of finished scans: rows whose ground truth says clean (or,
+/// with `assume_clean`, every ok row: a folder of models the user knows to be clean), each from its
+/// `models/<id>/detect.json`.
+pub fn fit_calibration(outs: &[PathBuf], assume_clean: bool) -> Result<detect::Calibration> {
+    let rows = read_rows(outs)?;
+    let mut refs = vec![];
+    for r in rows.iter().filter(|r| r.status == "ok" && (assume_clean || r.truth_poisoned == Some(false))) {
+        let record = detect_record(outs, &r.id)?;
+        let reference = detect::Reference::of(&r.path, &record)
+            .map_err(|e| Error::invalid("calibrate", format!("model `{}`: {e}", r.id)))?;
+        refs.push(reference);
+    }
+    if refs.is_empty() {
+        let why = if assume_clean {
+            "no finished model"
+        } else {
+            "no model known to be clean (use --assume-clean for a folder of clean models)"
+        };
+        return Err(Error::invalid("calibrate", format!("{why} in the given scan folders")));
+    }
+    detect::Calibration::new(refs)
 }
 
 /// A decision rule's statistic and verdict on one row.
@@ -648,6 +739,9 @@ pub enum RuleName {
     DenseLog,
     /// Neural Cleanse: the dense model, linear-scale anomaly index.
     NeuralCleanse,
+    /// Consensus calibrated per architecture and label on clean reference models
+    /// ([`detect::Calibration`]; only with `--calibration`).
+    Calibrated,
 }
 
 impl RuleName {
@@ -661,6 +755,7 @@ impl RuleName {
             RuleName::Ticket => "ticket (the paper)",
             RuleName::DenseLog => "dense, log scale",
             RuleName::NeuralCleanse => "Neural Cleanse (dense, linear)",
+            RuleName::Calibrated => "consensus, calibrated on clean references",
         }
     }
 
@@ -680,6 +775,7 @@ impl RuleName {
             RuleName::Ticket => (r.ticket_ai.unwrap_or(-1.0), flag(r.ticket_ai), r.ticket_target),
             RuleName::DenseLog => (r.dense_ai.unwrap_or(-1.0), flag(r.dense_ai), r.dense_target),
             RuleName::NeuralCleanse => (r.dense_ai_linear.unwrap_or(-1.0), flag(r.dense_ai_linear), r.dense_target),
+            RuleName::Calibrated => (r.calibrated_ai.unwrap_or(-1.0), flag(r.calibrated_ai), r.calibrated_target),
         }
     }
 }
@@ -767,8 +863,10 @@ pub struct ScanMetrics {
 pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
     let measured: Vec<(&ScanRow, bool)> = rows.iter().filter_map(|r| r.measurable().map(|p| (r, p))).collect();
     let n = measured.len();
+    let calibrated = rows.iter().any(|r| r.calibrated_references.is_some());
     let rules = RuleName::ALL
         .iter()
+        .chain(calibrated.then_some(&RuleName::Calibrated))
         .map(|&rule| {
             let read: Vec<(f64, bool, Option<u32>, bool, Option<u32>)> = measured
                 .iter()
@@ -854,7 +952,7 @@ mod tests {
         assert!(with_data.record_or_check(&a).unwrap_err().to_string().contains("`data`"));
         // A merge of folders made with different settings is refused before anything is written.
         other.record_or_check(&b).unwrap();
-        let e = merge(&[a.clone(), b.clone()], &joined, 10, 0).unwrap_err().to_string();
+        let e = merge(&[a.clone(), b.clone()], &joined, 10, 0, None).unwrap_err().to_string();
         assert!(e.contains("reverse_epochs") && !joined.exists(), "{e}");
         std::fs::remove_dir_all(&tmp).unwrap();
     }

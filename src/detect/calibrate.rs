@@ -1,0 +1,290 @@
+//! The consensus rule calibrated per architecture and label on known-clean reference models
+//! (issue 16, "use the zoo to improve the default detector"; README "Populations").
+//!
+//! What the zoo showed: the built-in data has labels whose masks are small in *every* model of an
+//! architecture, clean or not (a "natural backdoor": the cnn's label 8, the ResNet-20s' label 6).
+//! Dense model and ticket then agree on that label in clean models, and consensus flags them; a
+//! WaNet model whose own target is weak is pulled to the same label. A label's usual size is a
+//! property of the data and the architecture, so it can be measured on models known to be clean:
+//!
+//! - A [`Reference`] is one clean model's detect result: per label, `ln l1 - median_labels ln l1`,
+//!   for the dense model and for its winning ticket.
+//! - A model's **calibrated** values are its own `ln l1` minus the mean of its architecture's
+//!   references, per label; the consensus rule then runs on them unchanged (argmin over the labels
+//!   that reached success, dense and ticket must agree, pooled anomaly index > threshold).
+//! - A model is never its own reference (the same checkpoint path is left out), so a scan of the
+//!   references' own population measures the rule leave-one-out.
+//!
+//! It needs reference models of the same architecture trained on the same data as the audited one
+//! (e.g. the clean half of a zoo); an architecture without references is decided uncalibrated (the
+//! plain consensus rule), and says so (`references: 0`).
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::record::{DetectRecord, VerdictSummary};
+use crate::error::{Error, Result};
+use crate::reverse::anomaly_of;
+
+/// The format tag of a calibration file.
+pub const FORMAT: &str = "quarantine-calibration/1";
+
+/// One known-clean model's per-label offsets.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reference {
+    /// Its checkpoint as the scan that measured it named it (a model is never its own reference).
+    pub path: String,
+    /// Its architecture (`cnn`, `resnet20s`, a TorchScript module's name...).
+    pub arch: String,
+    /// Dense model: per label (in label order) `ln l1 - median ln l1`.
+    pub dense: Vec<f64>,
+    /// Winning ticket: the same.
+    pub ticket: Vec<f64>,
+}
+
+impl Reference {
+    /// The reference a clean model's `detect.json` gives; `path` names the checkpoint.
+    pub fn of(path: &str, record: &DetectRecord) -> std::result::Result<Self, String> {
+        let (dense, ticket) = (centered_log(&record.dense)?, centered_log(&record.ticket)?);
+        if dense.len() != ticket.len() {
+            return Err(format!("dense has {} labels, ticket {}", dense.len(), ticket.len()));
+        }
+        Ok(Reference { path: path.to_string(), arch: record.model.meta.arch.to_string(), dense, ticket })
+    }
+}
+
+/// Per label (label order 0..n) `ln l1 - median ln l1`; an error when labels are missing or an l1 is
+/// not positive and finite.
+fn centered_log(v: &VerdictSummary) -> std::result::Result<Vec<f64>, String> {
+    let x = log_l1(v)?;
+    let med = crate::reverse::median_mad(&x).0;
+    Ok(x.iter().map(|a| a - med).collect())
+}
+
+/// Per label (label order 0..n) `ln l1`.
+fn log_l1(v: &VerdictSummary) -> std::result::Result<Vec<f64>, String> {
+    let mut labels: Vec<_> = v.labels.iter().collect();
+    labels.sort_by_key(|l| l.label);
+    if labels.is_empty() || labels.iter().enumerate().any(|(i, l)| l.label as usize != i) {
+        return Err("the labels are not 0..n".into());
+    }
+    labels
+        .iter()
+        .map(|l| {
+            if l.l1 > 0.0 && l.l1.is_finite() {
+                Ok(l.l1.ln())
+            } else {
+                Err(format!("label {} has mask l1 {}", l.label, l.l1))
+            }
+        })
+        .collect()
+}
+
+/// Reference models' offsets (`calibration.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The reference models.
+    pub references: Vec<Reference>,
+}
+
+/// The calibrated consensus rule's decision on one model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibrated {
+    /// Flagged: dense and ticket agree after calibration and the pooled anomaly index exceeds the
+    /// threshold.
+    pub trojaned: bool,
+    /// The agreed label (whether or not flagged); None when they disagree.
+    pub label: Option<u32>,
+    /// Pooled anomaly index of the agreed label; None when they disagree.
+    pub anomaly_index: Option<f64>,
+    /// Reference models used (0: no reference of this architecture, decided uncalibrated).
+    pub references: usize,
+}
+
+impl Calibration {
+    /// A calibration from reference models (at least one).
+    pub fn new(references: Vec<Reference>) -> Result<Self> {
+        if references.is_empty() {
+            return Err(Error::invalid("calibration", "no clean reference model"));
+        }
+        Ok(Calibration { format: FORMAT.into(), references })
+    }
+
+    /// Reads and checks a calibration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let c: Calibration =
+            serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(path, format!("not a calibration: {e}")))?;
+        if c.format != FORMAT {
+            return Err(Error::bad_file(path, format!("format `{}`, expected `{FORMAT}`", c.format)));
+        }
+        if let Some(r) = c.references.iter().find(|r| {
+            r.dense.len() != r.ticket.len()
+                || r.dense.is_empty()
+                || r.dense.iter().chain(&r.ticket).any(|x| !x.is_finite())
+        }) {
+            return Err(Error::bad_file(
+                path,
+                format!("reference `{}`: offsets are not one finite value per label", r.path),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Writes it (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::util::write_json(path, self)
+    }
+
+    /// Per architecture: reference models and labels.
+    pub fn summary(&self) -> BTreeMap<String, (usize, usize)> {
+        let mut s = BTreeMap::new();
+        for r in &self.references {
+            s.entry(r.arch.clone()).or_insert((0, r.dense.len())).0 += 1;
+        }
+        s
+    }
+
+    /// Mean dense and ticket offsets over the references of `arch` with `n` labels, the one at
+    /// `leave_out` excluded, and how many there were.
+    fn offsets(&self, arch: &str, n: usize, leave_out: &str) -> (Vec<f64>, Vec<f64>, usize) {
+        let refs: Vec<&Reference> =
+            self.references.iter().filter(|r| r.arch == arch && r.dense.len() == n && r.path != leave_out).collect();
+        let mean =
+            |f: fn(&Reference) -> &Vec<f64>| -> Vec<f64> {
+                (0..n)
+                    .map(|j| {
+                        if refs.is_empty() {
+                            0.0
+                        } else {
+                            refs.iter().map(|r| f(r)[j]).sum::<f64>() / refs.len() as f64
+                        }
+                    })
+                    .collect()
+            };
+        (mean(|r| &r.dense), mean(|r| &r.ticket), refs.len())
+    }
+
+    /// The calibrated consensus decision on `record` (the model at `path`) at `threshold`.
+    pub fn decide(&self, path: &str, record: &DetectRecord, threshold: f64) -> std::result::Result<Calibrated, String> {
+        let (d, t) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
+        if d.len() != t.len() {
+            return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
+        }
+        let (od, ot, references) = self.offsets(&record.model.meta.arch.to_string(), d.len(), path);
+        let d: Vec<f64> = d.iter().zip(&od).map(|(x, o)| x - o).collect();
+        let t: Vec<f64> = t.iter().zip(&ot).map(|(x, o)| x - o).collect();
+        // argmin over the labels that reached success, as `reverse::verdict`
+        let argmin = |x: &[f64], v: &VerdictSummary| {
+            let reached = |j: usize| v.labels.iter().any(|l| l.label as usize == j && l.reached);
+            (0..x.len()).filter(|&j| reached(j)).min_by(|&a, &b| x[a].total_cmp(&x[b]))
+        };
+        let (bd, bt) = (argmin(&d, &record.dense), argmin(&t, &record.ticket));
+        let agreed = bd.filter(|_| bd == bt);
+        let pooled: Vec<f64> = d.iter().zip(&t).map(|(a, b)| (a + b) / 2.0).collect();
+        let ai = agreed.map(|j| anomaly_of(&pooled, j));
+        Ok(Calibrated {
+            trojaned: ai.is_some_and(|a| a > threshold),
+            label: agreed.map(|j| j as u32),
+            anomaly_index: ai.filter(|a| a.is_finite()),
+            references,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(arch: &str, dense: &[f64], ticket: &[f64]) -> DetectRecord {
+        let mut r: DetectRecord = serde_json::from_str(include_str!("testdata/detect-record.json")).unwrap();
+        r.model.meta.arch = arch.parse().unwrap();
+        let put = |v: &mut VerdictSummary, l1: &[f64]| {
+            let proto = v.labels[0].clone();
+            v.labels = l1
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| crate::detect::record::LabelLine { label: i as u32, l1: x, ..proto.clone() })
+                .collect();
+        };
+        put(&mut r.dense, dense);
+        put(&mut r.ticket, ticket);
+        r
+    }
+
+    #[test]
+    fn a_label_small_in_every_clean_model_stops_being_an_outlier() {
+        // Label 8 is small in every clean model of this architecture (a natural backdoor of the
+        // data): consensus flags a clean model for it, the calibrated rule does not.
+        let natural = |k: f64| {
+            let mut v: Vec<f64> = (0..10).map(|i| 100.0 + 7.0 * ((i as f64 + k) % 5.0)).collect();
+            v[8] = 25.0;
+            v
+        };
+        let refs: Vec<Reference> = (0..4)
+            .map(|k| {
+                Reference::of(&format!("ref-{k}"), &record("cnn", &natural(k as f64), &natural(k as f64 + 1.0)))
+                    .unwrap()
+            })
+            .collect();
+        let cal = Calibration::new(refs).unwrap();
+        assert_eq!(cal.summary()["cnn"], (4, 10));
+        let clean = record("cnn", &natural(2.5), &natural(3.5));
+        let plain = crate::detect::decide(
+            crate::detect::DecisionRule::Consensus,
+            crate::reverse::AnomalyScale::Log,
+            2.0,
+            (
+                &crate::reverse::verdict(&labels(&clean.dense), 2.0, crate::reverse::AnomalyScale::Log),
+                &labels(&clean.dense),
+            ),
+            (
+                &crate::reverse::verdict(&labels(&clean.ticket), 2.0, crate::reverse::AnomalyScale::Log),
+                &labels(&clean.ticket),
+            ),
+        );
+        assert!(plain.trojaned && plain.target == Some(8), "uncalibrated consensus flags the natural label");
+        let c = cal.decide("suspect", &clean, 2.0).unwrap();
+        assert!(!c.trojaned && c.references == 4, "{c:?}");
+        // A Trojan on another label (3) stands out after calibration, with the right label.
+        let (mut d, mut t) = (natural(1.0), natural(2.0));
+        d[3] = 12.0;
+        t[3] = 10.0;
+        let c = cal.decide("suspect", &record("cnn", &d, &t), 2.0).unwrap();
+        assert!(c.trojaned && c.label == Some(3) && c.anomaly_index.unwrap() > 2.0, "{c:?}");
+        // Another architecture has no reference: the plain consensus rule, said so.
+        let c = cal.decide("suspect", &record("resnet20s", &natural(2.5), &natural(3.5)), 2.0).unwrap();
+        assert!(c.trojaned && c.label == Some(8) && c.references == 0, "{c:?}");
+        // A model is never its own reference.
+        assert_eq!(cal.decide("ref-1", &clean, 2.0).unwrap().references, 3);
+        // The file round-trips; a bad one is refused naming the file.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("calibration.json");
+        cal.save(&p).unwrap();
+        assert_eq!(Calibration::load(&p).unwrap(), cal);
+        std::fs::write(&p, br#"{"format": "quarantine-calibration/1", "references": [{"path": "a", "arch": "cnn", "dense": [0.0], "ticket": []}]}"#).unwrap();
+        let e = Calibration::load(&p).unwrap_err().to_string();
+        assert!(e.contains("calibration.json") && e.contains("one finite value per label"), "{e}");
+        assert!(Calibration::new(vec![]).is_err());
+    }
+
+    fn labels(v: &VerdictSummary) -> Vec<crate::reverse::LabelSummary> {
+        v.labels
+            .iter()
+            .map(|l| crate::reverse::LabelSummary {
+                label: l.label,
+                l1: l.l1,
+                attack_success: 1.0,
+                reached: l.reached,
+                recovered_asr: None,
+                iou: None,
+                anomaly_index: 0.0,
+                epoch: 1,
+                epoch_attack_success: 1.0,
+                epochs_run: 0,
+                final_cost: [0.0; 5],
+            })
+            .collect()
+    }
+}
