@@ -175,6 +175,31 @@ poison_ratios = [0.1, 0.1]
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("metrics.json")).unwrap()).unwrap();
     assert!(m["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "calibrated"), "{m}");
     assert!(merged.join("calibration.json").exists());
+    // `detect --calibration` on one member gives the scan's calibrated decision (same settings and
+    // seed), and says so.
+    let model = zoo.join("id-0000/model.safetensors");
+    let det = d.path().join("det");
+    let fast_detect: Vec<&str> = FAST[..8].to_vec();
+    let o = quarantine(
+        &[
+            &["detect", "--model", model.to_str().unwrap(), "--out", det.to_str().unwrap()][..],
+            &fast_detect,
+            &["--calibration", cal.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let said = ok(&o);
+    assert!(said.contains("clean cnn references") && said.contains("uncalibrated consensus"), "{said}");
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(det.join("detect.json")).unwrap()).unwrap();
+    let line0 = with.lines().nth(1).unwrap().split(',').map(str::to_string).collect::<Vec<_>>();
+    assert!(line0[col("id")] == "id-0000");
+    let scan_ai: f64 = line0[col("calibrated_ai")].parse().unwrap();
+    let det_ai = rec["calibrated"]["anomaly_index"].as_f64().unwrap_or(-1.0);
+    assert!((scan_ai - det_ai).abs() < 1e-5, "scan {scan_ai} vs detect {det_ai}");
+    assert_eq!(rec["calibrated"]["references"].to_string(), line0[col("calibrated_references")]);
+    assert_eq!(rec["trojaned"], rec["calibrated"]["trojaned"]);
+    assert!(rec["command"].as_str().unwrap().ends_with(&format!("--calibration {}", cal.display())));
+
     // Without it again: the plain table, and no stale calibration beside it.
     ok(&quarantine(&[&args[..], &["--bootstrap", "50"]].concat()));
     assert_eq!(std::fs::read_to_string(merged.join("scan.csv")).unwrap(), merged_csv);

@@ -43,6 +43,11 @@ pub struct DetectArgs {
     /// Replace a finished detection in --out.
     #[arg(long)]
     pub force: bool,
+    /// Decide with consensus calibrated on clean reference models of the same architecture and data
+    /// (a file from `quarantine calibrate`, e.g. configs/calibrations/builtin-tune.json); the verdict
+    /// is then the calibrated rule's, and detect.json keeps the uncalibrated decision beside it.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
 }
 
 /// How a model is examined (every `detect` flag but the model, data and output; `scan` takes them too).
@@ -209,6 +214,7 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
 
 pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let cfg = DetectConfig::try_from(&a.settings)?;
+    let calibration = a.calibration.as_deref().map(quarantine::detect::Calibration::load).transpose()?;
     let suspect = Suspect::load(&a.model.model, &a.model.overrides(), device)?;
     quarantine::reverse::retain_freed_memory();
     prepare_out_dir(&a.out, "detect.json", a.resume, a.force)?;
@@ -222,12 +228,18 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         meta: suspect.info.meta.clone(),
         imported_from: suspect.info.imported_from.clone(),
     };
-    let record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
+    let mut record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
+    if let (Some(cal), Some(path)) = (&calibration, &a.calibration) {
+        record
+            .calibrate(cal, &a.model.model.display().to_string())
+            .map_err(|e| anyhow::anyhow!("calibrating with {}: {e}", path.display()))?;
+        record.command += &format!(" --calibration {}", path.display());
+    }
     let report = write_detection(&a.out, &found, &record)?;
     if json {
         println!("{}", serde_json::to_string(&record)?);
     }
-    eprintln!("{}", found.verdict_line(&cfg));
+    eprintln!("{}", record.calibrated_verdict_line().unwrap_or_else(|| found.verdict_line(&cfg)));
     eprintln!("detect: report {}", report.display());
     Ok(())
 }
