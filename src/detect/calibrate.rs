@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::record::{DetectRecord, VerdictSummary};
+use super::record::{Calibrated, DetectRecord, VerdictSummary};
 use crate::error::{Error, Result};
 use crate::reverse::anomaly_of;
 
@@ -86,20 +86,6 @@ pub struct Calibration {
     pub format: String,
     /// The reference models.
     pub references: Vec<Reference>,
-}
-
-/// The calibrated consensus rule's decision on one model.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Calibrated {
-    /// Flagged: dense and ticket agree after calibration and the pooled anomaly index exceeds the
-    /// threshold.
-    pub trojaned: bool,
-    /// The agreed label (whether or not flagged); None when they disagree.
-    pub label: Option<u32>,
-    /// Pooled anomaly index of the agreed label; None when they disagree.
-    pub anomaly_index: Option<f64>,
-    /// Reference models used (0: no reference of this architecture, decided uncalibrated).
-    pub references: usize,
 }
 
 impl Calibration {
@@ -189,6 +175,48 @@ impl Calibration {
             label: agreed.map(|j| j as u32),
             anomaly_index: ai.filter(|a| a.is_finite()),
             references,
+        })
+    }
+}
+
+impl DetectRecord {
+    /// Decides with the calibrated consensus rule on `cal` (the audited model at `path` is never its
+    /// own reference): the verdict becomes the calibrated one; `decision` keeps the uncalibrated rule's.
+    pub fn calibrate(&mut self, cal: &Calibration, path: &str) -> std::result::Result<(), String> {
+        let c = cal.decide(path, self, self.threshold)?;
+        self.trojaned = c.trojaned;
+        self.target = if c.trojaned { c.label } else { None };
+        self.anomaly_index = c.anomaly_index;
+        self.calibrated = Some(c);
+        Ok(())
+    }
+
+    /// The verdict line of a calibrated record (None when not calibrated).
+    pub fn calibrated_verdict_line(&self) -> Option<String> {
+        let c = self.calibrated.as_ref()?;
+        let arch = &self.model.meta.arch;
+        let why = match (c.label, c.anomaly_index) {
+            (Some(l), Some(ai)) => format!(
+                "after calibration dense model and ticket agree on label {l}, pooled anomaly index {ai:.2} {} {}",
+                if c.trojaned { ">" } else { "<=" },
+                self.threshold
+            ),
+            (Some(l), None) => {
+                format!("after calibration dense model and ticket agree on label {l}, infinite anomaly index")
+            }
+            (None, _) => "after calibration dense model and ticket point at different labels: no consensus".into(),
+        };
+        let refs = match c.references {
+            0 => format!("no clean {arch} reference in the calibration: plain consensus"),
+            n => format!("calibrated on {n} clean {arch} references"),
+        };
+        let plain = if self.decision.trojaned { "TROJANED" } else { "no Trojan" };
+        Some(match self.target {
+            Some(t) if self.trojaned => format!(
+                "verdict: TROJANED, target label {t} ({why}; {refs}; uncalibrated {}: {plain})",
+                self.decision.rule
+            ),
+            _ => format!("verdict: no Trojan found ({why}; {refs}; uncalibrated {}: {plain})", self.decision.rule),
         })
     }
 }

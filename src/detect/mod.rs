@@ -28,9 +28,11 @@ pub mod calibrate;
 mod decide;
 mod record;
 
-pub use calibrate::{Calibrated, Calibration, Reference};
+pub use calibrate::{Calibration, Reference};
 pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
-pub use record::{DetectDynamics, DetectRecord, DetectSettings, ModelRef, Timings, VerdictSummary, WinnerSummary};
+pub use record::{
+    Calibrated, DetectDynamics, DetectRecord, DetectSettings, ModelRef, Timings, VerdictSummary, WinnerSummary,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
