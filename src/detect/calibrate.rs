@@ -10,8 +10,9 @@
 //! - A [`Reference`] is one clean model's detect result: per label, `ln l1 - median_labels ln l1`,
 //!   for the dense model and for its winning ticket.
 //! - A model's **calibrated** values are its own `ln l1` minus the mean of its architecture's
-//!   references, per label; the consensus rule then runs on them unchanged (argmin over the labels
-//!   that reached success, dense and ticket must agree, pooled anomaly index > threshold).
+//!   references, per label; the consensus rule ([`super::Consensus`], log scale) then decides on
+//!   the shifted masks `exp(ln l1 - offset)` unchanged (argmin over the labels that reached success,
+//!   dense and ticket must agree, pooled anomaly index > threshold).
 //! - A model is never its own reference (the same checkpoint path is left out), so a scan of the
 //!   references' own population measures the rule leave-one-out.
 //!
@@ -22,8 +23,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::record::{Calibrated, DetectRecord, VerdictSummary};
+use super::DecisionRule;
 use crate::error::{Error, Result};
-use crate::reverse::anomaly_of;
+use crate::reverse::{verdict, AnomalyScale, LabelSummary};
 
 /// The format tag of a calibration file.
 pub const FORMAT: &str = "quarantine-calibration/1";
@@ -159,21 +161,23 @@ impl Calibration {
             return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
         }
         let (od, ot, references) = self.offsets(&record.model.meta.arch.to_string(), d.len(), path);
-        let d: Vec<f64> = d.iter().zip(&od).map(|(x, o)| x - o).collect();
-        let t: Vec<f64> = t.iter().zip(&ot).map(|(x, o)| x - o).collect();
-        // argmin over the labels that reached success, as `reverse::verdict`
-        let argmin = |x: &[f64], v: &VerdictSummary| {
+        // The shifted masks exp(ln l1 - offset), labels 0..n with their own `reached`.
+        let shifted = |x: &[f64], o: &[f64], v: &VerdictSummary| -> Vec<LabelSummary> {
             let reached = |j: usize| v.labels.iter().any(|l| l.label as usize == j && l.reached);
-            (0..x.len()).filter(|&j| reached(j)).min_by(|&a, &b| x[a].total_cmp(&x[b]))
+            x.iter()
+                .zip(o)
+                .enumerate()
+                .map(|(j, (x, o))| LabelSummary::bare(j as u32, (x - o).exp(), reached(j)))
+                .collect()
         };
-        let (bd, bt) = (argmin(&d, &record.dense), argmin(&t, &record.ticket));
-        let agreed = bd.filter(|_| bd == bt);
-        let pooled: Vec<f64> = d.iter().zip(&t).map(|(a, b)| (a + b) / 2.0).collect();
-        let ai = agreed.map(|j| anomaly_of(&pooled, j));
+        let (ld, lt) = (shifted(&d, &od, &record.dense), shifted(&t, &ot, &record.ticket));
+        let s = AnomalyScale::Log;
+        let (vd, vt) = (verdict(&ld, threshold, s), verdict(&lt, threshold, s));
+        let c = super::decide(DecisionRule::Consensus, s, threshold, (&vd, &ld), (&vt, &lt));
         Ok(Calibrated {
-            trojaned: ai.is_some_and(|a| a > threshold),
-            label: agreed.map(|j| j as u32),
-            anomaly_index: ai.filter(|a| a.is_finite()),
+            trojaned: c.trojaned,
+            label: if c.agree { c.dense_target } else { None },
+            anomaly_index: c.pooled_anomaly_index.filter(|a| a.is_finite()),
             references,
         })
     }
@@ -297,22 +301,7 @@ mod tests {
         assert!(Calibration::new(vec![]).is_err());
     }
 
-    fn labels(v: &VerdictSummary) -> Vec<crate::reverse::LabelSummary> {
-        v.labels
-            .iter()
-            .map(|l| crate::reverse::LabelSummary {
-                label: l.label,
-                l1: l.l1,
-                attack_success: 1.0,
-                reached: l.reached,
-                recovered_asr: None,
-                iou: None,
-                anomaly_index: 0.0,
-                epoch: 1,
-                epoch_attack_success: 1.0,
-                epochs_run: 0,
-                final_cost: [0.0; 5],
-            })
-            .collect()
+    fn labels(v: &VerdictSummary) -> Vec<LabelSummary> {
+        v.labels.iter().map(|l| LabelSummary::bare(l.label, l.l1, l.reached)).collect()
     }
 }

@@ -173,22 +173,7 @@ mod tests {
     use crate::reverse::verdict;
 
     fn labels(l1: &[f64]) -> Vec<LabelSummary> {
-        l1.iter()
-            .enumerate()
-            .map(|(i, &v)| LabelSummary {
-                label: i as u32,
-                l1: v,
-                attack_success: 1.0,
-                reached: true,
-                recovered_asr: None,
-                iou: None,
-                anomaly_index: 0.0,
-                epoch: 1,
-                epoch_attack_success: 1.0,
-                epochs_run: 0,
-                final_cost: [0.0; 5],
-            })
-            .collect()
+        l1.iter().enumerate().map(|(i, &v)| LabelSummary::bare(i as u32, v, true)).collect()
     }
 
     #[test]

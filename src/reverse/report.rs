@@ -93,6 +93,27 @@ pub struct ReverseReport {
     pub seconds: f64,
 }
 
+impl LabelSummary {
+    /// A line known only by its label, mask l1 and whether it reached success (what `detect.json`
+    /// keeps of each label), the other fields neutral: enough for [`verdict`] and the decision rules.
+    pub fn bare(label: u32, l1: f64, reached: bool) -> Self {
+        let success = if reached { 1.0 } else { 0.0 };
+        LabelSummary {
+            label,
+            l1,
+            attack_success: success,
+            reached,
+            recovered_asr: None,
+            iou: None,
+            anomaly_index: 0.0,
+            epoch: 1,
+            epochs_run: 0,
+            epoch_attack_success: success,
+            final_cost: [0.0; 5],
+        }
+    }
+}
+
 impl ReverseReport {
     /// Per-label lines from results (and, when computed, recovered ASR and IoU, in the same order).
     pub fn new(results: &[LabelResult], verdict: &Verdict, recovered: Option<&[f64]>, ious: Option<&[f64]>) -> Self {

@@ -485,9 +485,9 @@ pub fn run(job: &ScanJob, device: Device, ctl: &Control) -> Result<ScanSummary> 
         write_atomic(&row_path, &serde_json::to_vec_pretty(&row).expect("rows serialize"))?;
         scanned += 1;
     }
-    let rows = read_rows(std::slice::from_ref(&job.out))?;
-    let errors = rows.iter().filter(|r| r.status != "ok").count();
     let outs = std::slice::from_ref(&job.out);
+    let rows = read_rows(outs)?;
+    let errors = rows.iter().filter(|r| r.status != "ok").count();
     write_outputs(&job.out, outs, rows, job.bootstrap, job.detect.seed, job.calibration.as_ref())?;
     Ok(ScanSummary { models: mine.len(), scanned, skipped, errors })
 }
