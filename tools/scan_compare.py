@@ -10,59 +10,13 @@ import csv
 import sys
 from collections import defaultdict
 
-TH = 2.0
-
-
-def num(v):
-    return None if v in ("", None) else float(v)
-
-
-def verdicts(r):
-    """Each rule's (flagged, target) at threshold 2, as tools/scan_rows.py reads them."""
-    agree = r["agree"] == "true"
-    pooled = num(r["pooled_ai"]) if agree else None
-    return {
-        "consensus": (pooled is not None and pooled > TH, r["dense_target"]),
-        "ticket": ((num(r["ticket_ai"]) or -1) > TH, r["ticket_target"]),
-        "dense-log": ((num(r["dense_ai"]) or -1) > TH, r["dense_target"]),
-        "nc-linear": ((num(r["dense_ai_linear"]) or -1) > TH, r["dense_target"]),
-    }
-
-
-def statistic(r, rule):
-    """The rule's decision statistic (the consensus rule's is the pooled index where dense and
-    ticket agree, else -1, as scan's metrics)."""
-    if rule == "consensus":
-        return num(r["pooled_ai"]) if r["agree"] == "true" and r["pooled_ai"] else -1.0
-    col = {"ticket": "ticket_ai", "dense-log": "dense_ai", "nc-linear": "dense_ai_linear"}[rule]
-    v = num(r[col])
-    return -1.0 if v is None else v
-
-
-def auc(pos, neg):
-    """Mann-Whitney ROC-AUC, ties counted half."""
-    if not pos or not neg:
-        return None
-    s = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return s / (len(pos) * len(neg))
-
-
-def truth(r):
-    """'T' (poisoned and the backdoor took), 'c' (clean) or None (did not take: not scored)."""
-    if r["truth_poisoned"] == "true":
-        return "T" if r["truth_backdoor_took"] != "false" else None
-    return "c" if r["truth_poisoned"] == "false" else None
+from scan_rules import RULES, auc, num, show, statistic, truth, truth_text, verdicts
 
 
 def called(v):
     """A verdict as the auditor reads it: the target when flagged, else only 'clean'."""
     flag, target = v
     return target if flag else None
-
-
-def show(v):
-    flag, target = v
-    return f"T {target}" if flag else "-"
 
 
 def main():
@@ -75,10 +29,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for i in ids:
         a, b = old[i], new[i]
-        if a["truth_poisoned"] == "true":
-            t = f"{a['truth_attack']} to {a['truth_target']}" + (", did not take" if truth(a) is None else "")
-        else:
-            t = "clean"
+        t = truth_text(a)
         cells = []
         for r in (a, b):
             p = num(r["pooled_ai"]) if r["agree"] == "true" else None
@@ -90,7 +41,7 @@ def main():
     print(f"| rule | {names[0]}: AUC | FPR | target acc. | {names[1]}: AUC | FPR | target acc. | verdicts changed |")
     print("|---|---|---|---|---|---|---|---|")
     scored = [i for i in ids if truth(old[i])]
-    for rule in ("consensus", "ticket", "dense-log", "nc-linear"):
+    for rule in RULES:
         cells = []
         for rows in (old, new):
             pos = [statistic(rows[i], rule) for i in scored if truth(rows[i]) == "T"]
