@@ -18,7 +18,12 @@
 //!
 //! It needs reference models of the same architecture trained on the same data as the audited one
 //! (e.g. the clean half of a zoo); an architecture without references is decided uncalibrated (the
-//! plain consensus rule), and says so (`references: 0`).
+//! plain consensus rule), and says so (`references: 0`). A reference counts only for detections
+//! made the same way: the same kind of seeds ([`crate::reverse::SeedSpec::regime`]: data-free
+//! synthesized seeds, noise, or images of one data spec) and the same input shape, because a
+//! label's usual mask size under synthesized seeds says nothing about it under 40 clean images. Where the architecture has
+//! references but none of the detection's kind, deciding is an error that says so, not a silent
+//! fallback.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -41,6 +46,34 @@ pub struct Reference {
     pub dense: Vec<f64>,
     /// Winning ticket: the same.
     pub ticket: Vec<f64>,
+    /// The kind of seeds its detection used ([`crate::reverse::SeedSpec::regime`]; absent in files
+    /// written before it was recorded: then it counts for any kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<String>,
+    /// Its input shape `[channels, height, width]` (absent in older files: any shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<[usize; 3]>,
+}
+
+/// How a detection was made, as far as its references must match it.
+#[derive(Debug, Clone, PartialEq)]
+struct Regime {
+    arch: String,
+    labels: usize,
+    seeds: String,
+    input: [usize; 3],
+}
+
+impl Regime {
+    fn of(record: &DetectRecord, labels: usize) -> Self {
+        let m = &record.model.meta;
+        Regime {
+            arch: m.arch.to_string(),
+            labels,
+            seeds: record.config.seeds.regime(),
+            input: [m.in_channels, m.height, m.width],
+        }
+    }
 }
 
 impl Reference {
@@ -50,7 +83,15 @@ impl Reference {
         if dense.len() != ticket.len() {
             return Err(format!("dense has {} labels, ticket {}", dense.len(), ticket.len()));
         }
-        Ok(Reference { path: path.to_string(), arch: record.model.meta.arch.to_string(), dense, ticket })
+        let m = &record.model.meta;
+        Ok(Reference {
+            path: path.to_string(),
+            arch: m.arch.to_string(),
+            dense,
+            ticket,
+            seeds: Some(record.config.seeds.regime()),
+            input: Some([m.in_channels, m.height, m.width]),
+        })
     }
 }
 
@@ -134,11 +175,39 @@ impl Calibration {
         s
     }
 
-    /// Mean dense and ticket offsets over the references of `arch` with `n` labels, the one at
-    /// `leave_out` excluded, and how many there were.
-    fn offsets(&self, arch: &str, n: usize, leave_out: &str) -> (Vec<f64>, Vec<f64>, usize) {
-        let refs: Vec<&Reference> =
-            self.references.iter().filter(|r| r.arch == arch && r.dense.len() == n && r.path != leave_out).collect();
+    /// Whether reference `r` measures detections made like `g`.
+    fn matches(r: &Reference, g: &Regime) -> bool {
+        r.arch == g.arch
+            && r.dense.len() == g.labels
+            && r.seeds.as_ref().is_none_or(|s| *s == g.seeds)
+            && r.input.is_none_or(|i| i == g.input)
+    }
+
+    /// Mean dense and ticket offsets over the references of regime `g`, the one at `leave_out`
+    /// excluded, and how many there were. An error when the architecture has references, but none
+    /// made the same way (another kind of seeds, input shape or label count).
+    fn offsets(&self, g: &Regime, leave_out: &str) -> std::result::Result<(Vec<f64>, Vec<f64>, usize), String> {
+        let same_arch: Vec<&Reference> =
+            self.references.iter().filter(|r| r.arch == g.arch && r.path != leave_out).collect();
+        let refs: Vec<&Reference> = same_arch.iter().copied().filter(|r| Self::matches(r, g)).collect();
+        if refs.is_empty() && !same_arch.is_empty() {
+            let r = same_arch[0];
+            let input = |i: Option<[usize; 3]>| i.map_or("any".into(), |[c, h, w]| format!("{c}x{h}x{w}"));
+            return Err(format!(
+                "none of the calibration's {} {} reference(s) was detected like this model (references: {} seeds, \
+                 input {}, {} labels; this model: {} seeds, input {}, {} labels): calibrate on clean models \
+                 detected the same way",
+                same_arch.len(),
+                g.arch,
+                r.seeds.as_deref().unwrap_or("any"),
+                input(r.input),
+                r.dense.len(),
+                g.seeds,
+                input(Some(g.input)),
+                g.labels
+            ));
+        }
+        let n = g.labels;
         let mean =
             |f: fn(&Reference) -> &Vec<f64>| -> Vec<f64> {
                 (0..n)
@@ -151,7 +220,7 @@ impl Calibration {
                     })
                     .collect()
             };
-        (mean(|r| &r.dense), mean(|r| &r.ticket), refs.len())
+        Ok((mean(|r| &r.dense), mean(|r| &r.ticket), refs.len()))
     }
 
     /// The calibrated consensus decision on `record` (the model at `path`) at `threshold`.
@@ -160,7 +229,7 @@ impl Calibration {
         if d.len() != t.len() {
             return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
         }
-        let (od, ot, references) = self.offsets(&record.model.meta.arch.to_string(), d.len(), path);
+        let (od, ot, references) = self.offsets(&Regime::of(record, d.len()), path)?;
         // The shifted masks exp(ln l1 - offset), labels 0..n with their own `reached`.
         let shifted = |x: &[f64], o: &[f64], v: &VerdictSummary| -> Vec<LabelSummary> {
             let reached = |j: usize| v.labels.iter().any(|l| l.label as usize == j && l.reached);
@@ -299,6 +368,36 @@ mod tests {
         let e = Calibration::load(&p).unwrap_err().to_string();
         assert!(e.contains("calibration.json") && e.contains("one finite value per label"), "{e}");
         assert!(Calibration::new(vec![]).is_err());
+    }
+
+    /// References count only for detections made the same way: the kind of seeds and the input
+    /// shape recorded with each must match; a file without them (written before) counts for any.
+    #[test]
+    fn references_of_another_kind_of_seeds_are_refused_not_used() {
+        let mut v: Vec<f64> = (0..10).map(|i| 100.0 + 5.0 * i as f64).collect();
+        v[8] = 25.0;
+        let reference = record("cnn", &v, &v);
+        let synth = reference.config.seeds.regime();
+        let r = Reference::of("ref", &reference).unwrap();
+        assert_eq!((r.seeds.as_deref(), r.input), (Some(synth.as_str()), Some([1, 28, 28])));
+        let cal = Calibration::new(vec![r.clone()]).unwrap();
+        let mut suspect = record("cnn", &v, &v);
+        assert_eq!(cal.decide("suspect", &suspect, 2.0).unwrap().references, 1);
+        // The same architecture detected with 40 clean images: an error naming both kinds.
+        suspect.config.seeds = "data:builtin:40".parse().unwrap();
+        let e = cal.decide("suspect", &suspect, 2.0).unwrap_err();
+        assert!(e.contains("data:builtin seeds") && e.contains(&format!("{synth} seeds")), "{e}");
+        // Another input size likewise.
+        let mut big = record("cnn", &v, &v);
+        big.model.meta.height = 32;
+        big.model.meta.width = 32;
+        assert!(cal.decide("suspect", &big, 2.0).unwrap_err().contains("input 1x32x32"));
+        // A reference without the fields (an older file) counts for any detection.
+        let old = Reference { seeds: None, input: None, ..r };
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("seeds") && !json.contains("input"), "{json}");
+        let cal = Calibration::new(vec![old]).unwrap();
+        assert_eq!(cal.decide("suspect", &suspect, 2.0).unwrap().references, 1);
     }
 
     fn labels(v: &VerdictSummary) -> Vec<LabelSummary> {

@@ -94,6 +94,17 @@ impl TryFrom<String> for SeedSpec {
 }
 
 impl SeedSpec {
+    /// The kind of seeds without their counts: `noise`, `synth` or `data:SPEC`. Mask sizes measured
+    /// under one kind are comparable with each other, not with another kind's (a calibration keys its
+    /// reference models by it).
+    pub fn regime(&self) -> String {
+        match self {
+            SeedSpec::Noise(_) => "noise".into(),
+            SeedSpec::Synth(..) => "synth".into(),
+            SeedSpec::Data(d, _) => format!("data:{d}"),
+        }
+    }
+
     /// Loads the seed images (data seeds: the first N of the training split; synthesized seeds:
     /// inverted from `model`, with a summary of the inversion).
     /// The synthesis stops on `ctl` (returning `Interrupted(state)`) and reports its steps to `ctl`'s
