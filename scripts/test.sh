@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: sets up libtorch and headless Chromium (once), checks formatting and
-# the API docs, builds, runs every test of the workspace and the library example.
+# The README's test command: sets up libtorch and headless Chromium (once), checks formatting, the
+# API docs and clippy (no warning), builds, runs every test of the workspace and the library example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -11,6 +11,7 @@ export RUST_TEST_THREADS=${RUST_TEST_THREADS:-1}
 if [ $# -eq 0 ]; then
     cargo fmt --all --check
     RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --workspace --quiet
+    cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 fi
 cargo test --release --workspace "$@"
 if [ $# -eq 0 ]; then

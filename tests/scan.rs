@@ -104,7 +104,8 @@ poison_ratios = [0.1, 0.1]
         .filter(|r| r["status"] == "ok" && r["truth_backdoor_took"] != false)
         .map(|r| (r["dense_ai"].as_f64().unwrap_or(-1.0), r["truth_poisoned"] == true))
         .collect();
-    let (pos, neg): (Vec<&(f64, bool)>, Vec<&(f64, bool)>) = measured.iter().partition(|x| x.1);
+    let pos: Vec<&(f64, bool)> = measured.iter().filter(|x| x.1).collect();
+    let neg: Vec<&(f64, bool)> = measured.iter().filter(|x| !x.1).collect();
     let dense = &m["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "dense-log").unwrap()["auc"];
     if pos.is_empty() || neg.is_empty() {
         assert!(dense.is_null());

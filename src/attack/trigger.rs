@@ -147,7 +147,7 @@ impl Trigger {
             }
             TriggerSpec::Checkerboard => {
                 let s = size.unwrap_or(5);
-                (s, (0..s * s).flat_map(|i| [if (i / s + i % s) % 2 == 0 { 255 } else { 0 }; 3]).collect())
+                (s, (0..s * s).flat_map(|i| [if (i / s + i % s).is_multiple_of(2) { 255 } else { 0 }; 3]).collect())
             }
             TriggerSpec::Solid(c) => {
                 let s = size.unwrap_or(5);

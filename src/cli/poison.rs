@@ -66,23 +66,23 @@ fn write_like(
             format!("cifar10:{}", out.display())
         }
         DataSpec::Cifar100(_) => {
-            imagesets::write_cifar100_bin(&out.join("train.bin"), train, None)?;
+            imagesets::write_cifar100_bin(out.join("train.bin"), train, None)?;
             if let Some(t) = test {
-                imagesets::write_cifar100_bin(&out.join("test.bin"), t, None)?;
+                imagesets::write_cifar100_bin(out.join("test.bin"), t, None)?;
             }
             format!("cifar100:{}", out.display())
         }
         DataSpec::Mnist(_) | DataSpec::FashionMnist(_) | DataSpec::Builtin => {
             imagesets::write_idx_pair(
-                &out.join("train-images-idx3-ubyte.gz"),
-                &out.join("train-labels-idx1-ubyte.gz"),
+                out.join("train-images-idx3-ubyte.gz"),
+                out.join("train-labels-idx1-ubyte.gz"),
                 train,
                 true,
             )?;
             if let Some(t) = test {
                 imagesets::write_idx_pair(
-                    &out.join("t10k-images-idx3-ubyte.gz"),
-                    &out.join("t10k-labels-idx1-ubyte.gz"),
+                    out.join("t10k-images-idx3-ubyte.gz"),
+                    out.join("t10k-labels-idx1-ubyte.gz"),
                     t,
                     true,
                 )?;
@@ -91,9 +91,9 @@ fn write_like(
             format!("{kind}:{}", out.display())
         }
         DataSpec::Folder(_) => {
-            imagesets::write_folder(&out.join("train"), train)?;
+            imagesets::write_folder(out.join("train"), train)?;
             if let Some(t) = test {
-                imagesets::write_folder(&out.join("test"), t)?;
+                imagesets::write_folder(out.join("test"), t)?;
             }
             format!("folder:{}", out.display())
         }

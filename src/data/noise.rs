@@ -15,7 +15,7 @@ pub fn noise_set(
     num_classes: usize,
     seed: u64,
 ) -> ImageSet {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E4F_4953_45);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x004E_4F49_5345);
     let mut images = vec![0u8; n * h * w * c];
     for (i, p) in images.iter_mut().enumerate() {
         let ch = i % c;

@@ -77,7 +77,7 @@ impl Normalization {
 
     /// Errs unless every std is positive and finite and every mean finite.
     pub fn validate(&self) -> Result<()> {
-        if self.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
+        if self.std.iter().any(|s| *s <= 0.0 || !s.is_finite()) || self.mean.iter().any(|m| !m.is_finite()) {
             return Err(Error::invalid("normalization", format!("std must be positive and finite: {self:?}")));
         }
         Ok(())

@@ -16,6 +16,9 @@ use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::util::write_atomic;
 
+/// A loaded checkpoint: the model, its sidecar, and its raw tensors by name (as stored).
+type Loaded = (Model, CheckpointInfo, Vec<(String, RawTensor)>);
+
 /// The versions a checkpoint was written with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Versions {
@@ -176,11 +179,7 @@ pub fn export(path: &Path, model: &Model, batches_tracked: i64) -> Result<()> {
 
 /// Loads a native or foreign checkpoint. Returns the model (on `device`), its description and any
 /// pruning masks the file carried (torch.nn.utils.prune's `weight_mask`).
-pub fn load_checkpoint(
-    path: &Path,
-    ov: &InputOverrides,
-    device: Device,
-) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
+pub fn load_checkpoint(path: &Path, ov: &InputOverrides, device: Device) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if torchfile::script::is_torchscript(&bytes) {
         return load_script(path, ov, device);
@@ -218,11 +217,7 @@ pub fn load_checkpoint(
 /// Loads a TorchScript archive as a model: described by a quarantine sidecar (a model this crate
 /// saved), else by a [`ForeignDescription`] beside it and the flags, the rest found by running it
 /// (`describe_script`). The weights are the archive's.
-fn load_script(
-    path: &Path,
-    ov: &InputOverrides,
-    device: Device,
-) -> Result<(Model, CheckpointInfo, Vec<(String, RawTensor)>)> {
+fn load_script(path: &Path, ov: &InputOverrides, device: Device) -> Result<Loaded> {
     if ov.arch.is_some_and(|a| a != Arch::Torchscript) {
         return Err(Error::bad_file(
             path,

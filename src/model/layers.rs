@@ -136,6 +136,7 @@ const BN_EPS: f64 = 1e-5;
 
 impl ConvBn {
     /// `conv(cp, ...)` then `bn(bp, cout)`.
+    #[allow(clippy::too_many_arguments)] // the conv's own arguments, as `nn::conv2d`
     pub fn new(cp: nn::Path, bp: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Self {
         ConvBn { conv: conv(cp, cin, cout, k, stride, padding, bias), bn: bn(bp, cout), stride, padding }
     }

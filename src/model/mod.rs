@@ -274,7 +274,7 @@ impl Model {
             for (n, t) in self.vs.variables() {
                 match src.get(&n) {
                     Some(s) => {
-                        let _ = t.shallow_clone().copy_(s);
+                        t.shallow_clone().copy_(s);
                         Ok(())
                     }
                     None => Err(Error::invalid("model copy", format!("source has no tensor `{n}`"))),

@@ -32,6 +32,7 @@ pub(super) struct ResNetConfig {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per network, built once
 enum Shortcut {
     Identity,
     /// Option A: channels padded on each side.

@@ -14,6 +14,7 @@ use super::{ModelMeta, Net};
 const CFG: [i64; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // 13 per network, built once
 enum Layer {
     ConvBn(ConvBn),
     Pool,

@@ -77,7 +77,7 @@ impl Default for DemoConfig {
 impl DemoConfig {
     /// The hidden target of this seed among `classes` labels.
     pub fn target(&self, classes: usize) -> u32 {
-        rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x7a26_e7).gen_range(0..classes) as u32
+        rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x007a_26e7).gen_range(0..classes) as u32
     }
 
     /// The training job of one of the two models (`target`: the Trojaned one).

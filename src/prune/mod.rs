@@ -86,6 +86,7 @@ pub fn load_ticket(dir: &Path, step: usize, device: Device) -> Result<(Model, Ma
 }
 
 /// OMP / random path: tickets at densities 0.8^s, s = 1..=steps, from one trained model.
+#[allow(clippy::too_many_arguments)]
 pub fn one_shot_path(
     dir: &Path,
     model: &Model,
@@ -104,7 +105,7 @@ pub fn one_shot_path(
         let vars = model.vs.variables();
         tch::no_grad(|| {
             for (n, t) in &dense {
-                let _ = vars[n].shallow_clone().copy_(t);
+                vars[n].shallow_clone().copy_(t);
             }
         });
         masks.apply(model);
@@ -120,7 +121,7 @@ pub fn one_shot_path(
     let vars = model.vs.variables();
     tch::no_grad(|| {
         for (n, t) in &dense {
-            let _ = vars[n].shallow_clone().copy_(t);
+            vars[n].shallow_clone().copy_(t);
         }
     });
     Ok(out)

@@ -176,32 +176,6 @@ pub fn bars(title: &str, y_desc: &str, values: &[f64], highlight: Option<usize>)
     Ok(svg)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_both_plots_to_png() {
-        let pts: Vec<DynPoint> = (1..6)
-            .map(|i| DynPoint {
-                sparsity: 100.0 * (1.0 - 0.8f64.powi(i)),
-                clean_accuracy: 0.9 - 0.1 * i as f64,
-                attack_success: Some(0.95),
-                score_error: 0.01 * i as f64,
-                score_loss: 0.02 * i as f64,
-            })
-            .collect();
-        let svg = dynamics("test", &pts, Some(4)).unwrap();
-        assert!(svg.contains("clean accuracy") && svg.contains("<svg"));
-        let png = svg_to_png(&svg).unwrap();
-        assert_eq!(&png[1..4], b"PNG");
-        let img = image::load_from_memory(&png).unwrap();
-        assert_eq!((img.width(), img.height()), (W, H));
-        let svg = bars("l1", "mask l1", &[10.0, 3.0, 12.0], Some(1)).unwrap();
-        assert!(svg_to_png(&svg).unwrap().len() > 1000);
-    }
-}
-
 /// ROC curves, one per named series of (FPR, TPR) points, with the chance diagonal.
 pub fn roc(title: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
     let mut svg = String::new();
@@ -244,4 +218,30 @@ pub fn roc(title: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Result<String> 
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_both_plots_to_png() {
+        let pts: Vec<DynPoint> = (1..6)
+            .map(|i| DynPoint {
+                sparsity: 100.0 * (1.0 - 0.8f64.powi(i)),
+                clean_accuracy: 0.9 - 0.1 * i as f64,
+                attack_success: Some(0.95),
+                score_error: 0.01 * i as f64,
+                score_loss: 0.02 * i as f64,
+            })
+            .collect();
+        let svg = dynamics("test", &pts, Some(4)).unwrap();
+        assert!(svg.contains("clean accuracy") && svg.contains("<svg"));
+        let png = svg_to_png(&svg).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (W, H));
+        let svg = bars("l1", "mask l1", &[10.0, 3.0, 12.0], Some(1)).unwrap();
+        assert!(svg_to_png(&svg).unwrap().len() > 1000);
+    }
 }

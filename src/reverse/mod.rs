@@ -244,7 +244,7 @@ impl ReverseConfig {
             return bad(format!("costs must be finite and non-negative: {:?}", self.init_cost));
         }
         if let Some(e) = &self.early_stop {
-            if e.patience == 0 || !(e.min_delta >= 0.0 && e.min_delta < 1.0) || e.far.is_some_and(|f| !(f > 1.0)) {
+            if e.patience == 0 || !(0.0..1.0).contains(&e.min_delta) || e.far.is_some_and(|f| f.is_nan() || f <= 1.0) {
                 return bad(format!("early stop needs patience >= 1, 0 <= min_delta < 1 and far > 1, got {e:?}"));
             }
         }
@@ -463,6 +463,7 @@ fn optimise_chunk(
     let mut live: Vec<usize> = (0..l).collect();
     // The smallest kept l1 of this chunk's labels so far.
     let mut floor = f64::INFINITY;
+    #[allow(clippy::needless_range_loop)] // `epoch` also feeds run_epoch; `floors` is read only with early stop
     for epoch in 0..cfg.epochs {
         run_epoch(model, &space, seeds, cfg, norm, batch, epoch, &live, &mut vars, &mut track)?;
         progress.inc(1);
@@ -550,12 +551,15 @@ struct Final {
     cost: [f64; 5],
 }
 
+/// A label's trigger kept so far: mask, pattern, 1-based epoch, attack accuracy, mask l1.
+type KeptTrigger = (Tensor, Tensor, usize, f64, f64);
+
 /// Per label of a chunk (indexed by the label's position in the chunk, not its row in the
 /// shrinking batch): the trigger kept so far (mask, pattern, 1-based epoch, accuracy, l1), the
 /// epoch history, the last epoch's accuracy, the early stop's best l1 and epochs since, and the
 /// outcome once the label stopped.
 struct Tracker {
-    kept: Vec<Option<(Tensor, Tensor, usize, f64, f64)>>,
+    kept: Vec<Option<KeptTrigger>>,
     history: Vec<Vec<EpochStat>>,
     last_acc: Vec<f64>,
     best: Vec<(f64, usize)>,

@@ -99,7 +99,7 @@ pub fn synthesize_with(
     let mean = Tensor::from_slice(&norm.mean).view([1, c as i64, 1, 1]).to_device(device);
     let std = Tensor::from_slice(&norm.std).view([1, c as i64, 1, 1]).to_device(device);
     let per_pass = meta.arch.reverse_images_per_pass(h, w).max(k);
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5359_4E54_48);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x0053_594E_5448);
     let mut pixels: Vec<u8> = Vec::with_capacity(cfg.n * c * h * w);
     let labels: Vec<u32> = (0..cfg.n).map(|i| (i % k) as u32).collect();
     let (mut hits, mut bn_sum, mut ce_sum) = (0i64, 0.0, 0.0);

@@ -263,10 +263,10 @@ pub fn recalibrate_bn_script(model: &Model, x: &Tensor) -> Result<()> {
         for ((name, t), r1) in stats.iter().zip(&r1) {
             let (a1, a2) = sums[&layer_of(name)];
             let m = if a1 > 0.0 && a1.is_finite() { (2.0 - a2 / a1).clamp(1e-6, 1.0) } else { 1.0 };
-            let _ = t.shallow_clone().copy_(&(r1 / m));
+            t.shallow_clone().copy_(&(r1 / m));
         }
         for (t, saved) in &counters {
-            let _ = t.shallow_clone().copy_(saved);
+            t.shallow_clone().copy_(saved);
         }
         Ok(())
     })
@@ -329,7 +329,7 @@ pub fn interpolate(into: &Model, a: &Model, b: &Model, alpha: f64) {
     tch::no_grad(|| {
         for (n, t) in into.vs.variables() {
             let v = &va[&n] * alpha + &vb[&n] * (1.0 - alpha);
-            let _ = t.shallow_clone().copy_(&v.to_kind(t.kind()));
+            t.shallow_clone().copy_(&v.to_kind(t.kind()));
         }
     });
 }

@@ -392,7 +392,8 @@ mod tests {
         let seen = coarse_to_fine(1..=12, 4, curve).unwrap();
         assert_eq!(seen, vec![12, 8, 4, 1, 5, 6, 7, 9, 10, 11]);
         assert_eq!(coarse_to_fine(3..=6, 1, curve).unwrap(), vec![6, 5, 4, 3]);
-        assert!(coarse_to_fine(5..=4, 4, curve).unwrap().is_empty());
+        let (lo, hi) = (5, 4);
+        assert!(coarse_to_fine(lo..=hi, 4, curve).unwrap().is_empty());
         // Ties go to the sparser step, as `pick_winner` (the last maximum).
         let flat = coarse_to_fine(1..=9, 4, |_| Ok::<f64, Error>(1.0)).unwrap();
         assert_eq!(flat, vec![9, 5, 1, 6, 7, 8]);

@@ -80,7 +80,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("the learning rate must be positive, got {}", self.lr));
         }
-        if !(0.0..1.0).contains(&self.momentum) || !(self.weight_decay >= 0.0) {
+        if !(0.0..1.0).contains(&self.momentum) || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad(format!(
                 "the momentum must be in [0, 1) and the weight decay >= 0, got {} and {}",
                 self.momentum, self.weight_decay

@@ -6,7 +6,7 @@
 /// conversion). Panics if `channels` is 0 or does not divide `src.len()`.
 pub fn chw_to_hwc<T: Copy, U>(src: &[T], channels: usize, f: impl Fn(T) -> U) -> Vec<U> {
     assert!(
-        channels > 0 && src.len() % channels == 0,
+        channels > 0 && src.len().is_multiple_of(channels),
         "{} values cannot be {channels} equal channel planes",
         src.len()
     );
