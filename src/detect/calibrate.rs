@@ -21,9 +21,9 @@
 //! plain consensus rule), and says so (`references: 0`). A reference counts only for detections
 //! made the same way: the same kind of seeds ([`crate::reverse::SeedSpec::regime`]: data-free
 //! synthesized seeds, noise, or images of one data spec) and the same input shape, because a
-//! label's usual mask size under synthesized seeds says nothing about it under 40 clean images. Where the architecture has
-//! references but none of the detection's kind, deciding is an error that says so, not a silent
-//! fallback.
+//! label's usual mask size under synthesized seeds says nothing about it under 40 clean images.
+//! Where the architecture has references but none of the detection's kind, deciding is an error
+//! that says so, not a silent fallback.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -55,8 +55,9 @@ pub struct Reference {
     pub input: Option<[usize; 3]>,
 }
 
-/// How a detection was made, as far as its references must match it.
-#[derive(Debug, Clone, PartialEq)]
+/// How a detection was made, as far as its references must match it (and what a reference records
+/// of it).
+#[derive(Debug)]
 struct Regime {
     arch: String,
     labels: usize,
@@ -83,14 +84,14 @@ impl Reference {
         if dense.len() != ticket.len() {
             return Err(format!("dense has {} labels, ticket {}", dense.len(), ticket.len()));
         }
-        let m = &record.model.meta;
+        let g = Regime::of(record, dense.len());
         Ok(Reference {
             path: path.to_string(),
-            arch: m.arch.to_string(),
+            arch: g.arch,
             dense,
             ticket,
-            seeds: Some(record.config.seeds.regime()),
-            input: Some([m.in_channels, m.height, m.width]),
+            seeds: Some(g.seeds),
+            input: Some(g.input),
         })
     }
 }
