@@ -87,6 +87,23 @@ def rules(m, off):
     return out
 
 
+def size_rule(m, refs):
+    """(z, named label) of the size rule against `refs` (same architecture), or (-1, None) with
+    fewer than 3 references."""
+    refs = [r for r in refs if r["arch"] == m["arch"]]
+    if len(refs) < 3:
+        return -1.0, None
+    pooled = lambda x: [(a + b) / 2 for a, b in zip(x["dense"], x["ticket"])]
+    mean = lambda rs, f: [statistics.mean(col) for col in zip(*[f(r) for r in rs])]
+    shift = lambda x, mu: [a - b for a, b in zip(x, mu)]
+    s = shift(pooled(m), mean(refs, pooled))
+    null = [min(shift(pooled(r), mean([q for q in refs if q is not r], pooled))) for r in refs]
+    mu, sd, low = statistics.mean(null), statistics.stdev(null), min(s)
+    z = (mu - low) / sd if sd > 0 else (math.inf if mu > low else 0.0)
+    d = shift(m["dense"], mean(refs, lambda r: r["dense"]))
+    return z, min(range(len(d)), key=lambda j: d[j])
+
+
 def auc(pos, neg):
     if not pos or not neg:
         return float("nan")
@@ -110,6 +127,7 @@ def main():
         else:
             ref = [r for r in refs if not (r["id"] == m["id"] and r["scan"] == m["scan"])]
         r = rules(m, offsets(ref))
+        r["size"] = size_rule(m, ref)
         # The uncalibrated rules must reproduce what detect recorded.
         row = m["row"]
         if row.get("dense_ai") is not None:
