@@ -2,7 +2,7 @@
 model and the winning ticket point at (label and log-scale anomaly index), the pooled index where
 they agree, and each rule's verdict at threshold 2 (T = flagged Trojaned with that target, - = clean);
 with a calibrated scan (`scan --calibration`), also the calibrated consensus: agreed label (pooled
-index after calibration) and its verdict.
+index after calibration) and its verdict, and the size rule: named label (z) and its verdict.
 
 Run: python3 tools/scan_rows.py SCAN_OUT      (reads SCAN_OUT/scan.csv)
 """
@@ -17,7 +17,9 @@ def main():
     cal = calibrated(rows)
     head = ["id", "arch", "truth", "dense: label (index)", "ticket: label (index)", "pooled", "consensus",
             "ticket rule", "dense, log", "NC (linear)"]
+    sized = any(r.get("size_z") for r in rows)
     head += ["calibrated: label (index)", "calibrated"] if cal else []
+    head += ["size: label (z)", "size"] if sized else []
     head += ["ticket phenomenon"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -35,6 +37,9 @@ def main():
         if cal:
             c, t = num(r["calibrated_ai"]), r["calibrated_target"]
             cells += [f"{t} ({ai(c)})" if t else "-", show(v["calibrated"]) if "calibrated" in v else "-"]
+        if sized:
+            z, t = num(r.get("size_z")), r.get("size_target")
+            cells += [f"{t} ({ai(z)})" if t else "-", show(v["size"]) if "size" in v else "-"]
         cells.append({"true": "yes", "false": "no"}.get(r["ticket_phenomenon"], "-"))
         print("| " + " | ".join(cells) + " |")
 

@@ -2,8 +2,8 @@
 tools/scan_rows.py and tools/scan_compare.py. It mirrors `RuleName` in src/scan/mod.rs (the metrics
 `scan` writes): consensus = the pooled index where dense model and ticket agree (else no statistic),
 ticket = the ticket's log index, dense-log = the dense model's log index, nc-linear = Neural Cleanse
-(the dense model's linear index), calibrated = calibrated consensus (only in a scan made with
-`--calibration`). A row's threshold is its own `threshold` column (2 when absent).
+(the dense model's linear index), calibrated = calibrated consensus and size = the size rule (both
+only in a scan made with `--calibration`). A row's threshold is its own `threshold` column (2 when absent).
 """
 
 RULES = ("consensus", "ticket", "dense-log", "nc-linear")
@@ -23,7 +23,11 @@ def calibrated(rows):
 
 
 def statistic(r, rule):
-    """The rule's decision statistic; -1 when the rule names nothing (as `scan`'s ROC)."""
+    """The rule's decision statistic; -1 when the rule names nothing (as `scan`'s ROC; the size rule's
+    z can be any real number, so a row without it ranks below every row)."""
+    if rule == "size":
+        v = num(r.get("size_z"))
+        return float("-inf") if v is None else v
     if rule == "consensus":
         v = num(r["pooled_ai"]) if r["agree"] == "true" else None
     else:
@@ -35,7 +39,8 @@ def statistic(r, rule):
 
 def target(r, rule):
     """The label the rule names."""
-    return {"ticket": r["ticket_target"], "calibrated": r.get("calibrated_target", "")}.get(rule, r["dense_target"])
+    return {"ticket": r["ticket_target"], "calibrated": r.get("calibrated_target", ""),
+            "size": r.get("size_target", "")}.get(rule, r["dense_target"])
 
 
 def verdict(r, rule):
@@ -45,7 +50,7 @@ def verdict(r, rule):
 
 def verdicts(r):
     """Every rule the row carries: {rule: (flagged, target)}."""
-    rules = RULES + (("calibrated",) if r.get("calibrated_references") else ())
+    rules = RULES + (("calibrated",) if r.get("calibrated_references") else ()) + (("size",) if r.get("size_z") else ())
     return {rule: verdict(r, rule) for rule in rules}
 
 

@@ -14,7 +14,7 @@ use tch::Device;
 
 use super::ModelArgs;
 use quarantine::data::DataSpec;
-use quarantine::detect::{AuditData, DecisionRule, DetectConfig, FreeScoreData, ModelRef, Suspect};
+use quarantine::detect::{AuditData, CalibratedRule, DecisionRule, DetectConfig, FreeScoreData, ModelRef, Suspect};
 use quarantine::prune::Method;
 use quarantine::report::write_detection;
 use quarantine::reverse::{AnomalyScale, SeedSpec};
@@ -43,11 +43,14 @@ pub struct DetectArgs {
     /// Replace a finished detection in --out.
     #[arg(long)]
     pub force: bool,
-    /// Decide with consensus calibrated on clean reference models of the same architecture and data
-    /// (a file from `quarantine calibrate`, e.g. configs/calibrations/builtin-tune.json); the verdict
-    /// is then the calibrated rule's, and detect.json keeps the uncalibrated decision beside it.
+    /// Decide on clean reference models of the same architecture and data (a file from `quarantine
+    /// calibrate`, e.g. configs/calibrations/builtin-tune.json); the verdict is then the calibrated
+    /// rule's (--calibrated-rule), and detect.json keeps the uncalibrated decision beside it.
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// Which calibrated rule gives the verdict with --calibration (both are recorded).
+    #[arg(long, value_parser = super::common::choice::<CalibratedRule>(), default_value = "consensus", requires = "calibration")]
+    pub calibrated_rule: CalibratedRule,
 }
 
 /// How a model is examined (every `detect` flag but the model, data and output; `scan` takes them too).
@@ -231,9 +234,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
     let mut record = found.record(&cfg, model, cfg.command_line(&a.model.model, &a.out, a.data.as_ref()));
     if let (Some(cal), Some(path)) = (&calibration, &a.calibration) {
         record
-            .calibrate(cal, &a.model.model.display().to_string())
+            .calibrate(cal, &a.model.model.display().to_string(), a.calibrated_rule)
             .map_err(|e| anyhow::anyhow!("calibrating with {}: {e}", path.display()))?;
-        record.command += &format!(" --calibration {}", path.display());
+        record.command += &format!(" --calibration {} --calibrated-rule {}", path.display(), a.calibrated_rule);
     }
     let report = write_detection(&a.out, &found, &record)?;
     if json {

@@ -24,16 +24,32 @@
 //! label's usual mask size under synthesized seeds says nothing about it under 40 clean images.
 //! Where the architecture has references but none of the detection's kind, deciding is an error
 //! that says so, not a silent fallback.
+//!
+//! The **size** rule ([`Calibration::size`]; pre-registered in docs/scans/heldout3-plan.md) uses the
+//! same references in absolute terms: are this model's masks smaller than the *same labels'* masks
+//! of clean models of its architecture, data and training recipe? Per label j, x_j = the mean of
+//! the dense model's and the ticket's ln l1, s_j = x_j - mean over the references; m = min_j s_j.
+//! The same m of every reference against the other references is its null distribution, and
+//! z = (mean - m) / sd (sample sd); Trojaned when z > threshold. It names the argmin of the dense
+//! model's own shift (the ticket, pruned to 1-7% density, has sink labels). On the two zoo halves it
+//! was designed on (54 models, leave-one-out), data-free: ROC-AUC 0.990 against 0.782 for plain
+//! consensus. Absolute sizes depend on how the models were trained: references from a 6-8 epoch zoo
+//! flagged 7 of 13 clean models of a 7-9 epoch zoo, so references must be trained like the audited
+//! model. It needs at least [`SIZE_MIN_REFERENCES`] references, and references that record their
+//! absolute sizes (files written before them do not).
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::record::{Calibrated, DetectRecord, VerdictSummary};
-use super::DecisionRule;
+use super::record::{Calibrated, DetectRecord, Size, VerdictSummary};
+use super::{CalibratedRule, DecisionRule};
 use crate::error::{Error, Result};
 use crate::reverse::{verdict, AnomalyScale, LabelSummary};
 
 /// The format tag of a calibration file.
 pub const FORMAT: &str = "quarantine-calibration/1";
+
+/// The fewest references the size rule decides with (it estimates a standard deviation over them).
+pub const SIZE_MIN_REFERENCES: usize = 3;
 
 /// One known-clean model's per-label offsets.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -53,6 +69,12 @@ pub struct Reference {
     /// Its input shape `[channels, height, width]` (absent in older files: any shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<[usize; 3]>,
+    /// Dense model: per label `ln l1`, absolute (for the size rule; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_ln_l1: Option<Vec<f64>>,
+    /// Winning ticket: the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_ln_l1: Option<Vec<f64>>,
 }
 
 /// How a detection was made, as far as its references must match it (and what a reference records
@@ -80,28 +102,59 @@ impl Regime {
 impl Reference {
     /// The reference a clean model's `detect.json` gives; `path` names the checkpoint.
     pub fn of(path: &str, record: &DetectRecord) -> std::result::Result<Self, String> {
-        let (dense, ticket) = (centered_log(&record.dense)?, centered_log(&record.ticket)?);
-        if dense.len() != ticket.len() {
-            return Err(format!("dense has {} labels, ticket {}", dense.len(), ticket.len()));
+        let (dense_ln, ticket_ln) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
+        if dense_ln.len() != ticket_ln.len() {
+            return Err(format!("dense has {} labels, ticket {}", dense_ln.len(), ticket_ln.len()));
         }
-        let g = Regime::of(record, dense.len());
+        let g = Regime::of(record, dense_ln.len());
         Ok(Reference {
             path: path.to_string(),
             arch: g.arch,
-            dense,
-            ticket,
+            dense: centered(&dense_ln),
+            ticket: centered(&ticket_ln),
             seeds: Some(g.seeds),
             input: Some(g.input),
+            dense_ln_l1: Some(dense_ln),
+            ticket_ln_l1: Some(ticket_ln),
         })
+    }
+
+    /// Per label the pooled absolute size, the mean of dense and ticket `ln l1` (None in files
+    /// written before absolute sizes were recorded).
+    fn pooled_ln_l1(&self) -> Option<Vec<f64>> {
+        let (d, t) = (self.dense_ln_l1.as_ref()?, self.ticket_ln_l1.as_ref()?);
+        Some(pooled(d, t))
     }
 }
 
-/// Per label (label order 0..n) `ln l1 - median ln l1`; an error when labels are missing or an l1 is
-/// not positive and finite.
-fn centered_log(v: &VerdictSummary) -> std::result::Result<Vec<f64>, String> {
-    let x = log_l1(v)?;
-    let med = crate::reverse::median_mad(&x).0;
-    Ok(x.iter().map(|a| a - med).collect())
+/// `x - median x`.
+fn centered(x: &[f64]) -> Vec<f64> {
+    let med = crate::reverse::median_mad(x).0;
+    x.iter().map(|a| a - med).collect()
+}
+
+/// Per label the mean of two `ln l1` vectors.
+fn pooled(d: &[f64], t: &[f64]) -> Vec<f64> {
+    d.iter().zip(t).map(|(a, b)| (a + b) / 2.0).collect()
+}
+
+/// Per label (column) mean over the rows.
+fn column_means(rows: &[&Vec<f64>], n: usize) -> Vec<f64> {
+    (0..n).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64).collect()
+}
+
+/// `min_j (x_j - mu_j)` and its argmin.
+fn min_shift(x: &[f64], mu: &[f64]) -> (f64, usize) {
+    x.iter().zip(mu).map(|(a, b)| a - b).enumerate().fold(
+        (f64::INFINITY, 0),
+        |(m, i), (j, v)| {
+            if v < m {
+                (v, j)
+            } else {
+                (m, i)
+            }
+        },
+    )
 }
 
 /// Per label (label order 0..n) `ln l1`.
@@ -149,10 +202,15 @@ impl Calibration {
         if c.format != FORMAT {
             return Err(Error::bad_file(path, format!("format `{}`, expected `{FORMAT}`", c.format)));
         }
+        let bad_abs = |v: &Option<Vec<f64>>, n: usize| {
+            v.as_ref().is_some_and(|v| v.len() != n || v.iter().any(|x| !x.is_finite()))
+        };
         if let Some(r) = c.references.iter().find(|r| {
             r.dense.len() != r.ticket.len()
                 || r.dense.is_empty()
                 || r.dense.iter().chain(&r.ticket).any(|x| !x.is_finite())
+                || bad_abs(&r.dense_ln_l1, r.dense.len())
+                || bad_abs(&r.ticket_ln_l1, r.dense.len())
         }) {
             return Err(Error::bad_file(
                 path,
@@ -184,10 +242,10 @@ impl Calibration {
             && r.input.is_none_or(|i| i == g.input)
     }
 
-    /// Mean dense and ticket offsets over the references of regime `g`, the one at `leave_out`
-    /// excluded, and how many there were. An error when the architecture has references, but none
-    /// made the same way (another kind of seeds, input shape or label count).
-    fn offsets(&self, g: &Regime, leave_out: &str) -> std::result::Result<(Vec<f64>, Vec<f64>, usize), String> {
+    /// The references of regime `g`, the one at `leave_out` excluded. An error when the
+    /// architecture has references, but none made the same way (another kind of seeds, input shape
+    /// or label count).
+    fn matching(&self, g: &Regime, leave_out: &str) -> std::result::Result<Vec<&Reference>, String> {
         let same_arch: Vec<&Reference> =
             self.references.iter().filter(|r| r.arch == g.arch && r.path != leave_out).collect();
         let refs: Vec<&Reference> = same_arch.iter().copied().filter(|r| Self::matches(r, g)).collect();
@@ -208,6 +266,13 @@ impl Calibration {
                 g.labels
             ));
         }
+        Ok(refs)
+    }
+
+    /// Mean dense and ticket offsets over the references of regime `g`, the one at `leave_out`
+    /// excluded, and how many there were ([`Self::matching`]'s errors).
+    fn offsets(&self, g: &Regime, leave_out: &str) -> std::result::Result<(Vec<f64>, Vec<f64>, usize), String> {
+        let refs = self.matching(g, leave_out)?;
         let n = g.labels;
         let mean =
             |f: fn(&Reference) -> &Vec<f64>| -> Vec<f64> {
@@ -253,15 +318,87 @@ impl Calibration {
     }
 }
 
+impl Calibration {
+    /// The size rule on `record` (the model at `path`, never its own reference) at `threshold`
+    /// (module doc). With fewer than [`SIZE_MIN_REFERENCES`] references that record absolute sizes
+    /// it decides nothing (`z` None) and says how many it had; the same errors as [`Self::decide`].
+    pub fn size(&self, path: &str, record: &DetectRecord, threshold: f64) -> std::result::Result<Size, String> {
+        let (d, t) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
+        if d.len() != t.len() {
+            return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
+        }
+        let n = d.len();
+        let refs: Vec<&Reference> = self
+            .matching(&Regime::of(record, n), path)?
+            .into_iter()
+            .filter(|r| r.dense_ln_l1.is_some() && r.ticket_ln_l1.is_some())
+            .collect();
+        let undecided = Size { trojaned: false, label: None, z: None, references: refs.len() };
+        if refs.len() < SIZE_MIN_REFERENCES {
+            return Ok(undecided);
+        }
+        let pooled_refs: Vec<Vec<f64>> = refs.iter().filter_map(|r| r.pooled_ln_l1()).collect();
+        let all: Vec<&Vec<f64>> = pooled_refs.iter().collect();
+        let (m, _) = min_shift(&pooled(&d, &t), &column_means(&all, n));
+        // The null: each reference's m against the others.
+        let null: Vec<f64> = (0..all.len())
+            .map(|i| {
+                let others: Vec<&Vec<f64>> = all.iter().enumerate().filter(|&(k, _)| k != i).map(|(_, r)| *r).collect();
+                min_shift(all[i], &column_means(&others, n)).0
+            })
+            .collect();
+        let k = null.len() as f64;
+        let mean = null.iter().sum::<f64>() / k;
+        let sd = (null.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt();
+        let z = if sd > 0.0 {
+            (mean - m) / sd
+        } else if mean > m {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        let dense_refs: Vec<&Vec<f64>> = refs.iter().filter_map(|r| r.dense_ln_l1.as_ref()).collect();
+        let (_, label) = min_shift(&d, &column_means(&dense_refs, n));
+        Ok(Size { trojaned: z > threshold, label: Some(label as u32), z: Some(z), ..undecided })
+    }
+}
+
 impl DetectRecord {
     /// Decides with the calibrated consensus rule on `cal` (the audited model at `path` is never its
     /// own reference): the verdict becomes the calibrated one; `decision` keeps the uncalibrated rule's.
-    pub fn calibrate(&mut self, cal: &Calibration, path: &str) -> std::result::Result<(), String> {
+    /// Both calibrated rules are recorded; `rule` gives the verdict. The size rule with too few
+    /// references that record absolute sizes is an error saying so.
+    pub fn calibrate(
+        &mut self,
+        cal: &Calibration,
+        path: &str,
+        rule: CalibratedRule,
+    ) -> std::result::Result<(), String> {
         let c = cal.decide(path, self, self.threshold)?;
-        self.trojaned = c.trojaned;
-        self.target = if c.trojaned { c.label } else { None };
-        self.anomaly_index = c.anomaly_index;
+        let size = cal.size(path, self, self.threshold)?;
+        match rule {
+            CalibratedRule::Consensus => {
+                self.trojaned = c.trojaned;
+                self.target = if c.trojaned { c.label } else { None };
+                self.anomaly_index = c.anomaly_index;
+            }
+            CalibratedRule::Size => {
+                let Some(z) = size.z else {
+                    return Err(format!(
+                        "the size rule needs at least {SIZE_MIN_REFERENCES} clean {} references detected like this \
+                         model that record absolute mask sizes, and the calibration has {} (files written before \
+                         the size rule lack the sizes: calibrate again with `quarantine calibrate`)",
+                        self.model.meta.arch, size.references
+                    ));
+                };
+                self.trojaned = size.trojaned;
+                self.target = if size.trojaned { size.label } else { None };
+                self.anomaly_index = Some(z).filter(|z| z.is_finite());
+            }
+        }
         self.calibrated = Some(c);
+        self.size = Some(size);
+        self.calibrated_rule = Some(rule);
         Ok(())
     }
 
@@ -269,6 +406,22 @@ impl DetectRecord {
     pub fn calibrated_verdict_line(&self) -> Option<String> {
         let c = self.calibrated.as_ref()?;
         let arch = &self.model.meta.arch;
+        let plain = if self.decision.trojaned { "TROJANED" } else { "no Trojan" };
+        if let (Some(CalibratedRule::Size), Some(s)) = (self.calibrated_rule, &self.size) {
+            let why = format!(
+                "size rule: the smallest masks lie {:.2} null standard deviations below {} clean {arch} references, {} {}",
+                s.z.unwrap_or(f64::NAN),
+                s.references,
+                if s.trojaned { ">" } else { "<=" },
+                self.threshold
+            );
+            return Some(match self.target {
+                Some(t) if self.trojaned => {
+                    format!("verdict: TROJANED, target label {t} ({why}; uncalibrated {}: {plain})", self.decision.rule)
+                }
+                _ => format!("verdict: no Trojan found ({why}; uncalibrated {}: {plain})", self.decision.rule),
+            });
+        }
         let why = match (c.label, c.anomaly_index) {
             (Some(l), Some(ai)) => format!(
                 "after calibration dense model and ticket agree on label {l}, pooled anomaly index {ai:.2} {} {}",
@@ -284,7 +437,6 @@ impl DetectRecord {
             0 => format!("no clean {arch} reference in the calibration: plain consensus"),
             n => format!("calibrated on {n} clean {arch} references"),
         };
-        let plain = if self.decision.trojaned { "TROJANED" } else { "no Trojan" };
         Some(match self.target {
             Some(t) if self.trojaned => format!(
                 "verdict: TROJANED, target label {t} ({why}; {refs}; uncalibrated {}: {plain})",
@@ -399,6 +551,60 @@ mod tests {
         assert!(!json.contains("seeds") && !json.contains("input"), "{json}");
         let cal = Calibration::new(vec![old]).unwrap();
         assert_eq!(cal.decide("suspect", &suspect, 2.0).unwrap().references, 1);
+    }
+
+    /// The size rule by hand: three references with pooled ln l1 [1,2,3], [2,2,2], [3,2,1] (dense =
+    /// ticket). Their mean is [2,2,2]; each against the other two has the smallest shift -1.5, 0,
+    /// -1.5: null mean -1, sample sd sqrt(0.75).
+    #[test]
+    fn size_rule_by_hand() {
+        let e = |v: &[f64]| v.iter().map(|x| x.exp()).collect::<Vec<_>>();
+        let refs: Vec<Reference> = [[1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [3.0, 2.0, 1.0]]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Reference::of(&format!("r{i}"), &record("cnn", &e(v), &e(v))).unwrap())
+            .collect();
+        assert_eq!(refs[0].dense_ln_l1.as_ref().unwrap().len(), 3);
+        let cal = Calibration::new(refs.clone()).unwrap();
+        let sd = 0.75f64.sqrt();
+        // Pooled [2,2,-1]: shifts [0,0,-3], z = (-1 - -3)/sd = 2.309 > 2, label 2.
+        let s = cal.size("suspect", &record("cnn", &e(&[2.0, 2.0, -1.0]), &e(&[2.0, 2.0, -1.0])), 2.0).unwrap();
+        assert!(
+            (s.z.unwrap() - 2.0 / sd).abs() < 1e-9 && s.trojaned && s.label == Some(2) && s.references == 3,
+            "{s:?}"
+        );
+        // Pooled [2,2,0] (z = 1/sd = 1.155, not flagged); the label is the dense model's: its shifts
+        // [0,-1.5,-1] name 1 although the pooled shift is smallest at 2.
+        let s = cal.size("suspect", &record("cnn", &e(&[2.0, 0.5, 1.0]), &e(&[2.0, 3.5, -1.0])), 2.0).unwrap();
+        assert!((s.z.unwrap() - 1.0 / sd).abs() < 1e-9 && !s.trojaned && s.label == Some(1), "{s:?}");
+        // A reference is never its own: two left, too few to decide.
+        let s = cal.size("r0", &record("cnn", &e(&[1.0, 2.0, 3.0]), &e(&[1.0, 2.0, 3.0])), 2.0).unwrap();
+        assert_eq!(s, Size { trojaned: false, label: None, z: None, references: 2 });
+        // References from a file written before absolute sizes do not count for it (consensus still
+        // uses them), and the size verdict then is an error that says why.
+        let old: Vec<Reference> =
+            refs.iter().map(|r| Reference { dense_ln_l1: None, ticket_ln_l1: None, ..r.clone() }).collect();
+        let cal = Calibration::new(old).unwrap();
+        let mut r = record("cnn", &e(&[2.0, 2.0, -1.0]), &e(&[2.0, 2.0, -1.0]));
+        assert_eq!(cal.size("suspect", &r, 2.0).unwrap().references, 0);
+        assert_eq!(cal.decide("suspect", &r, 2.0).unwrap().references, 3);
+        let err = r.calibrate(&cal, "suspect", CalibratedRule::Size).unwrap_err();
+        assert!(err.contains("at least 3") && err.contains("quarantine calibrate"), "{err}");
+        // With the sizes, the size rule gives the verdict and both decisions are recorded.
+        let cal = Calibration::new(refs).unwrap();
+        r.calibrate(&cal, "suspect", CalibratedRule::Size).unwrap();
+        assert!(r.trojaned && r.target == Some(2) && r.calibrated.is_some() && r.size.is_some());
+        assert!(r.calibrated_verdict_line().unwrap().contains("size rule"), "{:?}", r.calibrated_verdict_line());
+        // A round trip keeps the absolute sizes; a wrong count is refused naming the file.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cal.json");
+        cal.save(&p).unwrap();
+        assert_eq!(Calibration::load(&p).unwrap(), cal);
+        let mut bad = cal.clone();
+        bad.references[1].ticket_ln_l1 = Some(vec![1.0]);
+        bad.save(&p).unwrap();
+        let e = Calibration::load(&p).unwrap_err().to_string();
+        assert!(e.contains("cal.json") && e.contains("one finite value per label"), "{e}");
     }
 
     fn labels(v: &VerdictSummary) -> Vec<LabelSummary> {

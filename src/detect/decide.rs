@@ -35,6 +35,21 @@ crate::choices!(DecisionRule {
     Dense => "dense": "Neural Cleanse on the given model",
 });
 
+/// Which calibrated rule gives the verdict of a detection made with a calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CalibratedRule {
+    /// Consensus on the shifted masks ([`super::Calibration::decide`]).
+    #[default]
+    Consensus,
+    /// Absolute mask sizes against the references ([`super::Calibration::size`]).
+    Size,
+}
+crate::choices!(CalibratedRule {
+    Consensus => "consensus": "consensus on masks shifted by the references' per-label offsets",
+    Size => "size": "the masks' absolute size against the same labels of the references",
+});
+
 impl DecisionRule {
     /// The rule itself.
     pub fn rule(self) -> &'static dyn Rule {

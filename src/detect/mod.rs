@@ -28,10 +28,10 @@ pub mod calibrate;
 mod decide;
 mod record;
 
-pub use calibrate::{Calibration, Reference};
-pub use decide::{decide, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
+pub use calibrate::{Calibration, Reference, SIZE_MIN_REFERENCES};
+pub use decide::{decide, CalibratedRule, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
 pub use record::{
-    Calibrated, DetectDynamics, DetectRecord, DetectSettings, ModelRef, Timings, VerdictSummary, WinnerSummary,
+    Calibrated, DetectDynamics, DetectRecord, DetectSettings, ModelRef, Size, Timings, VerdictSummary, WinnerSummary,
 };
 
 use std::path::{Path, PathBuf};

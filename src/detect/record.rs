@@ -208,6 +208,13 @@ pub struct DetectRecord {
     /// `anomaly_index` are its verdict and `decision` the uncalibrated rule's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrated: Option<Calibrated>,
+    /// The size rule's decision on the same references (`--calibration`); the verdict with
+    /// `--calibrated-rule size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// Which of the two gives the verdict (`--calibrated-rule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_rule: Option<super::CalibratedRule>,
 }
 
 /// The calibrated consensus rule's decision on one model.
@@ -221,6 +228,20 @@ pub struct Calibrated {
     /// Pooled anomaly index of the agreed label; None when they disagree.
     pub anomaly_index: Option<f64>,
     /// Reference models used (0: no reference of this architecture, decided uncalibrated).
+    pub references: usize,
+}
+
+/// The size rule's decision on one model ([`super::Calibration::size`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Size {
+    /// Flagged: `z` exceeds the threshold.
+    pub trojaned: bool,
+    /// The label whose dense mask is smallest against the references (whether or not flagged).
+    pub label: Option<u32>,
+    /// How far below the references' null the smallest pooled shift lies, in null standard
+    /// deviations; None with too few references.
+    pub z: Option<f64>,
+    /// Reference models used (those of the architecture and regime that record absolute sizes).
     pub references: usize,
 }
 
@@ -331,6 +352,8 @@ impl Detection {
             versions: Versions::default(),
             timings: Some(self.timings.clone()),
             calibrated: None,
+            size: None,
+            calibrated_rule: None,
         }
     }
 

@@ -215,6 +215,16 @@ pub struct ScanRow {
     /// Reference models of this architecture it was calibrated on (0: none, plain consensus).
     #[serde(default)]
     pub calibrated_references: Option<usize>,
+    /// The size rule on the same calibration (`--calibration`; not stored in `rows/`): the label
+    /// whose dense mask is smallest against the references.
+    #[serde(default)]
+    pub size_target: Option<u32>,
+    /// Its statistic z (empty with fewer than 3 references that record absolute sizes).
+    #[serde(default)]
+    pub size_z: Option<f64>,
+    /// References it used.
+    #[serde(default)]
+    pub size_references: Option<usize>,
 }
 
 impl ScanRow {
@@ -250,6 +260,9 @@ impl ScanRow {
             calibrated_target: None,
             calibrated_ai: None,
             calibrated_references: None,
+            size_target: None,
+            size_z: None,
+            size_references: None,
         }
     }
 
@@ -315,6 +328,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "calibrated_target",
     "calibrated_ai",
     "calibrated_references",
+    "size_target",
+    "size_z",
+    "size_references",
 ];
 
 /// `rows` as CSV (RFC 4180 quoting), one line per row in the given order.
@@ -692,7 +708,7 @@ fn detect_record(outs: &[PathBuf], id: &str) -> Result<DetectRecord> {
     serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("not a detect record: {e}")))
 }
 
-/// Fills the calibrated consensus columns of an ok row.
+/// Fills the calibrated consensus and size columns of an ok row.
 fn calibrate_row(r: &mut ScanRow, outs: &[PathBuf], cal: &detect::Calibration) -> Result<()> {
     let record = detect_record(outs, &r.id)?;
     let c = cal.decide(&r.path, &record, record.threshold).map_err(|e| {
@@ -701,6 +717,12 @@ fn calibrate_row(r: &mut ScanRow, outs: &[PathBuf], cal: &detect::Calibration) -
     r.calibrated_target = c.label;
     r.calibrated_ai = Some(c.anomaly_index.unwrap_or(-1.0));
     r.calibrated_references = Some(c.references);
+    let s = cal.size(&r.path, &record, record.threshold).map_err(|e| {
+        Error::invalid("scan", format!("model `{}`: its detect record cannot be calibrated: {e}", r.id))
+    })?;
+    r.size_target = s.label;
+    r.size_z = s.z;
+    r.size_references = Some(s.references);
     Ok(())
 }
 
@@ -708,13 +730,25 @@ fn calibrate_row(r: &mut ScanRow, outs: &[PathBuf], cal: &detect::Calibration) -
 /// with `assume_clean`, every ok row: a folder of models the user knows to be clean), each from its
 /// `models/<id>/detect.json`.
 pub fn fit_calibration(outs: &[PathBuf], assume_clean: bool) -> Result<detect::Calibration> {
-    let rows = read_rows(outs)?;
-    let mut refs = vec![];
-    for r in rows.iter().filter(|r| r.status == "ok" && (assume_clean || r.truth_poisoned == Some(false))) {
-        let record = detect_record(outs, &r.id)?;
-        let reference = detect::Reference::of(&r.path, &record)
-            .map_err(|e| Error::invalid("calibrate", format!("model `{}`: {e}", r.id)))?;
-        refs.push(reference);
+    let mut refs: Vec<detect::Reference> = vec![];
+    // Folder by folder: two scans of different zoos both have an `id-0000`; the checkpoint path
+    // tells their references apart.
+    for o in outs {
+        let one = std::slice::from_ref(o);
+        for r in
+            read_rows(one)?.iter().filter(|r| r.status == "ok" && (assume_clean || r.truth_poisoned == Some(false)))
+        {
+            let record = detect_record(one, &r.id)?;
+            let reference = detect::Reference::of(&r.path, &record)
+                .map_err(|e| Error::invalid("calibrate", format!("model `{}` of {}: {e}", r.id, o.display())))?;
+            if refs.iter().any(|q| q.path == reference.path) {
+                return Err(Error::invalid(
+                    "calibrate",
+                    format!("checkpoint `{}` is in two of the scan folders: give each scan once", reference.path),
+                ));
+            }
+            refs.push(reference);
+        }
     }
     if refs.is_empty() {
         let why = if assume_clean {
@@ -742,6 +776,9 @@ pub enum RuleName {
     /// Consensus calibrated per architecture and label on clean reference models
     /// ([`detect::Calibration`]; only with `--calibration`).
     Calibrated,
+    /// Absolute mask sizes against clean reference models ([`detect::Calibration::size`]; only
+    /// with `--calibration`).
+    Size,
 }
 
 impl RuleName {
@@ -756,6 +793,7 @@ impl RuleName {
             RuleName::DenseLog => "dense, log scale",
             RuleName::NeuralCleanse => "Neural Cleanse (dense, linear)",
             RuleName::Calibrated => "consensus, calibrated on clean references",
+            RuleName::Size => "size, against clean references",
         }
     }
 
@@ -776,6 +814,8 @@ impl RuleName {
             RuleName::DenseLog => (r.dense_ai.unwrap_or(-1.0), flag(r.dense_ai), r.dense_target),
             RuleName::NeuralCleanse => (r.dense_ai_linear.unwrap_or(-1.0), flag(r.dense_ai_linear), r.dense_target),
             RuleName::Calibrated => (r.calibrated_ai.unwrap_or(-1.0), flag(r.calibrated_ai), r.calibrated_target),
+            // z may be any real number: a row without it (too few references) ranks below every row.
+            RuleName::Size => (r.size_z.unwrap_or(f64::NEG_INFINITY), flag(r.size_z), r.size_target),
         }
     }
 }
@@ -878,9 +918,11 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
     let measured: Vec<(&ScanRow, bool)> = rows.iter().filter_map(|r| r.measurable().map(|p| (r, p))).collect();
     let n = measured.len();
     let calibrated = rows.iter().any(|r| r.calibrated_references.is_some());
+    let sized = rows.iter().any(|r| r.size_z.is_some());
     let rules = RuleName::ALL
         .iter()
         .chain(calibrated.then_some(&RuleName::Calibrated))
+        .chain(sized.then_some(&RuleName::Size))
         .map(|&rule| {
             let read: Vec<Read> = measured
                 .iter()
