@@ -173,33 +173,65 @@ poison_ratios = [0.1, 0.1]
         assert_eq!(cells[col("calibrated_references")], want, "{line}");
         assert!(cells[col("calibrated_ai")].parse::<f64>().is_ok(), "{line}");
     }
+    // The size rule uses the same references but needs 3 of them: here 1-2, so it decides nothing.
+    for line in with.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[col("size_references")], cells[col("calibrated_references")], "{line}");
+        assert_eq!(cells[col("size_z")], "", "{line}");
+    }
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("metrics.json")).unwrap()).unwrap();
-    assert!(m["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "calibrated"), "{m}");
+    let rules: Vec<&str> = m["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"calibrated") && !rules.contains(&"size"), "{m}");
     assert!(merged.join("calibration.json").exists());
-    // `detect --calibration` on one member gives the scan's calibrated decision (same settings and
-    // seed), and says so.
+    // All four as references (3 for each model, itself left out): the size rule decides every row.
+    let cal4 = d.path().join("calibration4.json");
+    ok(&quarantine(&["calibrate", whole.to_str().unwrap(), "--out", cal4.to_str().unwrap(), "--assume-clean"]));
+    ok(&quarantine(&[&args[..], &["--bootstrap", "50", "--calibration", cal4.to_str().unwrap()]].concat()));
+    let with4 = std::fs::read_to_string(merged.join("scan.csv")).unwrap();
+    for line in with4.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[col("size_references")], "3", "{line}");
+        assert!(
+            cells[col("size_z")].parse::<f64>().is_ok() && cells[col("size_target")].parse::<u32>().is_ok(),
+            "{line}"
+        );
+    }
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("metrics.json")).unwrap()).unwrap();
+    assert!(m["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "size"), "{m}");
+    // `detect --calibration` on one member gives the scan's calibrated decisions (same settings and
+    // seed), and says so; `--calibrated-rule size` makes the size rule's the verdict.
     let model = zoo.join("id-0000/model.safetensors");
     let det = d.path().join("det");
     let fast_detect: Vec<&str> = FAST[..8].to_vec();
+    let detect_args =
+        [&["detect", "--model", model.to_str().unwrap(), "--out", det.to_str().unwrap()][..], &fast_detect].concat();
+    let alone = quarantine(&[&detect_args[..], &["--calibrated-rule", "size"]].concat());
+    assert!(!alone.status.success() && String::from_utf8_lossy(&alone.stderr).contains("--calibration"));
     let o = quarantine(
-        &[
-            &["detect", "--model", model.to_str().unwrap(), "--out", det.to_str().unwrap()][..],
-            &fast_detect,
-            &["--calibration", cal.to_str().unwrap()],
-        ]
-        .concat(),
+        &[&detect_args[..], &["--calibration", cal4.to_str().unwrap(), "--calibrated-rule", "size"]].concat(),
     );
     let said = ok(&o);
-    assert!(said.contains("clean cnn references") && said.contains("uncalibrated consensus"), "{said}");
+    assert!(
+        said.contains("size rule")
+            && said.contains("3 clean cnn references")
+            && said.contains("uncalibrated consensus"),
+        "{said}"
+    );
     let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(det.join("detect.json")).unwrap()).unwrap();
-    let line0 = with.lines().nth(1).unwrap().split(',').map(str::to_string).collect::<Vec<_>>();
+    let line0 = with4.lines().nth(1).unwrap().split(',').map(str::to_string).collect::<Vec<_>>();
     assert!(line0[col("id")] == "id-0000");
     let scan_ai: f64 = line0[col("calibrated_ai")].parse().unwrap();
     let det_ai = rec["calibrated"]["anomaly_index"].as_f64().unwrap_or(-1.0);
     assert!((scan_ai - det_ai).abs() < 1e-5, "scan {scan_ai} vs detect {det_ai}");
     assert_eq!(rec["calibrated"]["references"].to_string(), line0[col("calibrated_references")]);
-    assert_eq!(rec["trojaned"], rec["calibrated"]["trojaned"]);
-    assert!(rec["command"].as_str().unwrap().ends_with(&format!("--calibration {}", cal.display())));
+    let (scan_z, det_z): (f64, f64) = (line0[col("size_z")].parse().unwrap(), rec["size"]["z"].as_f64().unwrap());
+    assert!((scan_z - det_z).abs() < 1e-5, "scan {scan_z} vs detect {det_z}");
+    assert_eq!(rec["size"]["label"].to_string(), line0[col("size_target")]);
+    assert_eq!(rec["trojaned"], rec["size"]["trojaned"]);
+    assert!(rec["command"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("--calibration {} --calibrated-rule size", cal4.display())));
 
     // Without it again: the plain table, and no stale calibration beside it.
     ok(&quarantine(&[&args[..], &["--bootstrap", "50"]].concat()));
