@@ -87,13 +87,14 @@ def rules(m, off):
     return out
 
 
-def size_rule(m, refs):
+def size_rule(m, refs, parts=("dense", "ticket")):
     """(z, named label) of the size rule against `refs` (same architecture), or (-1, None) with
-    fewer than 3 references."""
+    fewer than 3 references. `parts=("dense",)`: the same on the dense model alone (size-dense, not
+    pre-registered: is the ticket needed?)."""
     refs = [r for r in refs if r["arch"] == m["arch"]]
     if len(refs) < 3:
         return -1.0, None
-    pooled = lambda x: [(a + b) / 2 for a, b in zip(x["dense"], x["ticket"])]
+    pooled = lambda x: [sum(v) / len(parts) for v in zip(*[x[p] for p in parts])]
     mean = lambda rs, f: [statistics.mean(col) for col in zip(*[f(r) for r in rs])]
     shift = lambda x, mu: [a - b for a, b in zip(x, mu)]
     s = shift(pooled(m), mean(refs, pooled))
@@ -128,6 +129,7 @@ def main():
             ref = [r for r in refs if not (r["id"] == m["id"] and r["scan"] == m["scan"])]
         r = rules(m, offsets(ref))
         r["size"] = size_rule(m, ref)
+        r["size-dense"] = size_rule(m, ref, ("dense",))
         # The uncalibrated rules must reproduce what detect recorded.
         row = m["row"]
         if row.get("dense_ai") is not None:
