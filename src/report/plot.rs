@@ -199,7 +199,17 @@ pub fn roc(title: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Result<String> 
         chart
             .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 4, 4, BLACK.mix(0.4).stroke_width(1)))
             .map_err(plot_err)?;
-        let colors = [RGBColor(214, 39, 40), RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+        // Six rules with references (the tab10 palette's first eight): no two curves share a colour.
+        let colors = [
+            RGBColor(214, 39, 40),
+            RGBColor(31, 119, 180),
+            RGBColor(44, 160, 44),
+            RGBColor(148, 103, 189),
+            RGBColor(255, 127, 14),
+            RGBColor(23, 190, 207),
+            RGBColor(140, 86, 75),
+            RGBColor(227, 119, 194),
+        ];
         for (k, (name, pts)) in curves.iter().enumerate() {
             let c = colors[k % colors.len()];
             chart
