@@ -102,10 +102,7 @@ impl Regime {
 impl Reference {
     /// The reference a clean model's `detect.json` gives; `path` names the checkpoint.
     pub fn of(path: &str, record: &DetectRecord) -> std::result::Result<Self, String> {
-        let (dense_ln, ticket_ln) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
-        if dense_ln.len() != ticket_ln.len() {
-            return Err(format!("dense has {} labels, ticket {}", dense_ln.len(), ticket_ln.len()));
-        }
+        let (dense_ln, ticket_ln) = dense_and_ticket_log_l1(record)?;
         let g = Regime::of(record, dense_ln.len());
         Ok(Reference {
             path: path.to_string(),
@@ -117,13 +114,6 @@ impl Reference {
             dense_ln_l1: Some(dense_ln),
             ticket_ln_l1: Some(ticket_ln),
         })
-    }
-
-    /// Per label the pooled absolute size, the mean of dense and ticket `ln l1` (None in files
-    /// written before absolute sizes were recorded).
-    fn pooled_ln_l1(&self) -> Option<Vec<f64>> {
-        let (d, t) = (self.dense_ln_l1.as_ref()?, self.ticket_ln_l1.as_ref()?);
-        Some(pooled(d, t))
     }
 }
 
@@ -155,6 +145,15 @@ fn min_shift(x: &[f64], mu: &[f64]) -> (f64, usize) {
             }
         },
     )
+}
+
+/// The dense model's and the ticket's per-label `ln l1`; an error when their label counts differ.
+fn dense_and_ticket_log_l1(record: &DetectRecord) -> std::result::Result<(Vec<f64>, Vec<f64>), String> {
+    let (d, t) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
+    if d.len() != t.len() {
+        return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
+    }
+    Ok((d, t))
 }
 
 /// Per label (label order 0..n) `ln l1`.
@@ -273,28 +272,20 @@ impl Calibration {
     /// excluded, and how many there were ([`Self::matching`]'s errors).
     fn offsets(&self, g: &Regime, leave_out: &str) -> std::result::Result<(Vec<f64>, Vec<f64>, usize), String> {
         let refs = self.matching(g, leave_out)?;
-        let n = g.labels;
-        let mean =
-            |f: fn(&Reference) -> &Vec<f64>| -> Vec<f64> {
-                (0..n)
-                    .map(|j| {
-                        if refs.is_empty() {
-                            0.0
-                        } else {
-                            refs.iter().map(|r| f(r)[j]).sum::<f64>() / refs.len() as f64
-                        }
-                    })
-                    .collect()
-            };
+        // No reference of the architecture: offsets 0 (plain consensus).
+        let mean = |f: fn(&Reference) -> &Vec<f64>| -> Vec<f64> {
+            if refs.is_empty() {
+                vec![0.0; g.labels]
+            } else {
+                column_means(&refs.iter().map(|r| f(r)).collect::<Vec<_>>(), g.labels)
+            }
+        };
         Ok((mean(|r| &r.dense), mean(|r| &r.ticket), refs.len()))
     }
 
     /// The calibrated consensus decision on `record` (the model at `path`) at `threshold`.
     pub fn decide(&self, path: &str, record: &DetectRecord, threshold: f64) -> std::result::Result<Calibrated, String> {
-        let (d, t) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
-        if d.len() != t.len() {
-            return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
-        }
+        let (d, t) = dense_and_ticket_log_l1(record)?;
         let (od, ot, references) = self.offsets(&Regime::of(record, d.len()), path)?;
         // The shifted masks exp(ln l1 - offset), labels 0..n with their own `reached`.
         let shifted = |x: &[f64], o: &[f64], v: &VerdictSummary| -> Vec<LabelSummary> {
@@ -316,28 +307,24 @@ impl Calibration {
             references,
         })
     }
-}
 
-impl Calibration {
     /// The size rule on `record` (the model at `path`, never its own reference) at `threshold`
     /// (module doc). With fewer than [`SIZE_MIN_REFERENCES`] references that record absolute sizes
     /// it decides nothing (`z` None) and says how many it had; the same errors as [`Self::decide`].
     pub fn size(&self, path: &str, record: &DetectRecord, threshold: f64) -> std::result::Result<Size, String> {
-        let (d, t) = (log_l1(&record.dense)?, log_l1(&record.ticket)?);
-        if d.len() != t.len() {
-            return Err(format!("dense has {} labels, ticket {}", d.len(), t.len()));
-        }
+        let (d, t) = dense_and_ticket_log_l1(record)?;
         let n = d.len();
-        let refs: Vec<&Reference> = self
+        // (dense, ticket) absolute sizes of the references that record them (older files do not).
+        let sized: Vec<(&Vec<f64>, &Vec<f64>)> = self
             .matching(&Regime::of(record, n), path)?
             .into_iter()
-            .filter(|r| r.dense_ln_l1.is_some() && r.ticket_ln_l1.is_some())
+            .filter_map(|r| Some((r.dense_ln_l1.as_ref()?, r.ticket_ln_l1.as_ref()?)))
             .collect();
-        let undecided = Size { trojaned: false, label: None, z: None, references: refs.len() };
-        if refs.len() < SIZE_MIN_REFERENCES {
+        let undecided = Size { trojaned: false, label: None, z: None, references: sized.len() };
+        if sized.len() < SIZE_MIN_REFERENCES {
             return Ok(undecided);
         }
-        let pooled_refs: Vec<Vec<f64>> = refs.iter().filter_map(|r| r.pooled_ln_l1()).collect();
+        let pooled_refs: Vec<Vec<f64>> = sized.iter().map(|(d, t)| pooled(d, t)).collect();
         let all: Vec<&Vec<f64>> = pooled_refs.iter().collect();
         let (m, _) = min_shift(&pooled(&d, &t), &column_means(&all, n));
         // The null: each reference's m against the others.
@@ -357,7 +344,7 @@ impl Calibration {
         } else {
             0.0
         };
-        let dense_refs: Vec<&Vec<f64>> = refs.iter().filter_map(|r| r.dense_ln_l1.as_ref()).collect();
+        let dense_refs: Vec<&Vec<f64>> = sized.iter().map(|(d, _)| *d).collect();
         let (_, label) = min_shift(&d, &column_means(&dense_refs, n));
         Ok(Size { trojaned: z > threshold, label: Some(label as u32), z: Some(z), ..undecided })
     }

@@ -711,15 +711,13 @@ fn detect_record(outs: &[PathBuf], id: &str) -> Result<DetectRecord> {
 /// Fills the calibrated consensus and size columns of an ok row.
 fn calibrate_row(r: &mut ScanRow, outs: &[PathBuf], cal: &detect::Calibration) -> Result<()> {
     let record = detect_record(outs, &r.id)?;
-    let c = cal.decide(&r.path, &record, record.threshold).map_err(|e| {
-        Error::invalid("scan", format!("model `{}`: its detect record cannot be calibrated: {e}", r.id))
-    })?;
+    let refused =
+        |e: String| Error::invalid("scan", format!("model `{}`: its detect record cannot be calibrated: {e}", r.id));
+    let c = cal.decide(&r.path, &record, record.threshold).map_err(refused)?;
+    let s = cal.size(&r.path, &record, record.threshold).map_err(refused)?;
     r.calibrated_target = c.label;
     r.calibrated_ai = Some(c.anomaly_index.unwrap_or(-1.0));
     r.calibrated_references = Some(c.references);
-    let s = cal.size(&r.path, &record, record.threshold).map_err(|e| {
-        Error::invalid("scan", format!("model `{}`: its detect record cannot be calibrated: {e}", r.id))
-    })?;
     r.size_target = s.label;
     r.size_z = s.z;
     r.size_references = Some(s.references);
