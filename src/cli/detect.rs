@@ -133,6 +133,16 @@ pub struct DetectSettingsArgs {
     /// steps are as fast with none (README "Faster detect").
     #[arg(long, conflicts_with_all = ["exhaustive", "fast"])]
     pub quick: bool,
+    /// Skip the warp inversion of the dense model (which label a sub-pixel smooth warp of the
+    /// seeds reaches: the target of a warping trigger such as WaNet's; README "Populations").
+    #[arg(long)]
+    pub no_warp: bool,
+    /// Warp inversion: the largest mean control offset, in WaNet's strength units [default: 0.5]
+    #[arg(long)]
+    pub warp_budget: Option<f64>,
+    /// Warp inversion: Adam steps [default: 100]
+    #[arg(long)]
+    pub warp_steps: Option<usize>,
     /// Anomaly index above which the model is flagged.
     #[arg(long, default_value_t = DEFAULTS.threshold)]
     pub threshold: f64,
@@ -211,6 +221,13 @@ impl TryFrom<&DetectSettingsArgs> for DetectConfig {
         if let Some(sample) = a.reverse_sample {
             (cfg.reverse_sample, cfg.reverse_batch) = (sample.0, None);
         }
+        if let Some(w) = cfg.warp.as_mut() {
+            w.budget = a.warp_budget.unwrap_or(w.budget);
+            w.steps = a.warp_steps.unwrap_or(w.steps);
+        }
+        if a.no_warp {
+            cfg.warp = None;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -244,6 +261,9 @@ pub fn run(a: DetectArgs, device: Device, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&record)?);
     }
     eprintln!("{}", record.calibrated_verdict_line().unwrap_or_else(|| found.verdict_line(&cfg)));
+    if let Some(w) = &record.warp {
+        eprintln!("{}", quarantine::detect::warp_line(w));
+    }
     eprintln!("detect: report {}", report.display());
     Ok(())
 }
@@ -281,5 +301,10 @@ mod tests {
         assert!(config(&["--quick", "--fast"]).is_err());
         assert!(config(&["--quick", "--exhaustive"]).is_err());
         assert!(config(&["--cost-patience", "0"]).is_err());
+        // The warp inversion runs by default; its flags set it, --no-warp drops it.
+        let w = config(&["--warp-budget", "0.75", "--warp-steps", "40"]).unwrap().warp.unwrap();
+        assert_eq!((w.budget, w.steps, w.k), (0.75, 40, 4));
+        assert_eq!(config(&["--no-warp"]).unwrap().warp, None);
+        assert!(config(&["--warp-budget", "0"]).is_err());
     }
 }

@@ -43,7 +43,7 @@ use std::path::Path;
 use super::record::{Calibrated, DetectRecord, Size, VerdictSummary};
 use super::{CalibratedRule, DecisionRule};
 use crate::error::{Error, Result};
-use crate::reverse::{verdict, AnomalyScale, LabelSummary};
+use crate::reverse::{verdict, AnomalyScale, LabelSummary, WARP_FLAG_ASR};
 
 /// The format tag of a calibration file.
 pub const FORMAT: &str = "quarantine-calibration/1";
@@ -350,6 +350,58 @@ impl Calibration {
     }
 }
 
+/// The size-or-warp rule on one model (pre-registered in docs/scans/heldout5-plan.md): the size
+/// rule's verdict OR the warp inversion's ([`crate::reverse::warp`]: warped seeds reach a label at
+/// least [`WARP_FLAG_ASR`] of the time); the target is the warp's label when the warp flags, else
+/// the size rule's. A warping trigger (WaNet) is found by both but named only by the warp; a patch
+/// trigger is named by the masks.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SizeWarp {
+    /// Flagged by either.
+    pub trojaned: bool,
+    /// The named label.
+    pub target: Option<u32>,
+    /// `max(z / threshold, warp attack success / WARP_FLAG_ASR)`: above 1 exactly when one of them
+    /// flags (the size rule flags at z > threshold, the warp at >=); -inf without either.
+    pub statistic: f64,
+}
+
+/// [`SizeWarp`] from the size rule's `z` and label (at `threshold` > 0) and the warp inversion's
+/// best attack success and label; a missing part does not flag.
+pub fn size_warp(
+    z: Option<f64>,
+    size_label: Option<u32>,
+    warp_asr: Option<f64>,
+    warp_label: Option<u32>,
+    threshold: f64,
+) -> SizeWarp {
+    let size_flag = z.is_some_and(|z| z > threshold);
+    let warp_flag = warp_asr.is_some_and(|a| a >= WARP_FLAG_ASR);
+    let s = z.map_or(f64::NEG_INFINITY, |z| if threshold > 0.0 { z / threshold } else { z });
+    let w = warp_asr.map_or(f64::NEG_INFINITY, |a| a / WARP_FLAG_ASR);
+    SizeWarp {
+        trojaned: size_flag || warp_flag,
+        target: if warp_flag { warp_label } else { size_label },
+        statistic: s.max(w),
+    }
+}
+
+/// The warp inversion's line as `quarantine detect` prints it.
+pub fn warp_line(w: &crate::reverse::WarpReport) -> String {
+    let found = if w.best_attack_success >= WARP_FLAG_ASR {
+        format!("at least {WARP_FLAG_ASR}: a warping trigger (WaNet-like) to label {}?", w.best)
+    } else {
+        format!("below {WARP_FLAG_ASR}: no warping trigger found")
+    };
+    format!(
+        "warp inversion: a smooth warp of mean offset <= {} moves {:.0}% of the seeds to label {} (next label {:.0}%), {found}",
+        w.config.budget,
+        w.best_attack_success * 100.0,
+        w.best,
+        w.runner_up_attack_success * 100.0
+    )
+}
+
 impl DetectRecord {
     /// Decides with the calibrated consensus rule on `cal` (the audited model at `path` is never its
     /// own reference): the verdict becomes the calibrated one; `decision` keeps the uncalibrated rule's.
@@ -452,6 +504,26 @@ mod tests {
         put(&mut r.dense, dense);
         put(&mut r.ticket, ticket);
         r
+    }
+
+    /// Either part flags; the warp names the target when it flags, else the masks do; the
+    /// statistic crosses 1 exactly where the verdict turns.
+    #[test]
+    fn size_or_warp_flags_on_either_and_names_by_the_warp_when_it_flags() {
+        let d = size_warp(Some(3.0), Some(8), Some(0.92), Some(0), 2.0);
+        assert_eq!((d.trojaned, d.target), (true, Some(0)));
+        assert!((d.statistic - 1.84).abs() < 1e-12);
+        let d = size_warp(Some(3.0), Some(8), Some(0.2), Some(0), 2.0);
+        assert_eq!((d.trojaned, d.target, d.statistic), (true, Some(8), 1.5));
+        let d = size_warp(Some(1.0), Some(8), Some(0.6), Some(4), 2.0);
+        assert_eq!((d.trojaned, d.target), (true, Some(4)));
+        let d = size_warp(Some(1.0), Some(8), Some(0.3), Some(4), 2.0);
+        assert_eq!((d.trojaned, d.target), (false, Some(8)));
+        assert!(d.statistic < 1.0);
+        let d = size_warp(None, None, None, None, 2.0);
+        assert_eq!((d.trojaned, d.target, d.statistic), (false, None, f64::NEG_INFINITY));
+        let at = size_warp(None, None, Some(WARP_FLAG_ASR), Some(2), 2.0);
+        assert_eq!((at.trojaned, at.statistic), (true, 1.0));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod calibrate;
 mod decide;
 mod record;
 
-pub use calibrate::{Calibration, Reference, SIZE_MIN_REFERENCES};
+pub use calibrate::{size_warp, warp_line, Calibration, Reference, SizeWarp, SIZE_MIN_REFERENCES};
 pub use decide::{decide, CalibratedRule, Consensus, Decision, DecisionRule, DenseOnly, Evidence, Rule, TicketOnly};
 pub use record::{
     Calibrated, DetectDynamics, DetectRecord, DetectSettings, ModelRef, Size, Timings, VerdictSummary, WinnerSummary,
@@ -44,8 +44,8 @@ use crate::eval::predict;
 use crate::model::{load_checkpoint, CheckpointInfo, InputOverrides, Model};
 use crate::prune::{one_shot_path, ticket_path, Criterion, Masks, Method, Scope};
 use crate::reverse::{
-    examine, load_seeds, synthesize, AnomalyScale, EarlyStop, Examination, ReverseConfig, ReverseJob, SeedSpec, Seeds,
-    SynthConfig, SynthSummary, SYNTH_STEPS,
+    examine, invert_warps, load_seeds, synthesize, AnomalyScale, EarlyStop, Examination, ReverseConfig, ReverseJob,
+    SeedSpec, Seeds, SynthConfig, SynthSummary, WarpConfig, WarpReport, SYNTH_STEPS,
 };
 use crate::score::path::{
     load_scored_ticket, pick_winner, search_steps, PathContext, PathSearch, ScoreKind, StepRow, DEFAULT_STRIDE,
@@ -170,6 +170,10 @@ pub struct DetectConfig {
     /// Early stop of the reverse engineering (`None`: every label runs all epochs).
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
+    /// The warp inversion on the dense model (`None`: not run; [`crate::reverse::warp`]); its
+    /// seed is the detection's.
+    #[serde(default)]
+    pub warp: Option<WarpConfig>,
     /// Anomaly index above which a model is flagged.
     pub threshold: f64,
     /// Scale of the anomaly index.
@@ -200,6 +204,7 @@ impl Default for DetectConfig {
             reverse_batch: None,
             reverse_sample: Some(DEFAULT_REVERSE_SAMPLE),
             early_stop: None,
+            warp: Some(WarpConfig::default()),
             threshold: 2.0,
             anomaly_scale: AnomalyScale::Log,
             decide: DecisionRule::Consensus,
@@ -264,6 +269,9 @@ impl DetectConfig {
             return Err(Error::invalid("path search", "the stride of the coarse search must be at least 1"));
         }
         self.reverse_job().config.validate()?;
+        if let Some(w) = &self.warp {
+            w.validate()?;
+        }
         if self.score_samples == 0 || self.reverse_epochs == 0 {
             return Err(Error::invalid(
                 "detection config",
@@ -378,6 +386,8 @@ pub struct Detection {
     pub data_free: bool,
     /// Synthesized seed images and how their inversion went (synthesized seeds only).
     pub synthesized: Option<(ImageSet, SynthSummary)>,
+    /// The warp inversion of the dense model, when run.
+    pub warp: Option<WarpReport>,
     /// Where the time went.
     pub timings: Timings,
 }
@@ -444,11 +454,19 @@ pub fn run(
     ));
     let ticket_exam = examine_for_detect(&ticket, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
     timings.reverse_ticket = lap(&mut clock);
+    let warp = match &cfg.warp {
+        Some(w) => {
+            progress.note("detect: warp inversion of the dense model");
+            Some(invert_warps(model, norm, &seeds, &WarpConfig { seed: cfg.seed, ..w.clone() }, ctl)?)
+        }
+        None => None,
+    };
+    timings.warp = lap(&mut clock);
     let epochs = |e: &Examination| e.results.iter().map(|r| r.epochs_run).sum();
     timings.label_epochs = (epochs(&dense), epochs(&ticket_exam));
     timings.total = start.elapsed().as_secs_f64();
     progress.note(&format!(
-        "detect: {:.0} s: seeds {:.0} s, path {:.0} s, score {:.0} s ({} steps), reverse engineering {:.0} + {:.0} s ({} + {} label-epochs)",
+        "detect: {:.0} s: seeds {:.0} s, path {:.0} s, score {:.0} s ({} steps), reverse engineering {:.0} + {:.0} s ({} + {} label-epochs), warp {:.0} s",
         timings.total,
         timings.seeds,
         timings.prune,
@@ -457,7 +475,8 @@ pub fn run(
         timings.reverse_dense,
         timings.reverse_ticket,
         timings.label_epochs.0,
-        timings.label_epochs.1
+        timings.label_epochs.1,
+        timings.warp
     ));
     let decision = decide(
         cfg.decide,
@@ -477,6 +496,7 @@ pub fn run(
         score_data: free.map_or("given", FreeScoreData::title),
         data_free: free.is_some(),
         synthesized,
+        warp,
         timings,
     })
 }

@@ -7,7 +7,7 @@ use super::{Decision, DecisionRule, DetectConfig, Detection};
 use crate::data::DataSpec;
 use crate::model::{ModelMeta, Versions};
 use crate::prune::Method;
-use crate::reverse::{AnomalyScale, EarlyStop, Examination, SeedSpec, SynthSummary};
+use crate::reverse::{AnomalyScale, EarlyStop, Examination, SeedSpec, SynthSummary, WarpConfig, WarpReport};
 use crate::score::path::{PathSearch, ScoreKind, StepRow};
 use crate::score::ScoreConfig;
 
@@ -144,6 +144,9 @@ pub struct DetectSettings {
     /// Early stop of the reverse engineering (None: all epochs).
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
+    /// The warp inversion's settings (None: not run, or a record written before it existed).
+    #[serde(default)]
+    pub warp: Option<WarpConfig>,
 }
 
 /// Where a detection's time went, in seconds of wall-clock time.
@@ -164,6 +167,9 @@ pub struct Timings {
     /// Epochs run, summed over the labels, dense model and ticket (labels x epochs without
     /// early stop).
     pub label_epochs: (usize, usize),
+    /// The warp inversion of the dense model (0 when not run).
+    #[serde(default)]
+    pub warp: f64,
     /// The whole detection.
     pub total: f64,
 }
@@ -204,6 +210,9 @@ pub struct DetectRecord {
     /// Where the time went (absent in records written before it was measured).
     #[serde(default)]
     pub timings: Option<Timings>,
+    /// The warp inversion of the dense model ([`crate::reverse::warp`]; absent when not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warp: Option<WarpReport>,
     /// The calibrated consensus decision (`--calibration`); when present, `trojaned`, `target` and
     /// `anomaly_index` are its verdict and `decision` the uncalibrated rule's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +311,10 @@ impl DetectConfig {
             command.push_str(&format!(" --early-stop --early-stop-patience {}", e.patience));
             command.push_str(&format!(" --early-stop-far {}", e.far.unwrap_or(0.0)));
         }
+        match &self.warp {
+            Some(w) => command.push_str(&format!(" --warp-budget {} --warp-steps {}", w.budget, w.steps)),
+            None => command.push_str(" --no-warp"),
+        }
         command
     }
 }
@@ -346,11 +359,13 @@ impl Detection {
                 search: cfg.search,
                 stride: cfg.stride,
                 early_stop: cfg.early_stop,
+                warp: cfg.warp.clone().map(|w| WarpConfig { seed: cfg.seed, ..w }),
             },
             seed: cfg.seed,
             command,
             versions: Versions::default(),
             timings: Some(self.timings.clone()),
+            warp: self.warp.clone(),
             calibrated: None,
             size: None,
             calibrated_rule: None,

@@ -29,6 +29,7 @@ use crate::data::DataSpec;
 use crate::detect::{self, AuditData, DetectConfig, DetectRecord, ModelRef, Suspect};
 use crate::error::{Error, Result};
 use crate::report::write_detection;
+use crate::reverse::WARP_FLAG_ASR;
 use crate::util::{write_atomic, write_json};
 
 /// Which models of the sorted list this process scans: every `count`-th from `index`.
@@ -225,6 +226,16 @@ pub struct ScanRow {
     /// References it used.
     #[serde(default)]
     pub size_references: Option<usize>,
+    /// The warp inversion of the dense model ([`crate::reverse::warp`]): the label warped seeds
+    /// reach most often.
+    #[serde(default)]
+    pub warp_target: Option<u32>,
+    /// Its attack success on the seeds.
+    #[serde(default)]
+    pub warp_asr: Option<f64>,
+    /// The second highest label's.
+    #[serde(default)]
+    pub warp_runner_up: Option<f64>,
 }
 
 impl ScanRow {
@@ -263,6 +274,9 @@ impl ScanRow {
             size_target: None,
             size_z: None,
             size_references: None,
+            warp_target: None,
+            warp_asr: None,
+            warp_runner_up: None,
         }
     }
 
@@ -279,6 +293,11 @@ impl ScanRow {
         self.agree = Some(d.agree);
         self.threshold = Some(r.threshold);
         self.ticket_density = Some(r.winning_ticket.density);
+        if let Some(w) = &r.warp {
+            self.warp_target = Some(w.best);
+            self.warp_asr = Some(w.best_attack_success);
+            self.warp_runner_up = Some(w.runner_up_attack_success);
+        }
         self.score_rule = match d.rule {
             detect::DecisionRule::Consensus => {
                 Some(if d.agree { d.pooled_anomaly_index.unwrap_or(-1.0) } else { -1.0 })
@@ -331,6 +350,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "size_target",
     "size_z",
     "size_references",
+    "warp_target",
+    "warp_asr",
+    "warp_runner_up",
 ];
 
 /// `rows` as CSV (RFC 4180 quoting), one line per row in the given order.
@@ -777,6 +799,12 @@ pub enum RuleName {
     /// Absolute mask sizes against clean reference models ([`detect::Calibration::size`]; only
     /// with `--calibration`).
     Size,
+    /// The warp inversion alone: flagged when warped seeds reach a label at least
+    /// [`WARP_FLAG_ASR`] of the time (only where detections ran it).
+    Warp,
+    /// The size rule or the warp inversion ([`detect::size_warp`]; only with `--calibration` and
+    /// the warp inversion).
+    SizeWarp,
 }
 
 impl RuleName {
@@ -792,6 +820,8 @@ impl RuleName {
             RuleName::NeuralCleanse => "Neural Cleanse (dense, linear)",
             RuleName::Calibrated => "consensus, calibrated on clean references",
             RuleName::Size => "size, against clean references",
+            RuleName::Warp => "warp inversion",
+            RuleName::SizeWarp => "size or warp, target by warp",
         }
     }
 
@@ -814,6 +844,14 @@ impl RuleName {
             RuleName::Calibrated => (r.calibrated_ai.unwrap_or(-1.0), flag(r.calibrated_ai), r.calibrated_target),
             // z may be any real number: a row without it (too few references) ranks below every row.
             RuleName::Size => (r.size_z.unwrap_or(f64::NEG_INFINITY), flag(r.size_z), r.size_target),
+            RuleName::Warp => {
+                let a = r.warp_asr.unwrap_or(f64::NEG_INFINITY);
+                (a, a >= WARP_FLAG_ASR, r.warp_target)
+            }
+            RuleName::SizeWarp => {
+                let d = detect::size_warp(r.size_z, r.size_target, r.warp_asr, r.warp_target, th);
+                (d.statistic, d.trojaned, d.target)
+            }
         }
     }
 }
@@ -917,10 +955,13 @@ pub fn metrics(rows: &[ScanRow], bootstrap: usize, seed: u64) -> ScanMetrics {
     let n = measured.len();
     let calibrated = rows.iter().any(|r| r.calibrated_references.is_some());
     let sized = rows.iter().any(|r| r.size_z.is_some());
+    let warped = rows.iter().any(|r| r.warp_asr.is_some());
     let rules = RuleName::ALL
         .iter()
         .chain(calibrated.then_some(&RuleName::Calibrated))
         .chain(sized.then_some(&RuleName::Size))
+        .chain(warped.then_some(&RuleName::Warp))
+        .chain((sized && warped).then_some(&RuleName::SizeWarp))
         .map(|&rule| {
             let read: Vec<Read> = measured
                 .iter()
