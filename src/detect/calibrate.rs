@@ -421,7 +421,7 @@ impl DetectRecord {
                 self.target = if c.trojaned { c.label } else { None };
                 self.anomaly_index = c.anomaly_index;
             }
-            CalibratedRule::Size => {
+            CalibratedRule::Size | CalibratedRule::SizeWarp => {
                 let Some(z) = size.z else {
                     return Err(format!(
                         "the size rule needs at least {SIZE_MIN_REFERENCES} clean {} references detected like this \
@@ -433,6 +433,16 @@ impl DetectRecord {
                 self.trojaned = size.trojaned;
                 self.target = if size.trojaned { size.label } else { None };
                 self.anomaly_index = Some(z).filter(|z| z.is_finite());
+                if rule == CalibratedRule::SizeWarp {
+                    let Some(w) = &self.warp else {
+                        return Err("the size-warp rule needs the warp inversion, which this detection did not run \
+                                    (it ran with --no-warp)"
+                            .into());
+                    };
+                    let d = size_warp(size.z, size.label, Some(w.best_attack_success), Some(w.best), self.threshold);
+                    self.trojaned = d.trojaned;
+                    self.target = if d.trojaned { d.target } else { None };
+                }
             }
         }
         self.calibrated = Some(c);
@@ -446,14 +456,24 @@ impl DetectRecord {
         let c = self.calibrated.as_ref()?;
         let arch = &self.model.meta.arch;
         let plain = if self.decision.trojaned { "TROJANED" } else { "no Trojan" };
-        if let (Some(CalibratedRule::Size), Some(s)) = (self.calibrated_rule, &self.size) {
-            let why = format!(
+        if let (Some(rule @ (CalibratedRule::Size | CalibratedRule::SizeWarp)), Some(s)) =
+            (self.calibrated_rule, &self.size)
+        {
+            let mut why = format!(
                 "size rule: the smallest masks lie {:.2} null standard deviations below {} clean {arch} references, {} {}",
                 s.z.unwrap_or(f64::NAN),
                 s.references,
                 if s.trojaned { ">" } else { "<=" },
                 self.threshold
             );
+            if let (CalibratedRule::SizeWarp, Some(w)) = (rule, &self.warp) {
+                why += &format!(
+                    "; warp inversion: {:.0}% of the seeds to label {}, {} {WARP_FLAG_ASR}",
+                    w.best_attack_success * 100.0,
+                    w.best,
+                    if w.best_attack_success >= WARP_FLAG_ASR { ">=" } else { "<" }
+                );
+            }
             return Some(match self.target {
                 Some(t) if self.trojaned => {
                     format!("verdict: TROJANED, target label {t} ({why}; uncalibrated {}: {plain})", self.decision.rule)
@@ -654,6 +674,25 @@ mod tests {
         r.calibrate(&cal, "suspect", CalibratedRule::Size).unwrap();
         assert!(r.trojaned && r.target == Some(2) && r.calibrated.is_some() && r.size.is_some());
         assert!(r.calibrated_verdict_line().unwrap().contains("size rule"), "{:?}", r.calibrated_verdict_line());
+        // size-warp needs the warp inversion; with one that flags, its label is the target.
+        let err = r.calibrate(&cal, "suspect", CalibratedRule::SizeWarp).unwrap_err();
+        assert!(err.contains("--no-warp"), "{err}");
+        let wl =
+            |label, attack_success| crate::reverse::WarpLabel { label, attack_success, base_rate: 0.1, magnitude: 0.5 };
+        r.warp = Some(crate::reverse::WarpReport {
+            config: Default::default(),
+            labels: vec![wl(0, 0.9), wl(1, 0.1), wl(2, 0.2)],
+            best: 0,
+            best_attack_success: 0.9,
+            runner_up_attack_success: 0.2,
+        });
+        r.calibrate(&cal, "suspect", CalibratedRule::SizeWarp).unwrap();
+        assert!(r.trojaned && r.target == Some(0), "{:?}", r.target);
+        assert!(
+            r.calibrated_verdict_line().unwrap().contains("warp inversion: 90%"),
+            "{:?}",
+            r.calibrated_verdict_line()
+        );
         // A round trip keeps the absolute sizes; a wrong count is refused naming the file.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cal.json");

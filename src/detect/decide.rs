@@ -45,10 +45,14 @@ pub enum CalibratedRule {
     /// ranked best on the third held-back zoo (README).
     #[default]
     Size,
+    /// The size rule or the warp inversion, the target by the warp where it flags
+    /// ([`super::size_warp`]; needs the warp inversion).
+    SizeWarp,
 }
 crate::choices!(CalibratedRule {
     Consensus => "consensus": "consensus on masks shifted by the references' per-label offsets",
     Size => "size": "the masks' absolute size against the same labels of the references",
+    SizeWarp => "size-warp": "the size rule or the warp inversion, the target by the warp where it flags",
 });
 
 impl DecisionRule {

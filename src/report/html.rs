@@ -224,6 +224,26 @@ pub fn detect_section(dir: &Path, heading: &str, truth: Option<&Truth>) -> Resul
     }
     s.push_str(&trigger_row(&dir.join("reverse-dense"), &dense, "dense model")?);
     s.push_str(&trigger_row(&dir.join("reverse-ticket"), &ticket, "winning Trojan ticket")?);
+    if let Some(w) = &det.warp {
+        let _ = write!(
+            s,
+            "<h3>Warp inversion (non-patch triggers such as WaNet)</h3><p>{}</p>",
+            esc(&crate::detect::warp_line(w))
+        );
+        let rows: Vec<Vec<String>> = w
+            .labels
+            .iter()
+            .map(|l| {
+                vec![
+                    l.label.to_string(),
+                    num(Some(l.attack_success), 2),
+                    num(Some(l.base_rate), 2),
+                    num(Some(l.magnitude), 3),
+                ]
+            })
+            .collect();
+        s.push_str(&table(&["label", "warped seeds classified as it", "unwarped", "mean control offset"], &rows));
+    }
     s.push_str(&detect_numbers(&det, &dense, &ticket));
     Ok(s)
 }
