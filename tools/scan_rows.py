@@ -2,7 +2,8 @@
 model and the winning ticket point at (label and log-scale anomaly index), the pooled index where
 they agree, and each rule's verdict at threshold 2 (T = flagged Trojaned with that target, - = clean);
 with a calibrated scan (`scan --calibration`), also the calibrated consensus: agreed label (pooled
-index after calibration) and its verdict, and the size rule: named label (z) and its verdict.
+index after calibration) and its verdict, and the size rule: named label (z) and its verdict; with the
+warp inversion, its label (attack success; the next label's) and the size-warp verdict.
 
 Run: python3 tools/scan_rows.py SCAN_OUT      (reads SCAN_OUT/scan.csv)
 """
@@ -20,6 +21,8 @@ def main():
     sized = any(r.get("size_z") for r in rows)
     head += ["calibrated: label (index)", "calibrated"] if cal else []
     head += ["size: label (z)", "size"] if sized else []
+    warped = any(r.get("warp_asr") for r in rows)
+    head += ["warp: label (attack success; next)", "size-warp"] if warped else []
     head += ["ticket phenomenon"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -40,6 +43,9 @@ def main():
         if sized:
             z, t = num(r.get("size_z")), r.get("size_target")
             cells += [f"{t} ({ai(z)})" if t else "-", show(v["size"]) if "size" in v else "-"]
+        if warped:
+            a, t, nxt = num(r.get("warp_asr")), r.get("warp_target"), num(r.get("warp_runner_up"))
+            cells += [f"{t} ({ai(a)}; {ai(nxt)})" if t else "-", show(v["size-warp"]) if "size-warp" in v else "-"]
         cells.append({"true": "yes", "false": "no"}.get(r["ticket_phenomenon"], "-"))
         print("| " + " | ".join(cells) + " |")
 

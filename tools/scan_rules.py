@@ -3,8 +3,12 @@ tools/scan_rows.py and tools/scan_compare.py. It mirrors `RuleName` in src/scan/
 `scan` writes): consensus = the pooled index where dense model and ticket agree (else no statistic),
 ticket = the ticket's log index, dense-log = the dense model's log index, nc-linear = Neural Cleanse
 (the dense model's linear index), calibrated = calibrated consensus and size = the size rule (both
-only in a scan made with `--calibration`). A row's threshold is its own `threshold` column (2 when absent).
+only in a scan made with `--calibration`), warp = the warp inversion's best attack success (flagged at
+>= WARP_FLAG_ASR) and size-warp = size or warp, the target by the warp where it flags (src/detect/calibrate.rs
+`size_warp`). A row's threshold is its own `threshold` column (2 when absent).
 """
+
+WARP_FLAG_ASR = 0.5  # src/reverse/warp.rs
 
 RULES = ("consensus", "ticket", "dense-log", "nc-linear")
 
@@ -28,6 +32,15 @@ def statistic(r, rule):
     if rule == "size":
         v = num(r.get("size_z"))
         return float("-inf") if v is None else v
+    if rule == "warp":
+        v = num(r.get("warp_asr"))
+        return float("-inf") if v is None else v
+    if rule == "size-warp":
+        z, a = num(r.get("size_z")), num(r.get("warp_asr"))
+        th = threshold(r)
+        s = float("-inf") if z is None else (z / th if th > 0 else z)
+        w = float("-inf") if a is None else a / WARP_FLAG_ASR
+        return max(s, w)
     if rule == "consensus":
         v = num(r["pooled_ai"]) if r["agree"] == "true" else None
     else:
@@ -37,20 +50,35 @@ def statistic(r, rule):
     return -1.0 if v is None else v
 
 
+def warp_flags(r):
+    a = num(r.get("warp_asr"))
+    return a is not None and a >= WARP_FLAG_ASR
+
+
 def target(r, rule):
     """The label the rule names."""
+    if rule == "warp":
+        return r.get("warp_target", "")
+    if rule == "size-warp":
+        return r.get("warp_target", "") if warp_flags(r) else r.get("size_target", "")
     return {"ticket": r["ticket_target"], "calibrated": r.get("calibrated_target", ""),
             "size": r.get("size_target", "")}.get(rule, r["dense_target"])
 
 
 def verdict(r, rule):
     """(flagged at the row's threshold, named target)."""
+    if rule == "warp":
+        return warp_flags(r), target(r, rule)
+    if rule == "size-warp":
+        z = num(r.get("size_z"))
+        return (z is not None and z > threshold(r)) or warp_flags(r), target(r, rule)
     return statistic(r, rule) > threshold(r), target(r, rule)
 
 
 def verdicts(r):
     """Every rule the row carries: {rule: (flagged, target)}."""
     rules = RULES + (("calibrated",) if r.get("calibrated_references") else ()) + (("size",) if r.get("size_z") else ())
+    rules += (("warp",) if r.get("warp_asr") else ()) + (("size-warp",) if r.get("size_z") and r.get("warp_asr") else ())
     return {rule: verdict(r, rule) for rule in rules}
 
 
