@@ -126,6 +126,14 @@ poison_ratios = [0.1, 0.1]
         assert!((dense["value"].as_f64().unwrap() - want).abs() < 1e-12, "{dense} vs {want}");
         assert!(whole.join("roc.png").exists());
     }
+    // Every ok row carries the warp inversion (detect runs it by default), and the metrics the
+    // warp rule read off those columns.
+    for r in rows.iter().filter(|r| r["status"] == "ok") {
+        let (a, next) = (r["warp_asr"].as_f64().unwrap(), r["warp_runner_up"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&a) && next <= a, "{r}");
+        assert!(r["warp_target"].as_u64().unwrap() < 10, "{r}");
+    }
+    assert!(m["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "warp"), "{m}");
 
     // Two shards as separate processes into separate folders, then merged: the same scan.csv.
     let (s0, s1, merged) = (d.path().join("s0"), d.path().join("s1"), d.path().join("merged"));
