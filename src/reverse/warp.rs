@@ -297,6 +297,37 @@ mod tests {
         assert!(diff < 1e-6, "{diff}");
     }
 
+    /// On a small random model: every label gets a field within the budget, the rates are
+    /// fractions of the seeds, and the same seed gives the same report (another seed another one).
+    #[test]
+    fn an_inversion_keeps_the_budget_and_is_deterministic_under_its_seed() {
+        tch::manual_seed(5);
+        let meta = crate::model::ModelMeta {
+            arch: crate::model::Arch::Cnn,
+            in_channels: 1,
+            height: 8,
+            width: 8,
+            num_classes: 4,
+            script: None,
+        };
+        let model = Model::new(meta, tch::Device::Cpu).unwrap();
+        let norm = Normalization::mnist();
+        let seeds = Seeds::Noise { n: 12 };
+        let cfg = WarpConfig { steps: 6, sample: Some(5), budget: 0.3, lr: 0.2, seed: 9, ..Default::default() };
+        let r = invert_warps(&model, &norm, &seeds, &cfg, &Control::quiet()).unwrap();
+        assert_eq!(r.labels.iter().map(|l| l.label).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        for l in &r.labels {
+            assert!(l.magnitude <= 0.3 + 1e-5 && l.magnitude > 0.0, "{l:?}");
+            assert!((0.0..=1.0).contains(&l.attack_success) && (0.0..=1.0).contains(&l.base_rate), "{l:?}");
+        }
+        let base: f64 = r.labels.iter().map(|l| l.base_rate).sum();
+        assert!((base - 1.0).abs() < 1e-9, "the unwarped seeds fall in exactly one label each: {base}");
+        assert!(r.best_attack_success >= r.runner_up_attack_success);
+        assert_eq!(invert_warps(&model, &norm, &seeds, &cfg, &Control::quiet()).unwrap(), r);
+        let other = invert_warps(&model, &norm, &seeds, &WarpConfig { seed: 10, ..cfg }, &Control::quiet()).unwrap();
+        assert_ne!(other.labels, r.labels);
+    }
+
     #[test]
     fn the_report_ranks_labels_and_breaks_ties_low() {
         let l = |label, attack_success| WarpLabel { label, attack_success, base_rate: 0.1, magnitude: 0.5 };
