@@ -43,7 +43,7 @@ use std::path::Path;
 use super::record::{Calibrated, DetectRecord, Size, VerdictSummary};
 use super::{CalibratedRule, DecisionRule};
 use crate::error::{Error, Result};
-use crate::reverse::{verdict, AnomalyScale, LabelSummary, WARP_FLAG_ASR};
+use crate::reverse::{verdict, warp_flags, AnomalyScale, LabelSummary, WARP_FLAG_ASR};
 
 /// The format tag of a calibration file.
 pub const FORMAT: &str = "quarantine-calibration/1";
@@ -376,7 +376,7 @@ pub fn size_warp(
     threshold: f64,
 ) -> SizeWarp {
     let size_flag = z.is_some_and(|z| z > threshold);
-    let warp_flag = warp_asr.is_some_and(|a| a >= WARP_FLAG_ASR);
+    let warp_flag = warp_asr.is_some_and(warp_flags);
     let s = z.map_or(f64::NEG_INFINITY, |z| if threshold > 0.0 { z / threshold } else { z });
     let w = warp_asr.map_or(f64::NEG_INFINITY, |a| a / WARP_FLAG_ASR);
     SizeWarp {
@@ -388,7 +388,7 @@ pub fn size_warp(
 
 /// The warp inversion's line as `quarantine detect` prints it.
 pub fn warp_line(w: &crate::reverse::WarpReport) -> String {
-    let found = if w.best_attack_success >= WARP_FLAG_ASR {
+    let found = if warp_flags(w.best_attack_success) {
         format!("at least {WARP_FLAG_ASR}: a warping trigger (WaNet-like) to label {}?", w.best)
     } else {
         format!("below {WARP_FLAG_ASR}: no warping trigger found")
@@ -471,7 +471,7 @@ impl DetectRecord {
                     "; warp inversion: {:.0}% of the seeds to label {}, {} {WARP_FLAG_ASR}",
                     w.best_attack_success * 100.0,
                     w.best,
-                    if w.best_attack_success >= WARP_FLAG_ASR { ">=" } else { "<" }
+                    if warp_flags(w.best_attack_success) { ">=" } else { "<" }
                 );
             }
             return Some(match self.target {

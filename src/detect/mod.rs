@@ -286,6 +286,11 @@ impl DetectConfig {
         (!data_given).then_some(self.free_score_data)
     }
 
+    /// The warp inversion run on the dense model, with the detection's seed (`None`: not run).
+    pub fn warp_job(&self) -> Option<WarpConfig> {
+        self.warp.clone().map(|w| WarpConfig { seed: self.seed, ..w })
+    }
+
     /// The reverse-engineering job run on the dense model and on the ticket.
     pub fn reverse_job(&self) -> ReverseJob {
         ReverseJob {
@@ -454,10 +459,10 @@ pub fn run(
     ));
     let ticket_exam = examine_for_detect(&ticket, suspect, &seeds, &job, ctx.test.as_ref(), ctl)?;
     timings.reverse_ticket = lap(&mut clock);
-    let warp = match &cfg.warp {
+    let warp = match cfg.warp_job() {
         Some(w) => {
             progress.note("detect: warp inversion of the dense model");
-            Some(invert_warps(model, norm, &seeds, &WarpConfig { seed: cfg.seed, ..w.clone() }, ctl)?)
+            Some(invert_warps(model, norm, &seeds, &w, ctl)?)
         }
         None => None,
     };

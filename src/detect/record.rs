@@ -359,7 +359,7 @@ impl Detection {
                 search: cfg.search,
                 stride: cfg.stride,
                 early_stop: cfg.early_stop,
-                warp: cfg.warp.clone().map(|w| WarpConfig { seed: cfg.seed, ..w }),
+                warp: cfg.warp_job(),
             },
             seed: cfg.seed,
             command,

@@ -72,7 +72,7 @@ pub use optim::{class_loss, l1_l2sq, squash, stamp, tv2, CostSchedule, CW_KAPPA}
 pub use report::{verdict, LabelL1, LabelSummary, ReverseReport, Verdict};
 pub use seeds::{load_seeds, SeedSpec, Seeds};
 pub use synth::{synthesize, synthesize_with, SynthConfig, SynthSummary, SYNTH_STEPS};
-pub use warp::{invert_warps, WarpConfig, WarpLabel, WarpReport, WARP_FLAG_ASR};
+pub use warp::{invert_warps, warp_flags, WarpConfig, WarpLabel, WarpReport, WARP_FLAG_ASR};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

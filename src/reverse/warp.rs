@@ -36,6 +36,12 @@ use crate::train::epoch_seed;
 /// (configs/zoos/wanet-tune.toml; README "Populations").
 pub const WARP_FLAG_ASR: f64 = 0.5;
 
+/// Whether warped seeds reaching a label with this attack success count as a warp trigger (at or
+/// above [`WARP_FLAG_ASR`]).
+pub fn warp_flags(attack_success: f64) -> bool {
+    attack_success >= WARP_FLAG_ASR
+}
+
 /// Stream keys of the warp inversion's random draws.
 const WARP_INIT_KEY: u64 = 0x5741_5250_494E_4954;
 const WARP_SEED_KEY: u64 = 0x5741_5250_5345_4544;
@@ -225,18 +231,19 @@ pub fn invert_warps(
     // Final attack success on every seed, unaugmented, and the base rates without a warp.
     let (mut hits, mut base, mut n) = (vec![0i64; l as usize], vec![0i64; l as usize], 0i64);
     tch::no_grad(|| {
-        for x in seeds.batches(sample.max(1), 0, false, Space::Pixel, &norm, shape, device) {
+        for x in seeds.batches(sample, 0, false, Space::Pixel, &norm, shape, device) {
             let b = x.size()[0];
             let warped = model.forward_frozen(&space.to_model(&warp_batch(&x, &f, &identity))).view([l, b, -1]);
+            // [L]: label l's warped seeds classified as l; [L]: unwarped seeds per predicted label.
             let hit = warped.argmax(-1, false).eq_tensor(&targets.view([l, 1])).sum_dim_intlist(
                 [1i64].as_slice(),
                 false,
                 Kind::Int64,
             );
-            let plain = model.forward_frozen(&space.to_model(&x)).argmax(-1, false);
-            for (i, (hv, bv)) in hits.iter_mut().zip(base.iter_mut()).enumerate() {
-                *hv += hit.int64_value(&[i as i64]);
-                *bv += plain.eq(i as i64).sum(Kind::Int64).int64_value(&[]);
+            let plain = model.forward_frozen(&space.to_model(&x)).argmax(-1, false).bincount::<Tensor>(None, l);
+            let counts = |t: Tensor| Vec::<i64>::try_from(t.to_device(tch::Device::Cpu)).expect("counts");
+            for (acc, add) in [(&mut hits, counts(hit)), (&mut base, counts(plain))] {
+                acc.iter_mut().zip(add).for_each(|(a, v)| *a += v);
             }
             n += b;
         }

@@ -29,7 +29,7 @@ use crate::data::DataSpec;
 use crate::detect::{self, AuditData, DetectConfig, DetectRecord, ModelRef, Suspect};
 use crate::error::{Error, Result};
 use crate::report::write_detection;
-use crate::reverse::WARP_FLAG_ASR;
+use crate::reverse::warp_flags;
 use crate::util::{write_atomic, write_json};
 
 /// Which models of the sorted list this process scans: every `count`-th from `index`.
@@ -800,7 +800,7 @@ pub enum RuleName {
     /// with `--calibration`).
     Size,
     /// The warp inversion alone: flagged when warped seeds reach a label at least
-    /// [`WARP_FLAG_ASR`] of the time (only where detections ran it).
+    /// [`crate::reverse::WARP_FLAG_ASR`] of the time (only where detections ran it).
     Warp,
     /// The size rule or the warp inversion ([`detect::size_warp`]; only with `--calibration` and
     /// the warp inversion).
@@ -846,7 +846,7 @@ impl RuleName {
             RuleName::Size => (r.size_z.unwrap_or(f64::NEG_INFINITY), flag(r.size_z), r.size_target),
             RuleName::Warp => {
                 let a = r.warp_asr.unwrap_or(f64::NEG_INFINITY);
-                (a, a >= WARP_FLAG_ASR, r.warp_target)
+                (a, warp_flags(a), r.warp_target)
             }
             RuleName::SizeWarp => {
                 let d = detect::size_warp(r.size_z, r.size_target, r.warp_asr, r.warp_target, th);
